@@ -1,0 +1,16 @@
+"""medsets: raw biomedical microscopy downloads to Hugging Face datasets.
+
+`BUILDERS` maps the names used on the command line to builder classes, which are ordinary
+`datasets.GeneratorBasedBuilder`s:
+
+    from builders import HEp2
+    builder = HEp2(config_name="icpr2014", data_dir="~/Downloads/ICIP2013_training_1.0.zip")
+    builder.download_and_prepare()
+    ds = builder.as_dataset()
+"""
+
+from .hep2 import HEp2
+
+BUILDERS = {"hep2": HEp2}
+
+__all__ = ["BUILDERS", "HEp2"]

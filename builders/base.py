@@ -1,0 +1,196 @@
+"""What every medsets builder shares; a dataset module only describes its source.
+
+A dataset module subclasses `MedsetsBuilder` and provides
+- `_info()` with its Features (from `schema`),
+- `_scan(source)` -> `Scan`: which published layout this is, the records of each split, the
+  structural problems found (missing files, unknown labels, ...) and the published counts,
+and may override `_example(record)` when its rows are not classification rows.
+
+The base class turns records into examples with the per-example checks (image decodes, mask size),
+collects every problem from every worker process, and after all splits are written either raises one
+`BuildError` listing all of them or, with `skip_bad=True`, leaves the bad rows out and records them
+in `self.report`.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+
+import datasets
+
+from .checks import (
+    BuildError,
+    BuildReport,
+    Ledger,
+    Problem,
+    PublishedCounts,
+    compare_counts,
+    cross_split_duplicates,
+    group_overlap,
+    size_stats,
+    tally,
+)
+from .schema import UnreadableImage, image_value, mask_value, pixel_hash
+from .source import Source, SourceError
+
+
+@dataclass
+class MedsetsConfig(datasets.BuilderConfig):
+    # Build without the rows that fail a check, recording each one, instead of refusing to build.
+    skip_bad: bool = False
+
+
+@dataclass
+class Scan:
+    layout: str  # human-readable name of the detected variant, goes into the report and card
+    splits: dict[str, list[dict]]  # split -> records, in a stable order
+    problems: list[Problem] = field(default_factory=list)
+    published: PublishedCounts = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+class LayoutNotFound(BuildError):
+    pass
+
+
+def canonical(value: str, names: list[str], aliases: dict[str, str] | None = None) -> str | None:
+    """Match a label spelling case- and separator-insensitively against canonical names."""
+    key = re.sub(r"[\s\-_]+", "_", value.strip().lower())
+    for name in names:
+        if key == name.lower():
+            return name
+    return (aliases or {}).get(key)
+
+
+class MedsetsBuilder(datasets.GeneratorBasedBuilder):
+    BUILDER_CONFIG_CLASS = MedsetsConfig
+    # Columns whose per-value counts are checked against published counts and shown in the report.
+    COUNTED_COLUMNS: tuple[str, ...] = ("label",)
+    # Column naming the specimen/patient, audited for overlap across splits (leakage).
+    GROUP_COLUMN: str | None = None
+    RECORDS_PER_JOB = 1000
+
+    report: BuildReport | None = None
+
+    # -- to be provided by dataset modules ------------------------------------------------------------
+    @abc.abstractmethod
+    def _scan(self, source: Source) -> Scan:
+        """Detect the layout and list the records of each split; see the module docstring."""
+
+    # -- datasets hooks --------------------------------------------------------------------------------
+    def _split_generators(self, dl_manager):
+        if not self.config.data_dir:
+            raise SourceError(f"{self.name}: pass data_dir= (the raw download: folder, wrapper folder or .zip)")
+        self._source = Source(self.config.data_dir)
+        self._scanned = self._scan(self._source)
+        for problem in self._scanned.problems:
+            self._ledger.problem(problem)
+        # datasets gives each worker process a share of a list argument; chunks of this size keep small
+        # splits in one process, where starting a pool would cost more than it saves.
+        size = self.RECORDS_PER_JOB
+        return [
+            datasets.SplitGenerator(name=split, gen_kwargs={
+                "chunks": [records[i:i + size] for i in range(0, len(records), size)], "split": split})
+            for split, records in self._scanned.splits.items()
+        ]
+
+    def _generate_examples(self, chunks: list[list[dict]], split: str):
+        for record in (r for chunk in chunks for r in chunk):
+            try:
+                example, image = self._example(record)
+            except RowProblems as bad:
+                for problem in bad.problems:
+                    self._ledger.problem(problem)
+                continue
+            self._ledger.example(
+                split=split,
+                image_id=example["image_id"],
+                file_name=example["file_name"],
+                width=image.width,
+                height=image.height,
+                pixel_hash=pixel_hash(image),
+                **{c: self._value_name(c, example.get(c)) for c in self.COUNTED_COLUMNS},
+                **({self.GROUP_COLUMN: example.get(self.GROUP_COLUMN)} if self.GROUP_COLUMN else {}),
+            )
+            yield f"{split}-{example['image_id']}", example
+
+    def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
+        self._ledger = Ledger(tempfile.mkdtemp(prefix="medsets-ledger-"))
+        try:
+            super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
+            problems, examples = self._ledger.read()
+        finally:
+            shutil.rmtree(self._ledger.folder, ignore_errors=True)
+        if problems and not self.config.skip_bad:
+            raise BuildError(
+                f"{self.name}/{self.config.name}: {len(problems)} problems in {self._source.path} "
+                f"({self._scanned.layout}):",
+                problems,
+                hint="Fix or re-download the files named above, or build without them with --skip-bad "
+                "(each left-out row is then listed in the build report and the card).",
+            )
+        self.report = self._make_report(problems, examples)
+
+    # -- per example -----------------------------------------------------------------------------------
+    def _example(self, record: dict):
+        """A classification row: image [+ mask], label, metadata. Returns (example, decoded image)."""
+        problems = []
+        try:
+            image_cell, image = image_value(self._source.read_bytes(record["image_file"]))
+        except UnreadableImage as err:
+            problems.append(Problem("unreadable image", record["image_file"], str(err)))
+            image = None
+        example = {"image": image_cell if image else None, "label": record["label"], **record.get("metadata", {})}
+        if "mask" in self.info.features:
+            example["mask"] = None
+            if record.get("mask_file"):
+                try:
+                    example["mask"], mask = mask_value(self._source.read_bytes(record["mask_file"]))
+                    if image is not None and (mask.shape[1], mask.shape[0]) != image.size:
+                        problems.append(Problem(
+                            "mask size", record["mask_file"],
+                            f"{mask.shape[1]}x{mask.shape[0]}, its image is {image.width}x{image.height}",
+                        ))
+                except UnreadableImage as err:
+                    problems.append(Problem("unreadable mask", record["mask_file"], str(err)))
+        if problems:
+            raise RowProblems(problems)
+        example["image_id"] = record["image_id"]
+        example["file_name"] = record["image_file"]
+        return example, image
+
+    # -- after all splits -----------------------------------------------------------------------------
+    def _value_name(self, column: str, value):
+        feature = self.info.features[column]
+        if isinstance(feature, datasets.ClassLabel) and isinstance(value, int):
+            return feature.int2str(value) if value >= 0 else None
+        return value
+
+    def _make_report(self, problems: list[Problem], examples: list[dict]) -> BuildReport:
+        order = list(self._scanned.splits)
+        examples.sort(key=lambda ex: (order.index(ex["split"]), ex["image_id"]))
+        counts = tally(examples, self.COUNTED_COLUMNS)
+        warnings = list(self._scanned.warnings) + cross_split_duplicates(examples)
+        if self.GROUP_COLUMN:
+            warnings += group_overlap(examples, self.GROUP_COLUMN)
+        return BuildReport(
+            dataset=self.name,
+            config=self.config.name,
+            source=str(self._source.path),
+            layout=self._scanned.layout,
+            counts={split: counts.get(split, {"total": 0}) for split in order},
+            count_mismatches=compare_counts(counts, self._scanned.published),
+            skipped=[asdict(p) for p in problems],
+            warnings=warnings,
+            image_sizes=size_stats(examples),
+        )
+
+
+class RowProblems(Exception):
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("; ".join(map(str, problems)))

@@ -1,0 +1,231 @@
+"""Problems found in raw data, and the build report.
+
+Checks run in two places. While examples are generated (possibly in several `datasets` worker
+processes) each example either passes the per-example checks or is recorded as a `Problem` and left
+out; the facts of every written example (split, label, size, pixel hash, specimen/patient) go to a
+`Ledger` on disk so that the parent process can see them. After all splits are written the
+per-build checks (published counts, duplicates across splits, group overlap) run over the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+# What a user can do about each kind of problem; shown once per kind in the error.
+ADVICE = {
+    "missing image": "a label row names an image that is not in the download; re-download or extract it again",
+    "unlabelled image": "an image has no row in the label file; check that the label file matches this download",
+    "unknown label": "the label file uses a class spelling we do not know",
+    "unreadable image": "the file does not decode (truncated or not an image); re-download it",
+    "unreadable mask": "the mask does not decode (truncated or not an image); re-download it",
+    "mask size": "the mask's size differs from its image's",
+    "missing mask": "an image has no mask although the layout pairs every image with one",
+    "bad label file": "a label file could not be parsed",
+    "duplicate id": "two files or rows claim the same image id",
+}
+
+MAX_NAMES_PER_KIND = 8
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str  # one of ADVICE's keys
+    file: str  # path inside the source, so the user can find it
+    detail: str = ""
+
+    def __str__(self):
+        return f"{self.file}: {self.detail}" if self.detail else self.file
+
+
+class BuildError(Exception):
+    """The raw data cannot be built as it is. Carries every problem found, not just the first."""
+
+    def __init__(self, what: str, problems: list[Problem] | None = None, hint: str = ""):
+        self.what = what
+        self.problems = list(problems or [])
+        self.hint = hint
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = [self.what]
+        by_kind: dict[str, list[Problem]] = defaultdict(list)
+        for p in self.problems:
+            by_kind[p.kind].append(p)
+        for kind, found in by_kind.items():
+            lines.append(f"  {kind} ({len(found)}): {ADVICE.get(kind, '')}".rstrip(": "))
+            for p in found[:MAX_NAMES_PER_KIND]:
+                lines.append(f"    - {p}")
+            if len(found) > MAX_NAMES_PER_KIND:
+                lines.append(f"    ... and {len(found) - MAX_NAMES_PER_KIND} more")
+        if self.hint:
+            lines.append(self.hint)
+        return "\n".join(lines)
+
+
+class Ledger:
+    """Append-only JSON-lines files in a folder, one per process, read back by the parent."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._handle = None
+        self._pid = None
+
+    def __getstate__(self):
+        return {"folder": self.folder, "_handle": None, "_pid": None}
+
+    def _write(self, record: dict):
+        if self._handle is None or self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._handle = open(self.folder / f"{self._pid}.jsonl", "a", encoding="utf-8")
+        self._handle.write(json.dumps(record) + "\n")
+        self._handle.flush()
+
+    def problem(self, problem: Problem):
+        self._write({"problem": asdict(problem)})
+
+    def example(self, **facts):
+        self._write({"example": facts})
+
+    def read(self) -> tuple[list[Problem], list[dict]]:
+        problems, examples = [], []
+        for path in sorted(self.folder.glob("*.jsonl")):
+            for line in path.read_text(encoding="utf-8").splitlines():
+                record = json.loads(line)
+                if "problem" in record:
+                    problems.append(Problem(**record["problem"]))
+                else:
+                    examples.append(record["example"])
+        return problems, examples
+
+
+# Published counts: {split: {"total": n, "<column>": {value: n}}}; split "*" means all splits together.
+PublishedCounts = dict[str, dict]
+
+
+@dataclass
+class BuildReport:
+    dataset: str
+    config: str
+    source: str
+    layout: str
+    counts: dict = field(default_factory=dict)  # split -> {"total": n, column -> {value: n}}
+    count_mismatches: list[str] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)  # problems whose rows were left out (--skip-bad)
+    warnings: list[str] = field(default_factory=list)
+    image_sizes: dict = field(default_factory=dict)  # split -> {"min": [w, h], "median": .., "max": ..}
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "BuildReport":
+        return cls(**json.loads(text))
+
+    def render(self) -> str:
+        lines = [f"Build report: {self.dataset}/{self.config} from {self.source}", f"  layout: {self.layout}"]
+        for split, c in self.counts.items():
+            per_label = ", ".join(f"{k} {v}" for k, v in c.get("label", {}).items())
+            lines.append(f"  {split}: {c['total']} examples" + (f" ({per_label})" if per_label else ""))
+        for split, s in self.image_sizes.items():
+            lines.append(f"  {split} image size (w x h): min {s['min']}, median {s['median']}, max {s['max']}")
+        if self.count_mismatches:
+            lines.append(f"  counts differing from the published ones ({len(self.count_mismatches)}):")
+            lines += [f"    - {m}" for m in self.count_mismatches]
+        else:
+            lines.append("  counts match the published ones")
+        if self.skipped:
+            lines.append(f"  rows left out with --skip-bad ({len(self.skipped)}):")
+            lines += [f"    - {p['kind']}: {p['file']} {p['detail']}".rstrip() for p in self.skipped]
+        for w in self.warnings:
+            lines.append(f"  warning: {w}")
+        return "\n".join(lines)
+
+
+def tally(examples: list[dict], counted_columns: tuple[str, ...]) -> dict:
+    counts: dict = {}
+    for ex in examples:
+        c = counts.setdefault(ex["split"], {"total": 0})
+        c["total"] += 1
+        for column in counted_columns:
+            value = ex.get(column)
+            if value is not None:
+                per_value = c.setdefault(column, {})
+                per_value[value] = per_value.get(value, 0) + 1
+    return counts
+
+
+def compare_counts(counts: dict, published: PublishedCounts) -> list[str]:
+    """Every published number that the built data does not reproduce, as a readable line."""
+    combined: dict = {"total": 0}
+    for c in counts.values():
+        combined["total"] += c["total"]
+        for column, per_value in c.items():
+            if isinstance(per_value, dict):
+                for value, n in per_value.items():
+                    combined.setdefault(column, {}).setdefault(value, 0)
+                    combined[column][value] += n
+    mismatches = []
+    for split, expected in published.items():
+        got = combined if split == "*" else counts.get(split, {"total": 0})
+        where = "all splits" if split == "*" else split
+        for column, want in expected.items():
+            if column == "total":
+                if got["total"] != want:
+                    mismatches.append(f"{where}: {got['total']} examples, published {want}")
+                continue
+            for value, n in want.items():
+                have = got.get(column, {}).get(value, 0)
+                if have != n:
+                    mismatches.append(f"{where}: {column} {value} {have}, published {n}")
+    return mismatches
+
+
+def cross_split_duplicates(examples: list[dict], max_listed: int = 10) -> list[str]:
+    """Identical pixel content in more than one split: the classic source of optimistic test scores."""
+    by_hash: dict[str, list[dict]] = defaultdict(list)
+    for ex in examples:
+        by_hash[ex["pixel_hash"]].append(ex)
+    clashes = [group for group in by_hash.values() if len({ex["split"] for ex in group}) > 1]
+    if not clashes:
+        return []
+    shown = "; ".join(" = ".join(f"{ex['split']}:{ex['file_name']}" for ex in group) for group in clashes[:max_listed])
+    more = f" (and {len(clashes) - max_listed} more)" if len(clashes) > max_listed else ""
+    return [f"{len(clashes)} images appear in more than one split: {shown}{more}"]
+
+
+def group_overlap(examples: list[dict], group_column: str) -> list[str]:
+    """Specimens/patients present in more than one split (splits meant to be subject-disjoint leak)."""
+    splits_of: dict[str, set] = defaultdict(set)
+    for ex in examples:
+        if ex.get(group_column) is not None:
+            splits_of[ex[group_column]].add(ex["split"])
+    shared = sorted((g for g, s in splits_of.items() if len(s) > 1), key=str)
+    if not shared:
+        return []
+    detail = ", ".join(f"{g} ({'+'.join(sorted(splits_of[g]))})" for g in shared[:20])
+    return [f"{len(shared)} {group_column} values occur in more than one split: {detail}"]
+
+
+def size_stats(examples: list[dict]) -> dict:
+    stats = {}
+    by_split: dict[str, list] = defaultdict(list)
+    for ex in examples:
+        by_split[ex["split"]].append((ex["width"], ex["height"]))
+    for split, sizes in by_split.items():
+        areas = sorted(sizes, key=lambda wh: (wh[0] * wh[1], wh))
+        stats[split] = {
+            "min": list(areas[0]),
+            "median": [int(statistics.median(w for w, _ in sizes)), int(statistics.median(h for _, h in sizes))],
+            "max": list(areas[-1]),
+        }
+    return stats
+
+
+def count_by(examples: list[dict], key: str) -> Counter:
+    return Counter(ex.get(key) for ex in examples)

@@ -1,0 +1,75 @@
+"""Column definitions shared by every builder, and the encoding of image and mask values.
+
+One place decides what an `image` or a `mask` cell holds:
+- image: the source file's bytes when it is PNG or JPEG (no decode/re-encode, so no generation loss
+  and no time spent); anything else (BMP, TIFF) becomes a lossless PNG with identical pixels.
+- mask: mode L, values 0/1, always re-encoded as PNG because the sources store 0/255.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import numpy as np
+from datasets import ClassLabel, Features, Image, Value
+from PIL import Image as PILImage
+
+PASS_THROUGH_FORMATS = {"PNG", "JPEG"}
+
+
+def classification_features(label_names: list[str], *, with_mask: bool, metadata: dict | None = None) -> Features:
+    """image [+ mask], label, then dataset-specific metadata, then image_id and file_name."""
+    columns = {"image": Image()}
+    if with_mask:
+        columns["mask"] = Image()
+    columns["label"] = ClassLabel(names=label_names)
+    columns.update(metadata or {})
+    columns["image_id"] = Value("int64")
+    columns["file_name"] = Value("string")
+    return Features(columns)
+
+
+class UnreadableImage(ValueError):
+    pass
+
+
+def decode(raw: bytes) -> PILImage.Image:
+    """Fully decode (a truncated file only fails on load, not on open)."""
+    try:
+        image = PILImage.open(io.BytesIO(raw))
+        image.load()
+    except Exception as err:  # PIL raises a zoo of types for damaged files
+        raise UnreadableImage(f"{type(err).__name__}: {err}") from None
+    return image
+
+
+def png_bytes(image: PILImage.Image, compress_level: int = 6) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=compress_level)
+    return buffer.getvalue()
+
+
+def image_value(raw: bytes) -> tuple[dict, PILImage.Image]:
+    """The `image` cell for a source file, and the decoded image for checks."""
+    image = decode(raw)
+    if image.format in PASS_THROUGH_FORMATS:
+        return {"bytes": raw, "path": None}, image
+    return {"bytes": png_bytes(image), "path": None}, image
+
+
+def mask_value(raw: bytes) -> tuple[dict, np.ndarray]:
+    """The `mask` cell (mode L, 0/1) for a source mask stored as 0/255 (or already 0/1)."""
+    mask = np.asarray(decode(raw).convert("L"))
+    # Sources store 0/255; a mask that is already 0/1 must not be thresholded to nothing.
+    foreground = mask > 0 if mask.max(initial=0) <= 1 else mask >= 128
+    binary = foreground.astype(np.uint8)
+    return {"bytes": png_bytes(PILImage.fromarray(binary)), "path": None}, binary
+
+
+def pixel_hash(image: PILImage.Image) -> str:
+    """Content hash independent of how the file was encoded, for duplicate detection."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{image.mode}{image.size}".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()

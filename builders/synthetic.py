@@ -1,0 +1,253 @@
+"""Faithful synthetic replicas of the raw downloads in shared/SOURCES.md, for the demo and the tests.
+
+Each writer reproduces one published layout, quirks included (file and folder names, case of
+suffixes, delimiters, BOM and CRLF, wrapper folders, zip), at any size from a few cells up to the full
+published counts (`scale=1.0`). The images are drawn so that the classes really differ, so a model
+trained on a replica has something real to learn:
+
+    homogeneous     evenly filled nucleus          speckled / fine_speckled   many fine dots
+    coarse_speckled fewer, larger dots             nucleolar                  a few large bright blobs
+    centromere      40-60 sharp points             numem                      a bright rim
+    golgi           a crescent beside the nucleus  cytoplasmatic              fibres around a dark nucleus
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from . import hep2
+
+
+class Writer:
+    """Writes files either into a folder or straight into a .zip (no temporary extraction)."""
+
+    def __init__(self, dest: Path, as_zip: bool):
+        self.dest = Path(dest)
+        self.zip = zipfile.ZipFile(self.dest, "w", zipfile.ZIP_STORED) if as_zip else None
+
+    def bytes(self, rel: str, data: bytes):
+        if self.zip is not None:
+            self.zip.writestr(rel, data)
+        else:
+            path = self.dest / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+
+    def text(self, rel: str, rows: list[list], delimiter=",", bom=False, crlf=False, trailing_blank=False):
+        newline = "\r\n" if crlf else "\n"
+        text = newline.join(delimiter.join(str(c) for c in row) for row in rows) + newline
+        if trailing_blank:
+            text += newline * 2
+        self.bytes(rel, (b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8"))
+
+    def png(self, rel: str, array: np.ndarray):
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format="PNG", compress_level=1)
+        self.bytes(rel, buffer.getvalue())
+
+    def close(self):
+        if self.zip is not None:
+            self.zip.close()
+
+
+def _scaled(n: int, scale: float) -> int:
+    return max(1, round(n * scale))
+
+
+# -- drawing -------------------------------------------------------------------------------------------
+def draw_cell(pattern: str, height: int, width: int, rng: np.random.Generator, brightness: float = 1.0):
+    """A fluorescence cell crop (float32 in [0, 1]) and its cell mask (bool), pattern-specific."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    size = min(height, width)
+    cy, cx = height / 2 + rng.uniform(-0.06, 0.06) * size, width / 2 + rng.uniform(-0.06, 0.06) * size
+    ry, rx = rng.uniform(0.22, 0.3) * size, rng.uniform(0.22, 0.3) * size
+    theta = rng.uniform(0, np.pi)
+    dy, dx = yy - cy, xx - cx
+    u = (dx * np.cos(theta) + dy * np.sin(theta)) / rx
+    v = (-dx * np.sin(theta) + dy * np.cos(theta)) / ry
+    r = np.sqrt(u * u + v * v)  # 1.0 on the nuclear boundary
+    nucleus = r <= 1.0
+
+    def spots(count, radius, inside, strength):
+        canvas = np.zeros((height, width), np.float32)
+        ys, xs = np.nonzero(inside)
+        if len(ys):
+            pick = rng.integers(0, len(ys), count)
+            np.add.at(canvas, (ys[pick], xs[pick]), 1.0)
+        canvas = ndimage.gaussian_filter(canvas, radius) if radius > 0 else canvas
+        return strength * canvas / max(canvas.max(), 1e-6)
+
+    image = np.zeros((height, width), np.float32)
+    if pattern == "homogeneous":
+        image += nucleus * (0.75 - 0.15 * r * r)
+    elif pattern in ("speckled", "fine_speckled"):
+        image += 0.2 * nucleus + spots(int(rng.integers(120, 200)), 0.7, nucleus, 0.8)
+    elif pattern == "coarse_speckled":
+        image += 0.15 * nucleus + spots(int(rng.integers(25, 40)), 1.8, nucleus, 0.9)
+    elif pattern == "nucleolar":
+        image += 0.1 * nucleus + spots(int(rng.integers(2, 7)), 0.12 * size, r <= 0.7, 1.0)
+    elif pattern == "centromere":
+        image += 0.06 * nucleus + spots(int(rng.integers(40, 61)), 0.0, nucleus, 1.0)
+    elif pattern == "numem":
+        image += 0.15 * nucleus + 0.75 * ((r > 0.72) & (r <= 1.0))
+    elif pattern == "golgi":
+        direction = rng.uniform(0, 2 * np.pi)
+        angle = np.angle(np.exp(1j * (np.arctan2(v, u) - direction)))
+        crescent = (r > 1.0) & (r < 1.35) & (np.abs(angle) < 1.0)
+        image += 0.12 * nucleus + 0.85 * crescent
+    elif pattern == "cytoplasmatic":
+        fibres = ndimage.gaussian_filter(rng.random((height, width)).astype(np.float32), (0.6, 2.5))
+        fibres = (fibres - fibres.min()) / max(np.ptp(fibres), 1e-6)
+        image += 0.03 * nucleus + 0.9 * fibres * ((r > 1.0) & (r < 1.4))
+    else:
+        raise ValueError(f"unknown pattern {pattern!r}")
+    image = ndimage.gaussian_filter(image, 0.6) * brightness * rng.uniform(0.75, 1.0)
+    image += rng.normal(0.02, 0.02, image.shape).astype(np.float32)
+    return np.clip(image, 0, 1), r <= 1.45
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    return (image * 255).astype(np.uint8)
+
+
+def _mask(mask: np.ndarray) -> np.ndarray:
+    return (mask * 255).astype(np.uint8)
+
+
+# -- HEp-2 ICPR 2014 -----------------------------------------------------------------------------------
+ICPR2014_ID_RANGES = {}  # class -> (first id, last id), contiguous in the release
+_first = 1
+for _name, _n in hep2.ICPR2014_CLASS_COUNTS.items():
+    ICPR2014_ID_RANGES[_name] = (_first, _first + _n - 1)
+    _first += _n
+ORIGINAL_SPELLING = {"homogeneous": "Homogeneous", "speckled": "Speckled", "nucleolar": "Nucleolar",
+                     "centromere": "Centromere", "numem": "NuMem", "golgi": "Golgi"}
+
+
+def write_hep2_icpr2014(dest, variant: str = "processed", *, scale: float = 0.02, seed: int = 0,
+                        as_zip: bool = False, wrapper: str | None = None, split_folders="data",
+                        extra_columns: bool = False) -> Path:
+    """Write one ICPR 2014 layout under `dest` (a folder, or `dest` + '.zip'); returns its path.
+
+    variant: "organisers" (ICIP2013_training_1.0/: train/NNNNN.png + NNNNN_Mask.png, gt_training.csv
+    with BOM and CRLF), "processed" (78x78, training/validation/test + one gt_training.csv; folder
+    naming from `split_folders`: "data", "short" (train/val/test) or "cellimage"), or "card"
+    (HEp-2/train, HEp-2/test, train.csv, test.csv, as in the openmedlab card).
+    """
+    rng = np.random.default_rng(seed)
+    path = Path(f"{dest}.zip") if as_zip else Path(dest)
+    if not as_zip:
+        path.mkdir(parents=True, exist_ok=True)
+    out = Writer(path, as_zip)
+    top = f"{wrapper}/" if wrapper else ""
+
+    if variant == "organisers":
+        top += "ICIP2013_training_1.0/"
+        rows = [["Image ID", "Image class"] + (["Intensity", "Specimen"] if extra_columns else [])]
+        for name, (first, _) in ICPR2014_ID_RANGES.items():
+            for cell in range(first, first + _scaled(hep2.ICPR2014_CLASS_COUNTS[name], scale)):
+                h, w = (int(s) for s in rng.integers(60, 111, 2))
+                intensity = "positive" if rng.random() < 0.55 else "intermediate"
+                image, mask = draw_cell(name, h, w, rng, 1.0 if intensity == "positive" else 0.55)
+                out.png(f"{top}train/{cell:05d}.png", _grey(image))
+                out.png(f"{top}train/{cell:05d}_Mask.png", _mask(mask))
+                rows.append([cell, ORIGINAL_SPELLING[name]]
+                            + ([intensity, f"S{(cell * 7919) % 419:03d}"] if extra_columns else []))
+        out.text(f"{top}gt_training.csv", rows, bom=True, crlf=True, trailing_blank=True)
+
+    elif variant == "processed":
+        names = {"data": ("data/training", "data/validation", "data/test"),
+                 "short": ("train", "val", "test"),
+                 "cellimage": ("CellImage_data/training", "CellImage_data/validation", "CellImage_data/test")}
+        folders = dict(zip(("train", "validation", "test"), names[split_folders]))
+        rows = [["Image ID", "Image class"]]
+        for name, (first, last) in ICPR2014_ID_RANGES.items():
+            ids = rng.permutation(np.arange(first, last + 1))
+            start = 0
+            for split, folder in folders.items():
+                n = _scaled(hep2.ICPR2014_PROCESSED_SPLIT_COUNTS[split][name], scale)
+                for cell in sorted(ids[start:start + n]):
+                    out.png(f"{top}{folder}/{cell:05d}.png", _grey(draw_cell(name, 78, 78, rng)[0]))
+                    rows.append([f"{cell:05d}", ORIGINAL_SPELLING[name]])
+                start += hep2.ICPR2014_PROCESSED_SPLIT_COUNTS[split][name]
+        rows[1:] = sorted(rows[1:])
+        out.text(f"{top}gt_training.csv", rows)
+
+    elif variant == "card":
+        top += "HEp-2/"
+        per_split = {"train": [["Image", "Label"]], "test": [["Image", "Label"]]}
+        for name, (first, _) in ICPR2014_ID_RANGES.items():
+            ids = np.arange(first, first + _scaled(hep2.ICPR2014_CLASS_COUNTS[name], scale))
+            for i, cell in enumerate(rng.permutation(ids)):
+                split = "test" if i % 5 == 4 else "train"
+                image = draw_cell(name, int(rng.choice([78, 78, 79, 80])), 78, rng)[0]
+                out.png(f"{top}{split}/{cell:05d}.png", _grey(image))
+                per_split[split].append([f"{cell:05d}.png", ORIGINAL_SPELLING[name]])
+        for split, rows in per_split.items():
+            out.text(f"{top}{split}.csv", [rows[0]] + sorted(rows[1:]))
+    else:
+        raise ValueError(f"unknown ICPR 2014 variant {variant!r}: organisers, processed or card")
+    out.close()
+    return path
+
+
+# -- HEp-2 ICPR 2012 (MIVIA contest) ------------------------------------------------------------------
+# Each slide image holds one pattern at one intensity; 14 images for training, 14 others for test.
+# Cells per image are chosen so that the training totals match the published pattern and intensity
+# counts exactly (SOURCES.md); test totals follow the same proportions up to 734.
+ICPR2012_TRAIN_IMAGES = [  # (image number, pattern, intensity, cells)
+    (1, "centromere", "positive", 60), (2, "centromere", "positive", 55), (3, "centromere", "intermediate", 93),
+    (4, "coarse_speckled", "positive", 60), (5, "coarse_speckled", "intermediate", 49),
+    (6, "cytoplasmatic", "positive", 33), (7, "cytoplasmatic", "intermediate", 25),
+    (8, "fine_speckled", "positive", 52), (9, "fine_speckled", "intermediate", 42),
+    (10, "homogeneous", "positive", 42), (11, "homogeneous", "positive", 40), (12, "homogeneous", "intermediate", 68),
+    (13, "nucleolar", "positive", 54), (14, "nucleolar", "intermediate", 48),
+]
+ICPR2012_TEST_IMAGES = [
+    (15, "centromere", "positive", 58), (16, "centromere", "positive", 57), (17, "centromere", "intermediate", 97),
+    (18, "coarse_speckled", "positive", 62), (19, "coarse_speckled", "intermediate", 49),
+    (20, "cytoplasmatic", "positive", 33), (21, "cytoplasmatic", "intermediate", 26),
+    (22, "fine_speckled", "positive", 53), (23, "fine_speckled", "intermediate", 43),
+    (24, "homogeneous", "positive", 44), (25, "homogeneous", "positive", 40), (26, "homogeneous", "intermediate", 68),
+    (27, "nucleolar", "positive", 55), (28, "nucleolar", "intermediate", 49),
+]
+
+
+def write_hep2_icpr2012(dest, *, scale: float = 0.05, seed: int = 0, as_zip: bool = False,
+                        wrapper: str | None = None) -> Path:
+    """ICPR2012_Cells_Classification_Contest/: training/ and test/ with NNN.png + NNN_mask.png (RGB,
+    green-dominant, 38-365 x 48-331 px), ';'-separated gt/intensity CSVs, cells.csv."""
+    rng = np.random.default_rng(seed)
+    path = Path(f"{dest}.zip") if as_zip else Path(dest)
+    if not as_zip:
+        path.mkdir(parents=True, exist_ok=True)
+    out = Writer(path, as_zip)
+    top = (f"{wrapper}/" if wrapper else "") + "ICPR2012_Cells_Classification_Contest/"
+    cells_rows = [["ID", "Set", "Image", "Intensity", "Mask", "Pattern"]]
+    for folder, images in (("training", ICPR2012_TRAIN_IMAGES), ("test", ICPR2012_TEST_IMAGES)):
+        info = [["ID", "intensity", "width", "height"]]
+        gt = [["ID", "pattern"]]
+        cell = 0
+        for number, pattern, intensity, count in images:
+            for _ in range(_scaled(count, scale)):
+                cell += 1
+                w, h = int(rng.integers(38, 366)), int(rng.integers(48, 332))
+                image, mask = draw_cell(pattern, h, w, rng, 1.0 if intensity == "positive" else 0.5)
+                green = image * 210
+                rgb = np.stack([green * 0.085, green, green * 0.01], axis=-1).astype(np.uint8)
+                out.png(f"{top}{folder}/{cell:03d}.png", rgb)
+                out.png(f"{top}{folder}/{cell:03d}_mask.png", _mask(mask))
+                info.append([cell, intensity, w, h])
+                gt.append([cell, pattern])
+                cells_rows.append([cell, folder, number, intensity, f"{cell:03d}_mask.png", pattern])
+        out.text(f"{top}{folder}/{folder}.csv", info, delimiter=";", crlf=True)
+        out.text(f"{top}{folder}/gt_{folder}.csv", gt, delimiter=";", crlf=True)
+    out.text(f"{top}cells.csv", cells_rows, delimiter=";", crlf=True)
+    out.close()
+    return path

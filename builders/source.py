@@ -150,7 +150,7 @@ class Source:
 
 
 def parse_rows(text: str) -> list[list[str]]:
-    lines = [line for line in text.splitlines() if line.strip()]
+    lines = [line for line in text.lstrip("\ufeff").splitlines() if line.strip()]
     if not lines:
         return []
     head = lines[0]

@@ -1,0 +1,57 @@
+"""Shared fixtures: offline environment, small synthetic replicas, and a build helper."""
+
+import os
+import tempfile
+
+# Before datasets is imported anywhere: no test touches the network or the user's cache.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="medsets-test-cache-"))
+os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+
+import hashlib  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from builders import HEp2, synthetic  # noqa: E402
+from builders.export import build  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def replicas(tmp_path_factory):
+    """Small replicas of every HEp-2 layout, each written once per session (never modify them)."""
+    root = tmp_path_factory.mktemp("replicas")
+    made = {}
+
+    def get(kind: str, as_zip: bool = False, **options):
+        key = (kind, as_zip, tuple(sorted(options.items())))
+        if key not in made:
+            name = f"{kind}-{len(made)}"
+            if kind == "icpr2012":
+                made[key] = synthetic.write_hep2_icpr2012(root / name, as_zip=as_zip, **{"scale": 0.05, **options})
+            else:
+                made[key] = synthetic.write_hep2_icpr2014(root / name, kind, as_zip=as_zip,
+                                                          **{"scale": 0.01, **options})
+        return made[key]
+
+    return get
+
+
+@pytest.fixture
+def build_hep2(tmp_path):
+    def run(source, config="icpr2014", out=None, **kwargs):
+        return build(HEp2, source, config, out or tmp_path / "hep2", **kwargs)
+
+    return run
+
+
+def tree_digest(folder: Path) -> dict:
+    """Every file under `folder` with its content hash, to prove a folder was left byte-identical."""
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def digest():
+    return tree_digest

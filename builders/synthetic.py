@@ -80,8 +80,13 @@ def draw_cell(pattern: str, height: int, width: int, rng: np.random.Generator, b
         if len(ys):
             pick = rng.integers(0, len(ys), count)
             np.add.at(canvas, (ys[pick], xs[pick]), 1.0)
-        canvas = ndimage.gaussian_filter(canvas, radius) if radius > 0 else canvas
-        return strength * canvas / max(canvas.max(), 1e-6)
+        if radius > 0:
+            canvas = ndimage.gaussian_filter(canvas, radius)
+            # Scale so that one isolated spot peaks at 1 whatever its radius; overlapping spots saturate.
+            delta = np.zeros((int(8 * radius) + 3,) * 2, np.float32)
+            delta[len(delta) // 2, len(delta) // 2] = 1.0
+            canvas /= ndimage.gaussian_filter(delta, radius).max()
+        return strength * np.minimum(canvas, 1.0)
 
     image = np.zeros((height, width), np.float32)
     if pattern == "homogeneous":
@@ -91,9 +96,9 @@ def draw_cell(pattern: str, height: int, width: int, rng: np.random.Generator, b
     elif pattern == "coarse_speckled":
         image += 0.15 * nucleus + spots(int(rng.integers(25, 40)), 1.8, nucleus, 0.9)
     elif pattern == "nucleolar":
-        image += 0.1 * nucleus + spots(int(rng.integers(2, 7)), 0.12 * size, r <= 0.7, 1.0)
+        image += 0.1 * nucleus + spots(int(rng.integers(2, 7)), 0.045 * size, r <= 0.7, 1.0)
     elif pattern == "centromere":
-        image += 0.06 * nucleus + spots(int(rng.integers(40, 61)), 0.0, nucleus, 1.0)
+        image += 0.06 * nucleus + spots(int(rng.integers(40, 61)), 0.5, nucleus, 1.0)
     elif pattern == "numem":
         image += 0.15 * nucleus + 0.75 * ((r > 0.72) & (r <= 1.0))
     elif pattern == "golgi":

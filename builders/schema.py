@@ -2,7 +2,8 @@
 
 One place decides what an `image` or a `mask` cell holds:
 - image: the source file's bytes when it is PNG or JPEG (no decode/re-encode, so no generation loss
-  and no time spent); anything else (BMP, TIFF) becomes a lossless PNG with identical pixels.
+  and no time spent); anything else (BMP, TIFF) becomes a lossless PNG with identical pixels, and so
+  does an image carrying an EXIF orientation, stored upright without the tag.
 - mask: mode L, values 0/1, always re-encoded as PNG because the sources store 0/255.
 """
 
@@ -14,6 +15,7 @@ import io
 import numpy as np
 from datasets import ClassLabel, Features, Image, Value
 from PIL import Image as PILImage
+from PIL import ImageOps
 
 PASS_THROUGH_FORMATS = {"PNG", "JPEG"}
 
@@ -50,9 +52,16 @@ def png_bytes(image: PILImage.Image, compress_level: int = 6) -> bytes:
     return buffer.getvalue()
 
 
+EXIF_ORIENTATION = 0x0112
+
+
 def image_value(raw: bytes) -> tuple[dict, PILImage.Image]:
     """The `image` cell for a source file, and the decoded image for checks."""
     image = decode(raw)
+    if image.getexif().get(EXIF_ORIENTATION, 1) != 1:
+        # Viewers and PIL-based loaders disagree on honouring the tag; store the pixels upright instead.
+        upright = ImageOps.exif_transpose(image)
+        return {"bytes": png_bytes(upright), "path": None}, upright
     if image.format in PASS_THROUGH_FORMATS:
         return {"bytes": raw, "path": None}, image
     return {"bytes": png_bytes(image), "path": None}, image

@@ -187,3 +187,11 @@ def test_interrupted_build_leaves_the_old_output_untouched(tmp_path, signum, dig
         recover_interrupted(out)
         leftovers = list(tmp_path.glob(".hep2.*"))
     assert leftovers == []
+
+
+def test_a_cell_listed_twice_in_the_label_file(organisers, tmp_path, capsys):
+    gt = organisers / "ICIP2013_training_1.0" / "gt_training.csv"
+    gt.write_bytes(gt.read_bytes().rstrip(b"\r\n") + b"\r\n4,Golgi\r\n")
+    assert cli("build", "hep2", "--source", organisers, "--out", tmp_path / "hep2") == 2
+    err = capsys.readouterr().err
+    assert "duplicate id (1)" in err and "id 4 already on line 5" in err

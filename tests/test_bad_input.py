@@ -164,23 +164,22 @@ def start_build(source, out):
 def wait_for_work_folder(parent: Path, name: str, process) -> bool:
     deadline = time.time() + 60
     while time.time() < deadline and process.poll() is None:
-        if any(parent.glob(f".{name}.tmp-*/prepared")):
+        # datasets writes into 'prepared.incomplete' while generating and renames it when done
+        if any(parent.glob(f".{name}.tmp-*/prepared.incomplete")):
             return True
         time.sleep(0.02)
     return False
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=["TERM", "INT", "KILL"])
-def test_interrupted_build_leaves_the_old_output_untouched(tmp_path, signum, digest):
+def test_interrupted_build_leaves_the_old_output_untouched(tmp_path, signum, digest, replicas):
     out = tmp_path / "hep2"
-    small = synthetic.write_hep2_icpr2014(tmp_path / "small", "processed", scale=0.005)
-    assert cli("build", "hep2", "--source", small, "--out", out) == 0
+    assert cli("build", "hep2", "--source", replicas("processed"), "--out", out) == 0
     before = digest(out)
-    big = synthetic.write_hep2_icpr2014(tmp_path / "big", "processed", scale=0.25)
-    process = start_build(big, out)
+    process = start_build(replicas("processed", scale=0.25), out)
     assert wait_for_work_folder(tmp_path, "hep2", process), "the build finished before it could be interrupted"
     os.kill(process.pid, signum)
-    process.wait(timeout=60)
+    assert process.wait(timeout=60) != 0  # it was stopped mid-way, not finished
     assert digest(out) == before
     leftovers = list(tmp_path.glob(".hep2.*"))
     if signum == signal.SIGKILL:  # nothing can clean up after SIGKILL; the next build does

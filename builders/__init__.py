@@ -10,7 +10,8 @@
 """
 
 from .hep2 import HEp2
+from .leukemia import Leukemia
 
-BUILDERS = {"hep2": HEp2}
+BUILDERS = {"hep2": HEp2, "leukemia": Leukemia}
 
-__all__ = ["BUILDERS", "HEp2"]
+__all__ = ["BUILDERS", "HEp2", "Leukemia"]

@@ -27,6 +27,8 @@ ADVICE = {
     "missing mask": "an image has no mask although the layout pairs every image with one",
     "bad label file": "a label file could not be parsed",
     "duplicate id": "two files or rows claim the same image id",
+    "unparseable name": "the name is not of the form UID_<patient>_<image>_<cell>_<all|hem>.bmp, so it has no patient",
+    "label contradicts name": "the folder or CSV label disagrees with the _all/_hem ending of the original name",
 }
 
 MAX_NAMES_PER_KIND = 8
@@ -147,13 +149,19 @@ class BuildReport:
         return "\n".join(lines)
 
 
+def counted_parts(counted_columns: tuple[str, ...]) -> list[str]:
+    """'fold+label' counts pairs of values; the facts must then carry both columns."""
+    return list(dict.fromkeys(part for spec in counted_columns for part in spec.split("+")))
+
+
 def tally(examples: list[dict], counted_columns: tuple[str, ...]) -> dict:
     counts: dict = {}
     for ex in examples:
         c = counts.setdefault(ex["split"], {"total": 0})
         c["total"] += 1
         for column in counted_columns:
-            value = ex.get(column)
+            parts = [ex.get(part) for part in column.split("+")]
+            value = None if None in parts else "/".join(map(str, parts))
             if value is not None:
                 per_value = c.setdefault(column, {})
                 per_value[value] = per_value.get(value, 0) + 1

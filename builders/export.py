@@ -48,8 +48,9 @@ def build(builder_cls, source, config: str | None, out, *, overwrite=False, skip
     with removed_on_exit(work), terminate_as_exception():
         builder = builder_cls(config_name=config, data_dir=str(source), cache_dir=str(work / "cache"),
                               skip_bad=skip_bad)
+        num_proc = num_proc or builder_cls.DEFAULT_NUM_PROC
         builder.download_and_prepare(output_dir=str(work / "prepared"), file_format="parquet",
-                                     num_proc=num_proc if num_proc and num_proc > 1 else None)
+                                     num_proc=num_proc if num_proc > 1 else None)
         stage = work / "out"
         stage.mkdir()
         if existing:

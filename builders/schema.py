@@ -55,16 +55,16 @@ def png_bytes(image: PILImage.Image, compress_level: int = 6) -> bytes:
 EXIF_ORIENTATION = 0x0112
 
 
-def image_value(raw: bytes) -> tuple[dict, PILImage.Image]:
+def image_value(raw: bytes, compress_level: int = 6) -> tuple[dict, PILImage.Image]:
     """The `image` cell for a source file, and the decoded image for checks."""
     image = decode(raw)
     if image.getexif().get(EXIF_ORIENTATION, 1) != 1:
         # Viewers and PIL-based loaders disagree on honouring the tag; store the pixels upright instead.
         upright = ImageOps.exif_transpose(image)
-        return {"bytes": png_bytes(upright), "path": None}, upright
+        return {"bytes": png_bytes(upright, compress_level), "path": None}, upright
     if image.format in PASS_THROUGH_FORMATS:
         return {"bytes": raw, "path": None}, image
-    return {"bytes": png_bytes(image), "path": None}, image
+    return {"bytes": png_bytes(image, compress_level), "path": None}, image
 
 
 def mask_value(raw: bytes) -> tuple[dict, np.ndarray]:

@@ -77,6 +77,8 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
     # Worker processes when the caller does not say: 1 where passing bytes through is cheaper than
     # starting workers (measured on HEp-2), all cores where decoding/re-encoding dominates.
     DEFAULT_NUM_PROC = 1
+    # Facts a reader of the dataset card must know (shown under the title).
+    CARD_NOTES: tuple[str, ...] = ()
     # Column naming the specimen/patient, audited for overlap across splits (leakage).
     GROUP_COLUMN: str | None = None
     RECORDS_PER_JOB = 1000

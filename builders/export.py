@@ -202,8 +202,9 @@ def write_card(folder: Path, builder_cls, info: datasets.DatasetInfo, config: st
 
 def card_text(builder_cls, reports: list[BuildReport]) -> str:
     name = builder_cls.__module__.rsplit(".", 1)[-1]
-    lines = [f"# {name}", "", (builder_cls.__doc__ or "").strip(), "",
-             "Built with medsets from the raw download; every number below is computed from the built data.", ""]
+    lines = [f"# {name}", "", (builder_cls.__doc__ or "").strip(), ""]
+    lines += [f"- {note}" for note in builder_cls.CARD_NOTES] + ([""] if builder_cls.CARD_NOTES else [])
+    lines += ["Built with medsets from the raw download; every number below is computed from the built data.", ""]
     for report in reports:
         label_names = sorted({v for c in report.counts.values() for v in c.get("label", {})})
         lines += [f"## Config `{report.config}`", "", f"Source layout: {report.layout}.", "",

@@ -68,6 +68,11 @@ class Leukemia(MedsetsBuilder):
     # 450x450 cells on a black background; level chosen by scripts/benchmark.py build-leukemia.
     PNG_COMPRESS_LEVEL = 1
     DEFAULT_NUM_PROC = os.cpu_count()
+    CARD_NOTES = (
+        "The `test` split (the challenge's final phase) has no public labels: `label` is -1 there.",
+        "Splits are subject-disjoint in the challenge; `patient_id` (normal subjects keep their H prefix) "
+        "lets you keep them so. The build report audits it.",
+    )
 
     def _info(self):
         return datasets.DatasetInfo(

@@ -377,10 +377,11 @@ def write_leukemia(dest, variant: str = "kaggle", *, scale: float = 0.01, seed: 
     elif variant == "flat":
         top += "Leukemia/"
         splits = {"train.txt": [], "val.txt": [], "test.txt": []}
+        n_test, n_val = max(1, round(0.2 * len(prelim))), max(1, round(0.1 * len(prelim)))  # 70/10/20
         for i, index in enumerate(rng.permutation(len(prelim))):
             name, cls = prelim[index]
             out.bytes(f"{top}image/{name}", cell(cls))
-            txt = "train.txt" if i % 10 < 7 else "val.txt" if i % 10 == 7 else "test.txt"
+            txt = "test.txt" if i < n_test else "val.txt" if i < n_test + n_val else "train.txt"
             splits[txt].append([name, 1 if cls == "all" else 0])
         for txt, rows in splits.items():
             out.text(f"{top}{txt}", rows, delimiter=" ")

@@ -20,7 +20,7 @@ from builders.export import build  # noqa: E402
 
 @pytest.fixture(scope="session")
 def replicas(tmp_path_factory):
-    """Small replicas of every HEp-2 layout, each written once per session (never modify them)."""
+    """Small replicas of every layout, each written once per session (never modify them)."""
     root = tmp_path_factory.mktemp("replicas")
     made = {}
 
@@ -28,7 +28,9 @@ def replicas(tmp_path_factory):
         key = (kind, as_zip, tuple(sorted(options.items())))
         if key not in made:
             name = f"{kind}-{len(made)}"
-            if kind == "icpr2012":
+            if kind in ("kaggle", "tcia", "flat"):
+                made[key] = synthetic.write_leukemia(root / name, kind, as_zip=as_zip, **{"scale": 0.002, **options})
+            elif kind == "icpr2012":
                 made[key] = synthetic.write_hep2_icpr2012(root / name, as_zip=as_zip, **{"scale": 0.05, **options})
             else:
                 made[key] = synthetic.write_hep2_icpr2014(root / name, kind, as_zip=as_zip,

@@ -9,9 +9,10 @@
     ds = builder.as_dataset()
 """
 
+from .bis5k import BIS5k
 from .hep2 import HEp2
 from .leukemia import Leukemia
 
-BUILDERS = {"hep2": HEp2, "leukemia": Leukemia}
+BUILDERS = {"hep2": HEp2, "leukemia": Leukemia, "bis5k": BIS5k}
 
-__all__ = ["BUILDERS", "HEp2", "Leukemia"]
+__all__ = ["BUILDERS", "BIS5k", "HEp2", "Leukemia"]

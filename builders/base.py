@@ -33,6 +33,7 @@ from .checks import (
     cross_split_duplicates,
     group_overlap,
     size_stats,
+    stray_mask_values,
     tally,
 )
 from .schema import UnreadableImage, image_value, mask_value, pixel_hash
@@ -77,6 +78,10 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
     # Worker processes when the caller does not say: 1 where passing bytes through is cheaper than
     # starting workers (measured on HEp-2), all cores where decoding/re-encoding dominates.
     DEFAULT_NUM_PROC = 1
+    # Where a record's mask goes: "mask" beside a class label, or "label" when the mask is the target.
+    MASK_COLUMN = "mask"
+    # Segmentation datasets: class id -> name, exported as id2label.json at the folder root.
+    ID2LABEL: dict[int, str] | None = None
     # Facts a reader of the dataset card must know (shown under the title).
     CARD_NOTES: tuple[str, ...] = ()
     # Column naming the specimen/patient, audited for overlap across splits (leakage).
@@ -110,7 +115,7 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
     def _generate_examples(self, chunks: list[list[dict]], split: str):
         for record in (r for chunk in chunks for r in chunk):
             try:
-                example, image = self._example(record)
+                example, image, facts = self._example(record)
             except RowProblems as bad:
                 for problem in bad.problems:
                     self._ledger.problem(problem)
@@ -124,6 +129,7 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
                 pixel_hash=pixel_hash(image),
                 **{c: self._value_name(c, example.get(c)) for c in counted_parts(self.COUNTED_COLUMNS)},
                 **({self.GROUP_COLUMN: example.get(self.GROUP_COLUMN)} if self.GROUP_COLUMN else {}),
+                **facts,
             )
             yield f"{split}-{example['image_id']}", example
 
@@ -146,32 +152,43 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
 
     # -- per example -----------------------------------------------------------------------------------
     def _example(self, record: dict):
-        """A classification row: image [+ mask], label, metadata. Returns (example, decoded image)."""
+        """One row from a record: image, then the mask under `MASK_COLUMN` ("mask" for classification
+        with cell masks, "label" for segmentation), else the record's label, then its metadata.
+        Returns (example, decoded image, extra facts for the report)."""
         problems = []
-        try:
-            image_cell, image = image_value(self._source.read_bytes(record["image_file"]),
-                                            compress_level=self.PNG_COMPRESS_LEVEL)
-        except UnreadableImage as err:
-            problems.append(Problem("unreadable image", record["image_file"], str(err)))
-            image = None
-        example = {"image": image_cell if image else None, "label": record["label"], **record.get("metadata", {})}
-        if "mask" in self.info.features:
-            example["mask"] = None
+        image_cell, image = self._read_image(record["image_file"], problems)
+        example = {"image": image_cell, **record.get("metadata", {})}
+        facts = {}
+        if self.MASK_COLUMN != "label":
+            example["label"] = record["label"]
+        if self.MASK_COLUMN in self.info.features:
+            example[self.MASK_COLUMN] = None
             if record.get("mask_file"):
-                try:
-                    example["mask"], mask = mask_value(self._source.read_bytes(record["mask_file"]))
-                    if image is not None and (mask.shape[1], mask.shape[0]) != image.size:
-                        problems.append(Problem(
-                            "mask size", record["mask_file"],
-                            f"{mask.shape[1]}x{mask.shape[0]}, its image is {image.width}x{image.height}",
-                        ))
-                except UnreadableImage as err:
-                    problems.append(Problem("unreadable mask", record["mask_file"], str(err)))
+                example[self.MASK_COLUMN], facts["stray_mask_pixels"] = self._read_mask(
+                    record["mask_file"], image, problems)
         if problems:
             raise RowProblems(problems)
         example["image_id"] = record["image_id"]
         example["file_name"] = record["image_file"]
-        return example, image
+        return example, image, facts
+
+    def _read_image(self, file: str, problems: list):
+        try:
+            return image_value(self._source.read_bytes(file), compress_level=self.PNG_COMPRESS_LEVEL)
+        except UnreadableImage as err:
+            problems.append(Problem("unreadable image", file, str(err)))
+            return None, None
+
+    def _read_mask(self, file: str, image, problems: list):
+        try:
+            cell, mask, stray = mask_value(self._source.read_bytes(file))
+        except UnreadableImage as err:
+            problems.append(Problem("unreadable mask", file, str(err)))
+            return None, 0
+        if image is not None and (mask.shape[1], mask.shape[0]) != image.size:
+            problems.append(Problem("mask size", file, f"{mask.shape[1]}x{mask.shape[0]}, its image is "
+                                                       f"{image.width}x{image.height}"))
+        return cell, stray
 
     # -- after all splits -----------------------------------------------------------------------------
     def _value_name(self, column: str, value):
@@ -185,7 +202,7 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
         order = list(self._scanned.splits)
         examples.sort(key=lambda ex: (order.index(ex["split"]), ex["image_id"]))
         counts = tally(examples, self.COUNTED_COLUMNS)
-        warnings = list(self._scanned.warnings) + cross_split_duplicates(examples)
+        warnings = list(self._scanned.warnings) + cross_split_duplicates(examples) + stray_mask_values(examples)
         if self.GROUP_COLUMN:
             warnings += group_overlap(examples, self.GROUP_COLUMN)
         return BuildReport(

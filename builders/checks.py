@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -220,6 +220,18 @@ def group_overlap(examples: list[dict], group_column: str) -> list[str]:
     return [f"{len(shared)} {group_column} values occur in more than one split: {detail}"]
 
 
+def stray_mask_values(examples: list[dict], max_listed: int = 10) -> list[str]:
+    """Masks that are not strictly 0/255: kept (thresholded at 128), but never silently."""
+    stray = [ex for ex in examples if ex.get("stray_mask_pixels")]
+    if not stray:
+        return []
+    total = sum(ex["stray_mask_pixels"] for ex in stray)
+    shown = ", ".join(f"{ex['file_name']} ({ex['stray_mask_pixels']})" for ex in stray[:max_listed])
+    more = f" and {len(stray) - max_listed} more" if len(stray) > max_listed else ""
+    return [f"{len(stray)} masks are not binary: {total} pixels other than 0/255, thresholded at 128 "
+            f"(images: {shown}{more})"]
+
+
 def size_stats(examples: list[dict]) -> dict:
     stats = {}
     by_split: dict[str, list] = defaultdict(list)
@@ -233,7 +245,3 @@ def size_stats(examples: list[dict]) -> dict:
             "max": list(areas[-1]),
         }
     return stats
-
-
-def count_by(examples: list[dict], key: str) -> Counter:
-    return Counter(ex.get(key) for ex in examples)

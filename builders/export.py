@@ -11,6 +11,7 @@ a half-written one. Building another config into an existing folder keeps the co
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -59,6 +60,9 @@ def build(builder_cls, source, config: str | None, out, *, overwrite=False, skip
         (stage / "reports").mkdir(exist_ok=True)
         (stage / "reports" / f"{config}.json").write_text(builder.report.to_json() + "\n", encoding="utf-8")
         (stage / "reports" / f"{config}.txt").write_text(builder.report.render() + "\n", encoding="utf-8")
+        if builder_cls.ID2LABEL:  # what the transformers segmentation example downloads beside the data
+            (stage / "id2label.json").write_text(json.dumps({str(k): v for k, v in builder_cls.ID2LABEL.items()},
+                                                            indent=2) + "\n", encoding="utf-8")
         write_card(stage, builder_cls, builder.info, config)
         swap_in(stage, out)
     return out, builder.report

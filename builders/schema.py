@@ -67,13 +67,24 @@ def image_value(raw: bytes, compress_level: int = 6) -> tuple[dict, PILImage.Ima
     return {"bytes": png_bytes(image, compress_level), "path": None}, image
 
 
-def mask_value(raw: bytes) -> tuple[dict, np.ndarray]:
-    """The `mask` cell (mode L, 0/1) for a source mask stored as 0/255 (or already 0/1)."""
+def mask_value(raw: bytes) -> tuple[dict, np.ndarray, int]:
+    """The mask cell (mode L, 0/1) for a source mask stored as 0/255 (or already 0/1), the binary
+    array, and how many pixels were neither value (anti-aliased edges, JPEG noise) before thresholding."""
     mask = np.asarray(decode(raw).convert("L"))
-    # Sources store 0/255; a mask that is already 0/1 must not be thresholded to nothing.
-    foreground = mask > 0 if mask.max(initial=0) <= 1 else mask >= 128
-    binary = foreground.astype(np.uint8)
-    return {"bytes": png_bytes(PILImage.fromarray(binary)), "path": None}, binary
+    if mask.max(initial=0) <= 1:  # already 0/1: must not be thresholded to nothing
+        binary, stray = mask.astype(np.uint8), 0
+    else:
+        binary = (mask >= 128).astype(np.uint8)
+        stray = int(mask.size - np.count_nonzero(mask == 0) - np.count_nonzero(mask == 255))
+    return {"bytes": png_bytes(PILImage.fromarray(binary)), "path": None}, binary, stray
+
+
+def segmentation_features(metadata: dict | None = None) -> Features:
+    """image, label (the target mask: mode L, class ids, 0 = background), metadata, image_id, file_name.
+
+    Named as the transformers semantic-segmentation example expects, so it runs unchanged."""
+    return Features({"image": Image(), "label": Image(), **(metadata or {}),
+                     "image_id": Value("int64"), "file_name": Value("string")})
 
 
 def pixel_hash(image: PILImage.Image) -> str:

@@ -49,10 +49,17 @@ def test_exif_orientation_is_applied_and_dropped(photo):
 def test_masks_become_zero_one_mode_l(values):
     raw = np.zeros((6, 5), np.uint8)
     raw[2:4, 1:3] = values[1]
-    cell, binary = mask_value(encoded(Image.fromarray(raw), "PNG"))
+    cell, binary, stray = mask_value(encoded(Image.fromarray(raw), "PNG"))
     stored = Image.open(io.BytesIO(cell["bytes"]))
-    assert stored.mode == "L" and stored.size == (5, 6)
+    assert stored.mode == "L" and stored.size == (5, 6) and stray == 0
     assert np.array_equal(np.asarray(stored), (raw > 0).astype(np.uint8))
+
+
+def test_stray_mask_values_are_counted_and_thresholded_at_128():
+    raw = np.array([[0, 255, 127, 128], [3, 200, 255, 0]], np.uint8)
+    _, binary, stray = mask_value(encoded(Image.fromarray(raw), "PNG"))
+    assert stray == 4
+    assert binary.tolist() == [[0, 1, 0, 1], [0, 1, 1, 0]]
 
 
 def test_truncated_file_is_unreadable(photo):

@@ -109,7 +109,7 @@ def build_dataset(args) -> int:
 def run_demo(out: Path, scale: float) -> int:
     from datasets import load_dataset
 
-    from . import HEp2, Leukemia, synthetic
+    from . import BIS5k, HEp2, Leukemia, synthetic
     from .export import build
 
     out = out.resolve()
@@ -130,8 +130,9 @@ def run_demo(out: Path, scale: float) -> int:
         # 450x450 cells take ~30 ms each to draw: a fifth of the fraction keeps the demo quick.
         ("leukemia", "cnmc", synthetic.write_leukemia(raw / "C-NMC_Leukemia", "kaggle", scale=scale / 5,
                                                        as_zip=True)),
+        ("bis5k", "default", synthetic.write_bis5k(raw / "BIS5k", scale=scale / 5, size=256)),
     ]
-    builders = {"hep2": HEp2, "leukemia": Leukemia}
+    builders = {"hep2": HEp2, "leukemia": Leukemia, "bis5k": BIS5k}
     for name, config, source in sources:
         print(f"\n2. medsets build {name} --config {config} --source {source.relative_to(out.parent)}")
         folder, report = build(builders[name], source, config, out / name)
@@ -150,12 +151,17 @@ def run_demo(out: Path, scale: float) -> int:
             first = next(iter(ds.values()))[0]
             sizes = ", ".join(f"{split} {len(d)}" for split, d in ds.items())
             label = next(iter(ds.values())).features["label"]
-            mask = first.get("mask")
-            print(f"   load_dataset('{name}', '{config}'): {sizes}")
-            print(f"     classes: {', '.join(label.names)}; columns: {', '.join(first)}")
-            print(f"     first row: {first['file_name']} -> {label.int2str(first['label'])}, image "
-                  f"{first['image'].mode} {first['image'].size}"
-                  + ("" if "mask" not in first else f", mask {'none' if mask is None else f'{mask.mode} {mask.size}'}"))
+            print(f"   load_dataset('{name}', '{config}'): {sizes}; columns: {', '.join(first)}")
+            if isinstance(first["label"], int):
+                mask = first.get("mask")
+                print(f"     classes: {', '.join(label.names)}")
+                print(f"     first row: {first['file_name']} -> {label.int2str(first['label'])}, image "
+                      f"{first['image'].mode} {first['image'].size}"
+                      + ("" if "mask" not in first else f", mask {'none' if mask is None else f'{mask.mode} {mask.size}'}"))
+            else:  # segmentation: the label is the target mask
+                values = sorted(set(first["label"].getdata()))
+                print(f"     first row: {first['file_name']}, image {first['image'].mode} {first['image'].size}, "
+                      f"label mask {first['label'].mode} with class ids {values}")
     print(f"\nDone. Built folders: {', '.join(str(out / n) for n in dict.fromkeys(n for n, _, _ in sources))}")
     return 0
 

@@ -1,42 +1,72 @@
-"""Benchmarks for medsets. First subcommand: how fast do the HEp-2 ICPR 2014 cells become a dataset?
+"""Benchmarks for medsets: how fast do raw downloads become a dataset, and at what PNG level?
 
-build-hep2 writes one synthetic replica of the processed 78x78 download (13,596 cells at --scale 1.0)
-and, on that same replica, times three ways of getting the cells into a dataset:
+Each build benchmark writes one synthetic replica of a raw download and, on that same replica, times
+the ways of getting its images into a dataset:
 
-    raw-read                 walk the folder and read every PNG's bytes: the floor for any builder
-    imagefolder (b1)         datasets.load_dataset("imagefolder") on a class-folder copy of the PNGs
-    imagefolder+parquet (b2) b1, then ds["train"].to_parquet(); this writes image *paths*, not bytes
-    imagefolder+embed (b3)   b1, then embed the image bytes as push_to_hub does, then to_parquet():
+    raw-read                 walk the folder and read every image file's bytes: the floor for any builder
+    imagefolder (b1)         datasets.load_dataset("imagefolder") on a class-folder tree of the images
+    imagefolder+parquet (b2) b1, then to_parquet(); this writes image *paths*, not bytes (build-hep2 only)
+    imagefolder+embed (b3)   b1, then embed the image bytes and write Parquet shards as push_to_hub does:
                              the output comparable to ours, which embeds the image bytes
-    medsets num_proc=N (c)   builders.export.build(HEp2, ..., "icpr2014"): checks, report, hub folder
+    medsets num_proc=N (c)   builders.export.build(...): checks, report, hub folder
 
-Every stage runs in a fresh subprocess, so its peak RSS is its own; wall time covers the work only
-(not interpreter start or imports). Every stage imports datasets and builders first; the `baseline`
-stage does only that, so subtract its RSS to see what the work itself costs. The page cache is warmed
-before timing, so all stages read from memory.
+Subcommands:
+
+    build-hep2      HEp-2 ICPR 2014, processed download: 13,596 78x78 PNG cells at --scale 1.0.
+                    imagefolder reads a class-folder copy (hard links) sorted by gt_training.csv.
+    build-leukemia  ISBI 2019 C-NMC, Kaggle layout: 15,114 450x450 BMP cells at --scale 1.0 (the 12,528
+                    labelled ones, 10,661 training + 1,867 preliminary test, plus 2,586 final test).
+                    imagefolder reads training_data/ (fold_N/{all,hem}/*.bmp) and keeps the BMP bytes;
+                    medsets builds all three splits and re-encodes to PNG. Images/s and the "x" ratios
+                    are per image, since the stages do not all see the same number of images. Ends
+                    with png-levels on the same replica.
+    png-levels      PNG zlib level 0..9 on a sample of C-NMC BMPs: encode and decode ms/image (one core),
+                    bytes/image, and a recommended level for the builder (Leukemia.PNG_COMPRESS_LEVEL).
+
+Every build stage runs in a fresh subprocess; wall time covers the work only (not interpreter start or
+imports), and peak RSS is the process's own high-water mark (VmHWM, not ru_maxrss, which on Linux
+includes the size of the benchmark process that started it), plus the largest among its workers.
+Every stage imports datasets and builders first; the `baseline` stage does only that, so subtract its
+RSS to see what the work itself costs. The stage's input is read once (untimed) before every run, so
+all stages read from the page cache.
+
+--work DIR keeps the replica in DIR and reuses it on the next run with the same --scale (writing the
+full C-NMC replica, ~9 GB, takes minutes); delete DIR to force a fresh one.
 
     .venv/bin/python scripts/benchmark.py build-hep2                 # full size, a few minutes
     .venv/bin/python scripts/benchmark.py build-hep2 --scale 0.1 --repeat 3 --json /tmp/quick.json
+    .venv/bin/python scripts/benchmark.py build-leukemia --scale 0.02                  # a quick look
+    .venv/bin/python scripts/benchmark.py build-leukemia --work /tmp/leukemia-bench    # full: ~15 min, ~7 reusing
+    .venv/bin/python scripts/benchmark.py png-levels --work /tmp/leukemia-bench
+    .venv/bin/python scripts/benchmark.py png-levels --source ~/data/C-NMC_Leukemia   # on the real BMPs
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
+import io
 import json
 import os
 import platform
+import random
 import resource
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from importlib.metadata import version
 from pathlib import Path
 
 MARK = "BENCHMARK-RESULT "
+PNG_LEVELS = (0, 1, 2, 3, 6, 9)
+# png-levels recommends stepping up from level 1 only for this much smaller output at this much time.
+STEP_UP_MIN_SAVING, STEP_UP_MAX_SLOWDOWN = 0.10, 3.0
 
 
 # -- child side: one stage, one process ----------------------------------------------------------------
@@ -50,6 +80,7 @@ def run_stage(spec: dict):
     imports = time.perf_counter() - start
 
     scratch, name = Path(spec["scratch"]), spec["stage"]
+    extra = {}
     start = time.perf_counter()
     if name == "baseline":
         rows = 0
@@ -57,42 +88,187 @@ def run_stage(spec: dict):
         rows = 0
         for root, _, files in os.walk(spec["source"]):
             for file in files:
-                if file.lower().endswith(".png"):
+                if file.lower().endswith(spec["ext"]):
                     Path(root, file).read_bytes()
                     rows += 1
     elif name.startswith("imagefolder"):
         ds = datasets.load_dataset("imagefolder", data_dir=spec["class_dir"], cache_dir=str(scratch / "cache"))
         ds = ds["train"]
         rows = ds.num_rows
-        if name == "imagefolder+embed":  # what Dataset.push_to_hub does before writing each shard
-            from datasets.table import embed_table_storage
-            ds = ds.with_format("arrow").map(embed_table_storage, batched=True, keep_in_memory=True)
-        if name != "imagefolder":
-            ds.to_parquet(str(scratch / "imagefolder.parquet"))
+        if name == "imagefolder+parquet":
+            ds.to_parquet(str(scratch / "imagefolder" / "train-00000-of-00001.parquet"))
+        elif name == "imagefolder+embed":
+            extra["parquet_files"] = write_embedded_shards(ds, scratch / "imagefolder")
     elif name == "medsets":
-        _, report = export.build(builders.HEp2, spec["source"], "icpr2014", scratch / "out",
-                                 num_proc=spec["num_proc"])
+        _, report = export.build(getattr(builders, spec["builder"]), spec["source"], spec["config"],
+                                 scratch / "out", num_proc=spec["num_proc"])
         rows = sum(c["total"] for c in report.counts.values())
     else:
         raise SystemExit(f"unknown stage {name!r}")
     wall = time.perf_counter() - start
+    if name == "imagefolder":  # what imagefolder made of the folder tree (untimed)
+        extra["columns"] = ds.column_names
+        if isinstance(ds.features.get("label"), datasets.ClassLabel):
+            names = ds.features["label"].names
+            extra["label_counts"] = {names[i]: n for i, n in sorted(Counter(ds["label"]).items())}
     print(MARK + json.dumps({
-        "wall_s": wall, "imports_s": imports, "rows": rows,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "wall_s": wall, "imports_s": imports, "rows": rows, "peak_rss_mib": own_peak_rss_mib(),
         "peak_rss_worker_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        **extra,
     }), flush=True)
 
 
-# -- parent side ---------------------------------------------------------------------------------------
-def make_replica(work: Path, scale: float) -> Path:
+def own_peak_rss_mib() -> float:
+    """Peak RSS of this process since it started. Not ru_maxrss: Linux carries the RSS of the forked
+    parent over exec into it, so a stage would report at least the benchmark process's size."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_embedded_shards(ds, folder: Path) -> int:
+    """Embed the image bytes and write Parquet shards the way Dataset.push_to_hub does (datasets 5.x):
+    shards of at most config.MAX_SHARD_SIZE (estimated from the files), each embedded in memory."""
+    from datasets import config
+    from datasets.arrow_writer import get_writer_batch_size_from_data_size, get_writer_batch_size_from_features
+    from datasets.table import embed_table_storage
+    from datasets.utils.py_utils import convert_file_size_to_int
+
+    nbytes = ds._estimate_nbytes()
+    batch = get_writer_batch_size_from_features(ds.features) or get_writer_batch_size_from_data_size(len(ds), nbytes)
+    num_shards = int(nbytes / convert_file_size_to_int(config.MAX_SHARD_SIZE)) + 1
+    for index in range(num_shards):
+        shard = ds.shard(num_shards=num_shards, index=index, contiguous=True).with_format("arrow")
+        shard = shard.map(embed_table_storage, batched=True, batch_size=batch, keep_in_memory=True)
+        shard.to_parquet(str(folder / f"train-{index:05d}-of-{num_shards:05d}.parquet"), batch_size=batch)
+    return num_shards
+
+
+# -- parent side: replicas -----------------------------------------------------------------------------
+def write_hep2(dest: Path, scale: float) -> Path:
     from builders import synthetic
-    return Path(synthetic.write_hep2_icpr2014(work / "replica", "processed", scale=scale, seed=0))
+    return Path(synthetic.write_hep2_icpr2014(dest, "processed", scale=scale, seed=0))
+
+
+def write_cnmc(dest: Path, scale: float) -> Path:
+    from builders import synthetic
+    return Path(synthetic.write_leukemia(dest, "kaggle", scale=scale, seed=0))
+
+
+REPLICAS = {"hep2": (write_hep2, ".png"), "leukemia": (write_cnmc, ".bmp")}
+
+
+def synthetic_fingerprint() -> str:
+    import builders.synthetic
+    return hashlib.sha256(Path(builders.synthetic.__file__).read_bytes()).hexdigest()[:16]
+
+
+def image_files(folder: Path, ext: str) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.name.lower().endswith(ext) and p.is_file())
+
+
+def make_replica(work: Path, dataset: str, scale: float | None) -> tuple[Path, float, bool]:
+    """The replica under work/replica: reused when work/replica.json says it is complete and of this
+    scale (any scale when `scale` is None), written (seed 0) otherwise. Returns (path, scale, reused)."""
+    write, ext = REPLICAS[dataset]
+    marker, folder = work / "replica.json", work / "replica"
+    try:
+        meta = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        meta = None
+    if meta and meta.get("dataset") == dataset and scale in (None, meta["scale"]):
+        path = work / meta["path"]
+        found = len(image_files(path, ext)) if path.is_dir() else 0
+        if found == meta["files"]:
+            note = "" if meta.get("synthetic") == synthetic_fingerprint() else \
+                " (builders/synthetic.py has changed since it was written; delete the folder for a fresh one)"
+            print(f"Reusing the synthetic {dataset} replica (scale {meta['scale']}, {found} files) in {path}{note}",
+                  flush=True)
+            return path, meta["scale"], True
+        print(f"The replica in {folder} is incomplete ({found} of {meta['files']} files); rewriting it.")
+    elif meta:
+        print(f"{folder} holds a {meta.get('dataset')} replica at scale {meta.get('scale')}; replacing it.")
+    scale = 0.02 if scale is None else scale
+    marker.unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    print(f"Writing the synthetic replica (scale {scale}) under {work} ...", flush=True)
+    start = time.perf_counter()
+    with FileCountProgress(folder, ext):
+        path = write(folder, scale)
+    files = len(image_files(path, ext))
+    marker.write_text(json.dumps({"dataset": dataset, "scale": scale, "seed": 0, "files": files,
+                                  "path": str(path.relative_to(work)), "synthetic": synthetic_fingerprint(),
+                                  "write_s": round(time.perf_counter() - start, 1)}, indent=2) + "\n")
+    return path, scale, False
+
+
+class Ticker:
+    """Runs `tick()` every `every` seconds on a thread while the `with` block runs (and once at the end
+    when `final_tick`)."""
+
+    final_tick = False
+
+    def __init__(self, every: float):
+        self.every, self._stop = every, threading.Event()
+
+    def __enter__(self):
+        self.started = time.perf_counter()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        if self.final_tick:
+            self.tick()
+
+    def _run(self):
+        while not self._stop.wait(self.every):
+            self.tick()
+
+    def tick(self):
+        raise NotImplementedError
+
+
+class FileCountProgress(Ticker):
+    """Prints how many files the replica writer has written so far, every 30 s."""
+
+    def __init__(self, folder: Path, ext: str, every: float = 30):
+        super().__init__(every)
+        self.folder, self.ext = folder, ext
+
+    def tick(self):
+        count = sum(name.lower().endswith(self.ext) for _, _, names in os.walk(self.folder) for name in names)
+        elapsed = time.perf_counter() - self.started
+        print(f"  ... {count} files written in {elapsed:.0f} s", flush=True)
+
+
+class DiskWatch(Ticker):
+    """Samples the used space of the file system holding `folder`, to report the peak."""
+
+    final_tick = True
+
+    def __init__(self, folder: Path, every: float = 0.5):
+        super().__init__(every)
+        self.folder = folder
+        self.start_used = self.peak_used = shutil.disk_usage(folder).used
+
+    def tick(self):
+        self.peak_used = max(self.peak_used, shutil.disk_usage(self.folder).used)
+
+    @property
+    def peak_extra(self) -> int:
+        return self.peak_used - self.start_used
 
 
 def sort_into_class_folders(source: Path, dest: Path) -> int:
     """Hard-link (or copy) every PNG to dest/<class>/<name>.png, classes from gt_training.csv."""
     with open(source / "gt_training.csv", newline="", encoding="utf-8") as f:
         label = {int(row["Image ID"]): row["Image class"] for row in csv.DictReader(f)}
+    shutil.rmtree(dest, ignore_errors=True)
     count = 0
     for png in sorted(source.rglob("*.png")):
         target = dest / label[int(png.stem)] / png.name
@@ -112,16 +288,20 @@ def warm_page_cache(*folders: Path):
                 path.read_bytes()
 
 
-def folder_size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+def folder_size(folder: Path, ext: str = "") -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(ext))
 
 
 def parquet_embeds_bytes(path: Path) -> bool:
+    """Whether the first row's image holds bytes; reads one row, so this process stays small (the stages
+    it starts later would otherwise begin as large as it)."""
     import pyarrow.parquet as pq
-    first = pq.read_table(path).slice(0, 1).column("image").to_pylist()[0]
+    with pq.ParquetFile(path) as parquet:
+        first = next(parquet.iter_batches(batch_size=1, columns=["image"])).column("image").to_pylist()[0]
     return bool(first and first.get("bytes"))
 
 
+# -- parent side: stages -------------------------------------------------------------------------------
 def run_child(spec: dict, env: dict, timeout: float) -> subprocess.CompletedProcess:
     """One stage in a fresh process (own process group, so a hung stage's workers are killed with it)."""
     child = subprocess.Popen([sys.executable, __file__, "_stage", json.dumps(spec)], stdout=subprocess.PIPE,
@@ -135,24 +315,29 @@ def run_child(spec: dict, env: dict, timeout: float) -> subprocess.CompletedProc
     return subprocess.CompletedProcess(child.args, child.returncode, out, err)
 
 
-def measure(label: str, spec: dict, work: Path, repeat: int, timeout: float) -> dict:
-    """Run one stage `repeat` times in fresh processes; keep the best wall time and the peak RSS."""
+def measure(label: str, spec: dict, work: Path, repeat: int, timeout: float, warm: list[Path]) -> dict:
+    """Run one stage `repeat` times in fresh processes, each after reading `warm` once (untimed);
+    keep the best wall time and the peak RSS."""
     runs = []
     for i in range(repeat):
+        warm_page_cache(*warm)
         print(f"  {label} (run {i + 1}/{repeat}) ...", end=" ", flush=True)
         scratch = work / "runs" / f"{label.replace(' ', '_')}-{i}"
-        scratch.mkdir(parents=True)
+        (scratch / "imagefolder").mkdir(parents=True)
         env = dict(os.environ, HF_HOME=str(work / "hf-home"), HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
         done = run_child(dict(spec, scratch=str(scratch)), env, timeout)
         lines = [l for l in done.stdout.splitlines() if l.startswith(MARK)]
         if done.returncode or not lines:
             sys.exit(f"\nstage {label} failed (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
         run = json.loads(lines[-1][len(MARK):])
-        if spec["stage"] in ("imagefolder+parquet", "imagefolder+embed"):
-            run["parquet_bytes"] = (scratch / "imagefolder.parquet").stat().st_size
-            run["parquet_embeds_bytes"] = parquet_embeds_bytes(scratch / "imagefolder.parquet")
+        shards = sorted((scratch / "imagefolder").glob("*.parquet"))
+        if shards:
+            run["parquet_bytes"] = sum(p.stat().st_size for p in shards)
+            run["parquet_embeds_bytes"] = parquet_embeds_bytes(shards[0])
         if spec["stage"] == "medsets":
             run["output_bytes"] = folder_size(scratch / "out")
+        # worker processes only when datasets started a pool (it does not for a single shard)
+        run["processes"] = (spec.get("num_proc") or 1) if run["peak_rss_worker_mib"] else 1
         shutil.rmtree(scratch)
         print(f"{run['wall_s']:.2f} s, {run['peak_rss_mib']:.0f} MiB", flush=True)
         runs.append(run)
@@ -162,55 +347,106 @@ def measure(label: str, spec: dict, work: Path, repeat: int, timeout: float) -> 
     return best
 
 
+def run_plan(plan: list[dict], work: Path, args) -> dict:
+    """plan: dicts with label, spec, rows (expected), warm (folders), plus anything to keep in the
+    results (input_bytes, ...). Returns {label: best run}."""
+    shutil.rmtree(work / "runs", ignore_errors=True)
+    results = {}
+    for step, stage in enumerate(plan, 1):
+        label = stage["label"]
+        print(f"[{step}/{len(plan)}] {label}", flush=True)
+        results[label] = measure(label, stage["spec"], work, args.repeat, args.stage_timeout, stage["warm"])
+        results[label].update({k: v for k, v in stage.items() if k not in ("label", "spec", "rows", "warm")})
+        if stage["spec"]["stage"] != "baseline" and results[label]["rows"] != stage["rows"]:
+            print(f"  WARNING: {label} produced {results[label]['rows']} rows, expected {stage['rows']}")
+    shutil.rmtree(work / "runs", ignore_errors=True)
+    return results
+
+
+def medsets_stages(base: dict, args) -> list[tuple[str, dict]]:
+    """(label, spec) for num_proc=1, the CPU count and every --num-proc."""
+    return [(f"medsets num_proc={n} (c)", dict(base, stage="medsets", num_proc=n))
+            for n in sorted({1, os.cpu_count() or 1} | set(args.num_proc or []))]
+
+
 def machine_info() -> dict:
+    from PIL import features
+    zlib_ng = features.version_feature("zlib_ng") if "zlib_ng" in features.features else None
     return {"platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
             "python": sys.version.split()[0],
-            **{f"{pkg}_version": version(pkg) for pkg in ("datasets", "pyarrow", "pillow", "medsets")}}
+            **{f"{pkg}_version": version(pkg) for pkg in ("datasets", "pyarrow", "pillow", "medsets")},
+            "pillow_zlib": features.version("zlib"), "pillow_zlib_ng": zlib_ng}
 
 
-def print_table(results: dict, images: int, baseline_mib: float):
-    raw = results["raw-read"]["wall_s"]
-    b1, b2, b3 = (results[f"imagefolder{s}"]["wall_s"] for s in (" (b1)", "+parquet (b2)", "+embed (b3)"))
-    head = (f"{'stage':<26} {'wall s':>8} {'images/s':>9} {'RSS MiB':>8} {'-base':>7} {'worker':>7}"
-            f" {'x raw':>7} {'x b1':>6} {'x b2':>6} {'x b3':>6}")
+def write_json(path: str, payload: dict):
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"Results written to {out}")
+
+
+# -- tables --------------------------------------------------------------------------------------------
+def per_image(r: dict) -> float | None:
+    return r["wall_s"] / r["rows"] if r["rows"] and r["wall_s"] > 0 else None
+
+
+def rate_column(r: dict, per_core: bool = False) -> str:
+    if not per_image(r):
+        return ""
+    return f"{1 / per_image(r) / (r.get('processes', 1) if per_core else 1):.0f}"
+
+
+def ratio_column(reference: dict, digits: int):
+    """Seconds per image relative to `reference` (the plain wall ratio when both saw the same images)."""
+    return lambda label, r: f"{per_image(r) / per_image(reference):.{digits}f}" if per_image(r) else ""
+
+
+def common_columns(results: dict, baseline_mib: float) -> list:
+    return [
+        ("wall s", 8, lambda label, r: f"{r['wall_s']:.2f}"),
+        ("images/s", 9, lambda label, r: rate_column(r)),
+    ], [
+        ("RSS MiB", 8, lambda label, r: f"{r['peak_rss_mib']:.0f}"),
+        ("-base", 7, lambda label, r: f"{round(r['peak_rss_mib'] - baseline_mib)}"),
+        ("worker", 7, lambda label, r: f"{r['peak_rss_worker_mib']:.0f}" if r["peak_rss_worker_mib"] else "-"),
+    ]
+
+
+def print_table(results: dict, columns: list, first_width: int = 26):
+    """columns: (header, width, cell(label, result) -> str); cells are right-aligned, rows rstripped."""
+    head = f"{'stage':<{first_width}}" + "".join(f" {h:>{w}}" for h, w, _ in columns)
     print("\n" + head + "\n" + "-" * len(head))
     for label, r in results.items():
-        wall = r["wall_s"]
-        rate = f"{images / wall:9.0f}" if label != "baseline" and wall > 0 else f"{'':>9}"
-        ratios = f"{wall / raw:7.1f} {wall / b1:6.2f} {wall / b2:6.2f} {wall / b3:6.2f}" if label != "baseline" else ""
-        worker = f"{r['peak_rss_worker_mib']:7.0f}" if r["peak_rss_worker_mib"] else f"{'-':>7}"
-        print(f"{label:<26} {wall:8.2f} {rate} {r['peak_rss_mib']:8.0f} "
-              f"{r['peak_rss_mib'] - baseline_mib:7.0f} {worker} {ratios}".rstrip())
+        print((f"{label:<{first_width}}" + "".join(f" {cell(label, r):>{w}}" for _, w, cell in columns)).rstrip())
 
 
+# -- build-hep2 ----------------------------------------------------------------------------------------
 def build_hep2(args):
     with tempfile.TemporaryDirectory(prefix="medsets-bench-") as tmp:
         work = Path(args.work).resolve() if args.work else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        print(f"Writing the synthetic replica (scale {args.scale}) under {work} ...", flush=True)
-        source = make_replica(work, args.scale)
+        source, _, _ = make_replica(work, "hep2", args.scale)
         images = sort_into_class_folders(source, work / "by-class")
         raw_bytes = folder_size(source)
         print(f"{images} images, {raw_bytes / 2**20:.1f} MiB raw; warming the page cache "
               "(every file read once, untimed), so all stages read from memory.", flush=True)
-        warm_page_cache(source, work / "by-class")
 
-        base = {"source": str(source), "class_dir": str(work / "by-class"), "num_proc": None}
-        plan = [("baseline", "baseline"), ("raw-read", "raw-read"), ("imagefolder (b1)", "imagefolder"),
-                ("imagefolder+parquet (b2)", "imagefolder+parquet"), ("imagefolder+embed (b3)", "imagefolder+embed")]
-        plan += [(f"medsets num_proc={n} (c)", "medsets", n)
-                 for n in sorted({1, os.cpu_count() or 1} | set(args.num_proc or []))]
-        results = {}
-        for step, (label, stage, *num_proc) in enumerate(plan, 1):
-            print(f"[{step}/{len(plan)}] {label}", flush=True)
-            spec = dict(base, stage=stage, **({"num_proc": num_proc[0]} if num_proc else {}))
-            results[label] = measure(label, spec, work, args.repeat, args.stage_timeout)
-            if stage != "baseline" and results[label]["rows"] != images:
-                print(f"  WARNING: {label} produced {results[label]['rows']} rows, expected {images}")
-        if args.work:
-            shutil.rmtree(work / "runs", ignore_errors=True)
+        base = {"source": str(source), "class_dir": str(work / "by-class"), "num_proc": None, "ext": ".png",
+                "builder": "HEp2", "config": "icpr2014"}
+        stages = [("baseline", dict(base, stage="baseline")), ("raw-read", dict(base, stage="raw-read"))]
+        stages += [(label, dict(base, stage=stage)) for label, stage in (
+            ("imagefolder (b1)", "imagefolder"), ("imagefolder+parquet (b2)", "imagefolder+parquet"),
+            ("imagefolder+embed (b3)", "imagefolder+embed"))]
+        stages += medsets_stages(base, args)
+        plan = [{"label": label, "spec": spec, "rows": images, "warm": [source, work / "by-class"]}
+                for label, spec in stages]
+        results = run_plan(plan, work, args)
 
-    print_table(results, images, results["baseline"]["peak_rss_mib"])
+    base_mib = results["baseline"]["peak_rss_mib"]
+    (wall, rate), rss = common_columns(results, base_mib)
+    refs = [("x raw", 7, 1, "raw-read"), ("x b1", 6, 2, "imagefolder (b1)"),
+            ("x b2", 6, 2, "imagefolder+parquet (b2)"), ("x b3", 6, 2, "imagefolder+embed (b3)")]
+    print_table(results, [wall, rate, *rss] + [(h, w, ratio_column(results[ref], d)) for h, w, d, ref in refs])
     ours = [r for label, r in results.items() if label.startswith("medsets")][0]
     print(f"\nWall: work only, best of {args.repeat}; imports of datasets+builders took "
           f"{results['baseline']['imports_s']:.2f} s per process (not included). Page cache warm.")
@@ -222,35 +458,252 @@ def build_hep2(args):
         r = results[label]
         print(f"       {label} Parquet {r['parquet_bytes'] / 2**20:.1f} MiB ({r['parquet_bytes'] / raw_bytes:.2f}x"
               f" raw), image bytes {'embedded' if r['parquet_embeds_bytes'] else 'NOT embedded: paths only'}")
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "build-hep2", "scale": args.scale, "images": images,
-                               "raw_input_bytes": raw_bytes, "repeat": args.repeat, "page_cache": "warm",
-                               "machine": machine_info(), "stages": results}, indent=2) + "\n")
-    print(f"Results written to {out}")
+    write_json(args.json, {"benchmark": "build-hep2", "scale": args.scale, "images": images,
+                           "raw_input_bytes": raw_bytes, "repeat": args.repeat, "page_cache": "warm",
+                           "machine": machine_info(), "stages": results})
 
 
+# -- build-leukemia ------------------------------------------------------------------------------------
+def build_leukemia(args):
+    with tempfile.TemporaryDirectory(prefix="medsets-bench-") as tmp:
+        work = Path(args.work).resolve() if args.work else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        with DiskWatch(work) as disk:
+            started = time.perf_counter()
+            source, _, reused = make_replica(work, "leukemia", args.scale)
+            train_dir = source / "C-NMC_Leukemia" / "training_data"
+            bmps, train_bmps = image_files(source, ".bmp"), image_files(train_dir, ".bmp")
+            bmp_bytes, train_bytes = (sum(p.stat().st_size for p in files) for files in (bmps, train_bmps))
+            replica_bytes = folder_size(source)
+            labelled = len(train_bmps) + len(image_files(source / "C-NMC_Leukemia" / "validation_data", ".bmp"))
+            print(f"{len(bmps)} BMPs ({labelled} labelled: {len(train_bmps)} training + {labelled - len(train_bmps)}"
+                  f" preliminary test; {len(bmps) - labelled} final test), {bmp_bytes / 2**30:.2f} GiB. "
+                  "Each stage's input is read once before it runs (untimed), so all stages read from memory.",
+                  flush=True)
+
+            base = {"source": str(source), "class_dir": str(train_dir), "num_proc": None, "ext": ".bmp",
+                    "builder": "Leukemia", "config": "cnmc"}
+            everything = {"rows": len(bmps), "warm": [source], "input_bytes": replica_bytes}
+            training = {"rows": len(train_bmps), "warm": [train_dir], "input_bytes": train_bytes}
+            plan = [
+                {"label": "baseline", "spec": dict(base, stage="baseline"), "rows": 0, "warm": []},
+                {"label": "raw-read", "spec": dict(base, stage="raw-read"), **everything, "input_bytes": bmp_bytes},
+                {"label": "imagefolder (b1)", "spec": dict(base, stage="imagefolder"), **training},
+                {"label": "imagefolder+embed (b3)", "spec": dict(base, stage="imagefolder+embed"), **training},
+            ] + [{"label": label, "spec": spec, **everything} for label, spec in medsets_stages(base, args)]
+            results = run_plan(plan, work, args)
+
+            levels = None
+            if args.png_sample:
+                print(f"[png-levels] {min(args.png_sample, len(bmps))} BMPs, levels "
+                      f"{','.join(map(str, PNG_LEVELS))}, best of up to {args.png_repeat}", flush=True)
+                levels = png_levels(bmps, args.png_sample, args.png_repeat)
+            elapsed = time.perf_counter() - started
+
+    base_mib = results["baseline"]["peak_rss_mib"]
+    (wall, rate), rss = common_columns(results, base_mib)
+
+    def out_bytes(r):
+        return r.get("output_bytes") or (r.get("parquet_bytes") if r.get("parquet_embeds_bytes") else None)
+
+    columns = [("rows", 6, lambda label, r: f"{r['rows']}" if label != "baseline" else ""), wall, rate,
+               ("/core", 7, lambda label, r: rate_column(r, per_core=True)), *rss,
+               ("out MiB", 8, lambda label, r: f"{out_bytes(r) / 2**20:.0f}" if out_bytes(r) else ""),
+               ("x in", 5, lambda label, r: f"{out_bytes(r) / r['input_bytes']:.2f}" if out_bytes(r) else "")]
+    columns += [(h, w, ratio_column(results[ref], d)) for h, w, d, ref in
+                (("x raw", 7, 1, "raw-read"), ("x b1", 6, 2, "imagefolder (b1)"), ("x b3", 6, 2, "imagefolder+embed (b3)"))]
+    print_table(results, columns)
+    b1, b3 = results["imagefolder (b1)"], results["imagefolder+embed (b3)"]
+    print(f"\nWall: work only, best of {args.repeat}; imports of datasets+builders took "
+          f"{results['baseline']['imports_s']:.2f} s per process (not included). Page cache warm.")
+    print("rows: images the stage handled (imagefolder reads training_data/ only; raw-read and medsets all "
+          "three splits). images/s and the x columns are per image: x raw = seconds per image / raw-read's.")
+    print("/core: images/s divided by the processes that did the work (num_proc when datasets started a pool, "
+          "else 1).")
+    print("RSS: peak of the stage process (includes the imports); -base: minus the baseline stage; "
+          "worker: largest peak among its worker processes.")
+    print(f"Sizes: BMP input {bmp_bytes / 2**20:.0f} MiB (training_data {train_bytes / 2**20:.0f} MiB); "
+          "out = medsets hub folder (PNG) or imagefolder Parquet (BMP bytes embedded, "
+          f"{b3.get('parquet_files', '?')} shard(s)); x in = out / the stage's input.")
+    print(f"imagefolder on training_data/ inferred columns {b1.get('columns')} with labels "
+          f"{b1.get('label_counts')}: class from the parent folder (all/hem); fold_N is not kept.")
+    if levels:
+        print_png_levels(levels, images=len(bmps))
+    print(f"\nDisk: peak {disk.peak_extra / 2**30:.2f} GiB above the start (replica "
+          f"{replica_bytes / 2**30:.2f} GiB, {'reused: not in the peak' if reused else 'written: in the peak'}); "
+          f"total {elapsed / 60:.1f} min")
+    write_json(args.json, {
+        "benchmark": "build-leukemia", "scale": args.scale, "images": len(bmps), "labelled_images": labelled,
+        "training_images": len(train_bmps), "raw_input_bytes": bmp_bytes, "training_input_bytes": train_bytes,
+        "repeat": args.repeat, "page_cache": "warm", "machine": machine_info(),
+        "imagefolder_inferred": {"columns": b1.get("columns"), "label_counts": b1.get("label_counts")},
+        "replica_reused": reused, "stages": results, "png_levels": levels, "peak_disk_extra_bytes": disk.peak_extra,
+        "total_s": round(elapsed, 1)})
+
+
+# -- png-levels ----------------------------------------------------------------------------------------
+def png_levels(files: list[Path], sample: int, repeat: int, levels=PNG_LEVELS) -> dict:
+    """Encode a sample of images at each zlib level (one core): best-of-`repeat` encode and decode
+    ms/image, bytes/image, ratio to the source file; checks every PNG decodes to the same pixels."""
+    from PIL import Image
+
+    picked = sorted(random.Random(0).sample(files, min(sample, len(files))))
+    sources = [p.read_bytes() for p in picked]
+
+    def best_ms(fn, items) -> float:
+        """Best of `repeat` passes over `items`, or of fewer once a pass takes over 10 s (level 9)."""
+        best, spent = float("inf"), 0.0
+        for _ in range(repeat):
+            total = 0.0
+            for item in items:
+                start = time.perf_counter()
+                fn(item)
+                total += time.perf_counter() - start
+            best, spent = min(best, total), spent + total
+            if spent > 10:
+                break
+        return best / len(items) * 1000
+
+    def decode(raw: bytes):
+        image = Image.open(io.BytesIO(raw))
+        image.load()
+        return image
+
+    images = [decode(raw) for raw in sources]
+    source_bytes = sum(map(len, sources)) / len(sources)
+    rows = []
+    for level in levels:
+        encoded = {}
+
+        def encode(i):
+            buffer = io.BytesIO()
+            images[i].save(buffer, "PNG", compress_level=level)
+            encoded[i] = buffer.getvalue()
+
+        encode_ms = best_ms(encode, range(len(images)))
+        pngs = [encoded[i] for i in range(len(images))]
+        if any(decode(png).tobytes() != image.tobytes() for png, image in zip(pngs, images)):
+            raise SystemExit(f"PNG level {level} did not round-trip the pixels")
+        png_bytes = sum(map(len, pngs)) / len(pngs)
+        rows.append({"level": level, "encode_ms": encode_ms, "decode_ms": best_ms(decode, pngs),
+                     "bytes": png_bytes, "ratio_to_source": png_bytes / source_bytes})
+        print(f"  level {level}: encode {encode_ms:.1f} ms, {png_bytes / 1024:.0f} KiB", flush=True)
+    return {"sample": len(picked), "repeat": repeat, "source_format": images[0].format,
+            "image_size": list(images[0].size), "mode": images[0].mode, "source_bytes": source_bytes,
+            "source_decode_ms": best_ms(decode, sources), "levels": rows,
+            "recommendation": recommend_level(rows)}
+
+
+def recommend_level(rows: list[dict]) -> dict:
+    """Level 1 (the fastest that compresses) unless a higher level saves >= STEP_UP_MIN_SAVING of
+    level 1's bytes at <= STEP_UP_MAX_SLOWDOWN x its encode time; then the smallest such level."""
+    by_level = {r["level"]: r for r in rows}
+    fast = by_level.get(1) or min((r for r in rows if r["level"] > 0), key=lambda r: r["encode_ms"])
+    qualify = [r for r in rows if r["level"] > fast["level"] and 1 - r["bytes"] / fast["bytes"] >= STEP_UP_MIN_SAVING
+               and r["encode_ms"] / fast["encode_ms"] <= STEP_UP_MAX_SLOWDOWN]
+    chosen = min(qualify, key=lambda r: r["bytes"]) if qualify else fast
+    others = [r for r in rows if r["level"] > chosen["level"] and r["level"] in (6, 9)]
+    trade = "; ".join(
+        f"level {r['level']} saves {1 - r['bytes'] / chosen['bytes']:.1%} more but costs "
+        f"{r['encode_ms'] / chosen['encode_ms']:.1f}x the encode time" for r in others)
+    text = (f"level {chosen['level']}: {chosen['encode_ms']:.1f} ms/image to encode, "
+            f"{chosen['bytes'] / 1024:.0f} KiB/image ({chosen['ratio_to_source']:.1%} of the BMP), "
+            f"{chosen['decode_ms']:.1f} ms/image to decode" + (f"; {trade}" if trade else "") +
+            f" (rule: step up from level {fast['level']} only for >= {STEP_UP_MIN_SAVING:.0%} smaller output "
+            f"at <= {STEP_UP_MAX_SLOWDOWN:g}x its encode time)")
+    return {"level": chosen["level"], "text": text}
+
+
+def print_png_levels(result: dict, images: int | None = None):
+    src = result["source_bytes"]
+    print(f"\nPNG compress_level on {result['sample']} {result['image_size'][0]}x{result['image_size'][1]} "
+          f"{result['mode']} {result['source_format']}s ({src / 1024:.0f} KiB each; {result['source_format']} "
+          f"decode {result['source_decode_ms']:.2f} ms), one core, best of up to {result['repeat']} pass{'es' if result['repeat'] != 1 else ''}:")
+    head = f"{'level':>5} {'encode ms':>10} {'KiB/image':>10} {'x BMP':>6} {'decode ms':>10} {'x level 1 time':>15}"
+    if images:
+        head += f" {f'encode {images} imgs, 1 core':>26} {'output MiB':>11}"
+    print(head + "\n" + "-" * len(head))
+    level1 = next((r for r in result["levels"] if r["level"] == 1), None)
+    for r in result["levels"]:
+        line = (f"{r['level']:>5} {r['encode_ms']:>10.2f} {r['bytes'] / 1024:>10.1f} {r['ratio_to_source']:>6.3f}"
+                f" {r['decode_ms']:>10.2f} {r['encode_ms'] / level1['encode_ms'] if level1 else float('nan'):>15.2f}")
+        if images:
+            line += f" {r['encode_ms'] * images / 1000:>24.0f} s {r['bytes'] * images / 2**20:>11.0f}"
+        print(line)
+    print(f"Recommend {result['recommendation']['text']}.")
+
+
+def png_levels_command(args):
+    with tempfile.TemporaryDirectory(prefix="medsets-bench-") as tmp:
+        if args.source:  # real BMPs: the synthetic cells are smoother than real ones and compress better
+            source, scale = Path(args.source).resolve(), None
+            if not source.is_dir():
+                sys.exit(f"png-levels: --source {source} is not a folder (extract the download first)")
+        else:
+            work = Path(args.work).resolve() if args.work else Path(tmp)
+            work.mkdir(parents=True, exist_ok=True)
+            source, scale, _ = make_replica(work, "leukemia", args.scale)
+        bmps = image_files(source, ".bmp")
+        if not bmps:
+            sys.exit(f"png-levels: no .bmp files under {source}")
+        print(f"[png-levels] {min(args.sample, len(bmps))} of {len(bmps)} BMPs, levels "
+              f"{','.join(map(str, PNG_LEVELS))}, best of up to {args.repeat}", flush=True)
+        result = png_levels(bmps, args.sample, args.repeat)
+    print_png_levels(result)
+    write_json(args.json, {"benchmark": "png-levels", "source": str(source) if args.source else "synthetic replica",
+                           "scale": scale, "machine": machine_info(), **result})
+
+
+# -- command line --------------------------------------------------------------------------------------
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_stage"]:  # hidden: one measured stage, run by `measure` in a fresh process
         return run_stage(json.loads(argv[1]))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def build_options(sub, name: str, full: str):
+        sub.add_argument("--scale", type=float, default=1.0, help=f"replica size; 1.0 = {full} (default)")
+        sub.add_argument("--repeat", type=int, default=1, help="runs per stage; the best wall time is kept (default 1)")
+        sub.add_argument("--num-proc", type=int, action="append", metavar="N",
+                         help="also build with num_proc=N (repeatable); 1 and the CPU count always run")
+        sub.add_argument("--json", default=f"benchmark-results/{name}.json", help="where to write all numbers "
+                         "(default: %(default)s)")
+        sub.add_argument("--stage-timeout", type=float, default=1800, metavar="S",
+                         help="kill a stage run after S seconds and stop (default %(default)s)")
+        sub.add_argument("--work", metavar="DIR", help="keep the replica here instead of a temporary folder, and "
+                         "reuse it if DIR already holds one of this --scale")
+
     hep2 = commands.add_parser("build-hep2", help="raw read vs imagefolder vs medsets build on HEp-2 ICPR 2014",
                                description="Time raw read, imagefolder (+to_parquet) and medsets build on one "
                                "synthetic replica of the HEp-2 ICPR 2014 processed download.")
-    hep2.add_argument("--scale", type=float, default=1.0, help="replica size; 1.0 = all 13,596 cells (default)")
-    hep2.add_argument("--repeat", type=int, default=1, help="runs per stage; the best wall time is kept (default 1)")
-    hep2.add_argument("--num-proc", type=int, action="append", metavar="N",
-                      help="also build with num_proc=N (repeatable); 1 and the CPU count always run")
-    hep2.add_argument("--json", default="benchmark-results/build-hep2.json", help="where to write all numbers "
-                      "(default: %(default)s)")
-    hep2.add_argument("--stage-timeout", type=float, default=1800, metavar="S",
-                      help="kill a stage run after S seconds and stop (default %(default)s)")
-    hep2.add_argument("--work", metavar="DIR", help="keep the replica here instead of a temporary folder")
+    build_options(hep2, "build-hep2", "all 13,596 cells")
+    leuk = commands.add_parser(
+        "build-leukemia", help="raw read vs imagefolder vs medsets build on C-NMC leukemia, then png-levels",
+        description="Time raw read, imagefolder (training_data/, + embedded Parquet) and medsets build on one "
+        "synthetic replica of the C-NMC 2019 Kaggle download (450x450 BMPs), then run png-levels on it.")
+    build_options(leuk, "build-leukemia", "all 15,114 BMPs: 12,528 labelled + 2,586 final test, ~9 GB")
+    leuk.add_argument("--png-sample", type=int, default=200, metavar="N",
+                      help="BMPs for the png-levels measurement; 0 skips it (default %(default)s)")
+    leuk.add_argument("--png-repeat", type=int, default=3, metavar="N",
+                      help="png-levels passes per level; the best is kept (default %(default)s)")
+    png = commands.add_parser(
+        "png-levels", help="PNG compress_level 0..9 on C-NMC BMPs: encode/decode ms, size; recommends a level",
+        description="Encode a sample of C-NMC BMPs as PNG at compress_level " + ",".join(map(str, PNG_LEVELS)) +
+        " (PIL, one core): encode and decode ms/image, bytes/image and ratio to the BMP, and a recommended "
+        "level for Leukemia.PNG_COMPRESS_LEVEL.")
+    where = png.add_mutually_exclusive_group()
+    where.add_argument("--source", metavar="DIR", help="take the sample from the .bmp files under DIR, e.g. the real "
+                       "extracted C-NMC download, instead of a synthetic replica")
+    where.add_argument("--work", metavar="DIR", help="take the sample from the replica in DIR (any scale), or write "
+                       "one there; without either a temporary replica is written")
+    png.add_argument("--scale", type=float, default=None,
+                     help="replica size when one is written (default 0.02, ~300 BMPs; with --work, reuse any)")
+    png.add_argument("--sample", type=int, default=200, metavar="N", help="BMPs to encode (default %(default)s)")
+    png.add_argument("--repeat", type=int, default=3, help="passes per level; the best is kept (default %(default)s)")
+    png.add_argument("--json", default="benchmark-results/png-levels.json", help="(default: %(default)s)")
     args = parser.parse_args(argv)
-    if args.command == "build-hep2":
-        build_hep2(args)
+    {"build-hep2": build_hep2, "build-leukemia": build_leukemia, "png-levels": png_levels_command}[args.command](args)
 
 
 if __name__ == "__main__":

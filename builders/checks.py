@@ -29,6 +29,7 @@ ADVICE = {
     "duplicate id": "two files or rows claim the same image id",
     "unparseable name": "the name is not of the form UID_<patient>_<image>_<cell>_<all|hem>.bmp, so it has no patient",
     "label contradicts name": "the folder or CSV label disagrees with the _all/_hem ending of the original name",
+    "unusable prediction": "a predicted mask that cannot be scored against its image",
 }
 
 MAX_NAMES_PER_KIND = 8

@@ -43,6 +43,18 @@ def main(argv: list[str] | None = None) -> int:
                        help="worker processes for decoding, checking and re-encoding (default: the dataset's "
                             f"measured best: 1 for hep2, all {os.cpu_count()} cores for leukemia)")
 
+    evaluate = commands.add_parser(
+        "evaluate", help="score predicted masks with a dataset's own evaluation toolkit",
+        description="Score a folder of predicted mask images (grey levels 0-255 or 0/1, matched to the "
+                    "dataset's images by file stem) against a built dataset, the way the BIS5k toolkit's "
+                    "Eval.py does: prints the table and writes it as CSV with the same column names.")
+    evaluate.add_argument("name", choices=["bis5k"], help="dataset whose toolkit to use")
+    evaluate.add_argument("--predictions", required=True, type=Path, help="folder of predicted masks (PNG, ...)")
+    evaluate.add_argument("--dataset", type=Path, help="built dataset folder (default: ./NAME)")
+    evaluate.add_argument("--split", default="test", help="split to score (default: %(default)s)")
+    evaluate.add_argument("--csv", type=Path,
+                          help="where to write the table (default: NAME-SPLIT-scores.csv beside the predictions)")
+
     demo = commands.add_parser(
         "demo", help="build and load synthetic replicas of the raw downloads",
         description="Write synthetic replicas of the raw layouts, build them with medsets, load the "
@@ -65,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
             return list_datasets()
         if args.command == "build":
             return build_dataset(args)
+        if args.command == "evaluate":
+            from .evaluation import evaluate_folder
+
+            return evaluate_folder(args.name, args.predictions, args.dataset or Path(args.name), args.split, args.csv)
         return run_demo(args.out, args.scale)
     except (BuildError, SourceError) as err:
         print(f"medsets: {err}", file=sys.stderr)

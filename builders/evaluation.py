@@ -1,0 +1,78 @@
+"""`medsets evaluate`: score a folder of predicted masks with a dataset's evaluation toolkit.
+
+The toolkit itself is the local `evaluate` module in scripts/metrics/segmentation (one definition of
+the metrics for the CLI, the fine-tuning scripts and users of `evaluate.load`). Here it is imported by
+path and fed one image at a time, so memory stays flat however many predictions there are.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .checks import BuildError, Problem
+from .source import stem, suffix
+
+METRICS = Path(__file__).resolve().parents[1] / "scripts" / "metrics"
+PREDICTION_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+
+
+def load_metric_module(name: str):
+    path = METRICS / name / f"{name}.py"
+    if not path.exists():
+        raise BuildError(f"metric module {path} not found; `medsets evaluate` needs the repository's scripts/ "
+                         "folder (install medsets from a clone with `pip install -e .`).")
+    spec = importlib.util.spec_from_file_location(f"medsets_metric_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def evaluate_folder(name: str, predictions: Path, dataset: Path, split: str, csv_path: Path | None) -> int:
+    from datasets import load_dataset
+    from tqdm.auto import tqdm
+
+    toolkit = load_metric_module("segmentation")
+    if not predictions.is_dir():
+        raise BuildError(f"{predictions}: not a folder of predicted masks.")
+    if not dataset.is_dir():
+        raise BuildError(f"{dataset}: no built dataset here.", hint=f"Build it first: medsets build {name} --source "
+                                                                    f"RAW --out {dataset}, or pass --dataset.")
+    predicted = {stem(p.name).lower(): p for p in sorted(predictions.iterdir())
+                 if p.is_file() and suffix(p.name) in PREDICTION_SUFFIXES}
+    rows = load_dataset(str(dataset), split=split)
+    scores, problems, missing, seen = [], [], [], set()
+    for row in tqdm(rows, desc=f"scoring {split}", unit="image"):
+        key = stem(row["file_name"]).lower()
+        if key not in predicted:
+            missing.append(row["file_name"])
+            continue
+        seen.add(key)
+        truth = np.asarray(row["label"]) > 0
+        try:
+            scores.append(toolkit.toolkit_scores(toolkit.decode(predicted[key].read_bytes()), truth))
+        except ValueError as err:  # size mismatch or an unreadable file
+            problems.append(Problem("unusable prediction", str(predicted[key]), str(err)))
+    extra = sorted(str(p) for key, p in predicted.items() if key not in seen)
+    if problems or not scores:
+        raise BuildError(f"{name}/{split}: {len(scores)} of {len(rows)} images scored.", problems,
+                         hint="Predictions must be mask images named like the dataset's images "
+                              "(matched by file stem), the same size as them.")
+    table = toolkit.summarize(scores)
+    for label, names in (("missing predictions (not scored)", missing), ("predictions with no image", extra)):
+        if names:
+            print(f"{len(names)} {label}: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}", file=sys.stderr)
+    print(f"{name}/{split}: {len(scores)} images scored against {dataset}")
+    for column, value in table.items():
+        print(f"  {column:8s} {value:.4f}")
+    csv_path = csv_path or predictions.parent / f"{name}-{split}-scores.csv"
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["method", *table])
+        writer.writerow([predictions.name, *(f"{v:.6f}" for v in table.values())])
+    print(f"Wrote {csv_path}")
+    return 0

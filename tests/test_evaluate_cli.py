@@ -1,0 +1,81 @@
+"""`medsets evaluate bis5k`: a folder of predictions scored like the toolkit's Eval.py."""
+
+import csv
+
+import numpy as np
+import pytest
+from datasets import load_dataset
+from PIL import Image
+
+from builders import BIS5k, synthetic
+from builders.cli import main
+from builders.evaluation import load_metric_module
+from builders.export import build
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bis5k")
+    source = synthetic.write_bis5k(root / "raw", scale=0.005, size=64)
+    folder, _ = build(BIS5k, source, None, root / "bis5k")
+    return folder
+
+
+def truths(folder):
+    rows = load_dataset(str(folder), split="test", cache_dir=str(folder.parent / "cache"))
+    return {r["file_name"].rsplit("/", 1)[1]: np.asarray(r["label"]) > 0 for r in rows}
+
+
+def read_csv(path):
+    with open(path) as handle:
+        header, values = list(csv.reader(handle))
+    return dict(zip(header[1:], map(float, values[1:])))
+
+
+def test_scores_predictions_with_known_damage(built, tmp_path, capsys):
+    toolkit = load_metric_module("segmentation")
+    gts = truths(built)
+    names = sorted(gts)
+    predictions = tmp_path / "BCSNet"
+    predictions.mkdir()
+    expected = []
+    for i, name in enumerate(names):
+        if i == 0:
+            continue  # missing prediction: reported, not scored
+        prediction = gts[name].astype(np.uint8) * 255
+        if i == 1:
+            prediction[:] = 0  # an empty prediction
+        Image.fromarray(prediction).save(predictions / name)
+        expected.append(toolkit.toolkit_scores(prediction, gts[name]))
+    Image.new("L", (64, 64)).save(predictions / "stray.png")
+    code = main(["evaluate", "bis5k", "--predictions", str(predictions), "--dataset", str(built)])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert f"1 missing predictions (not scored): BIS5k/formal_test/images/{names[0]}" in err
+    assert "1 predictions with no image" in err and "stray.png" in err
+    assert f"{len(names) - 1} images scored" in out
+    scored = read_csv(tmp_path / "bis5k-test-scores.csv")
+    assert list(scored) == ["meanDic", "meanIoU", "wFm", "Sm", "meanEm", "mae", "maxEm", "maxDic", "maxIoU",
+                            "meanSen", "maxSen", "meanSpe", "maxSpe"]
+    for key, value in toolkit.summarize(expected).items():
+        assert scored[key] == pytest.approx(value, abs=1e-6)
+    # one of the scored images predicts nothing: Dice is 0 there and 1 on the others for t > 0
+    assert scored["maxDic"] == pytest.approx((len(names) - 2) / (len(names) - 1))
+    assert scored["mae"] > 0
+
+
+def test_prediction_of_the_wrong_size_is_an_error(built, tmp_path, capsys):
+    predictions = tmp_path / "preds"
+    predictions.mkdir()
+    name = sorted(truths(built))[0]
+    Image.new("L", (10, 10)).save(predictions / name)
+    assert main(["evaluate", "bis5k", "--predictions", str(predictions), "--dataset", str(built)]) == 2
+    err = capsys.readouterr().err
+    assert "unusable prediction (1)" in err and "differs from ground-truth shape" in err
+
+
+def test_missing_dataset_says_how_to_build_it(tmp_path, capsys):
+    (tmp_path / "preds").mkdir()
+    assert main(["evaluate", "bis5k", "--predictions", str(tmp_path / "preds"),
+                 "--dataset", str(tmp_path / "nope")]) == 2
+    assert "medsets build bis5k" in capsys.readouterr().err

@@ -1,0 +1,373 @@
+"""scripts/metrics/segmentation: the BIS5k toolkit (fast, histogram-based) against a slow reference.
+
+The reference below is written straight from the toolkit's definitions, independently of the module:
+a Python loop over the 256 thresholds with boolean arrays, plain numpy for the rest. It is slow, so
+it only sees small masks.
+"""
+
+import importlib.util
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+MODULE_DIR = Path(__file__).resolve().parents[1] / "scripts" / "metrics" / "segmentation"
+_spec = importlib.util.spec_from_file_location("segmentation_metric", MODULE_DIR / "segmentation.py")
+seg = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(seg)
+
+EPS = np.finfo(np.float64).eps
+KEYS = ["meanDic", "meanIoU", "wFm", "Sm", "meanEm", "mae", "maxEm", "maxDic", "maxIoU",
+        "meanSen", "maxSen", "meanSpe", "maxSpe"]
+
+
+# -- slow reference ------------------------------------------------------------------------------------
+def ref_image(pred_u8, gt_u8):
+    """One image: per-threshold lists and the three scalars, by the book."""
+    pred = pred_u8.astype(np.float64) / 255
+    G = gt_u8.astype(np.float64) / 255 > 0.5
+    curves = {"dice": [], "iou": [], "sen": [], "spe": [], "em": []}
+    for t in np.linspace(1, 0, 256):
+        P = pred >= t
+        tp, fp = np.sum(P & G), np.sum(P & ~G)
+        fn, tn = np.sum(~P & G), np.sum(~P & ~G)
+        if tp == 0:
+            dice = iou = sen = spe = 0.0
+        else:
+            dice = 2 * tp / (P.sum() + G.sum())
+            iou = tp / np.sum(P | G)
+            sen = tp / G.sum()
+            spe = tn / (tn + fp) if tn + fp > 0 else 0.0  # no background at all: 0 (module's choice)
+        for name, value in zip(["dice", "iou", "sen", "spe"], [dice, iou, sen, spe]):
+            curves[name].append(value)
+        curves["em"].append(ref_emeasure(P, G))
+    return {**curves, "mae": np.mean(np.abs(pred - G)), "Sm": ref_smeasure(pred, G), "wFm": ref_wfm(pred, G)}
+
+
+def ref_emeasure(P, G):
+    Pf = P.astype(np.float64)
+    if G.sum() == 0:
+        enhanced = 1 - Pf
+    elif G.all():
+        enhanced = Pf
+    else:
+        aP = Pf - Pf.mean()
+        aG = G - G.mean()
+        align = 2 * aG * aP / (aG ** 2 + aP ** 2 + EPS)
+        enhanced = (align + 1) ** 2 / 4
+    return enhanced.sum() / (G.size - 1 + EPS)
+
+
+def ref_smeasure(pred, G):
+    y = G.mean()
+    if y == 0:
+        return 1 - pred.mean()
+    if y == 1:
+        return pred.mean()
+    q = 0.5 * ref_object(pred, G) + 0.5 * ref_region(pred, G)
+    return max(q, 0)
+
+
+def ref_object(pred, G):
+    def obj(x, mask):
+        values = x[mask]
+        m = values.mean()
+        s = values.std(ddof=1) if values.size > 1 else 0.0
+        return 2 * m / (m * m + 1 + s + EPS)
+
+    y = G.mean()
+    fg = pred * G
+    bg = (1 - pred) * (1 - G)
+    return y * obj(fg, G) + (1 - y) * obj(bg, ~G)
+
+
+def ref_region(pred, G):
+    h, w = G.shape
+    rows, cols = np.nonzero(G)
+    X, Y = int(np.round(cols.mean())), int(np.round(rows.mean()))  # 0-based, split at [0:X] / [X:]
+    total = 0.0
+    for quad in [(slice(0, Y), slice(0, X)), (slice(0, Y), slice(X, w)),
+                 (slice(Y, h), slice(0, X)), (slice(Y, h), slice(X, w))]:
+        x, g = pred[quad], G[quad].astype(np.float64)
+        if x.size:
+            total += x.size / (h * w) * ref_ssim(x, g)
+    return total
+
+
+def ref_ssim(x, g):
+    N = x.size
+    mx, my = np.mean(x), np.mean(g)
+    sx = np.sum((x - mx) ** 2) / (N - 1 + EPS)
+    sy = np.sum((g - my) ** 2) / (N - 1 + EPS)
+    sxy = np.sum((x - mx) * (g - my)) / (N - 1 + EPS)
+    alpha = 4 * mx * my * sxy
+    beta = (mx ** 2 + my ** 2) * (sx + sy)
+    if alpha != 0:
+        return alpha / (beta + EPS)
+    if alpha == 0 and beta == 0:
+        return 1.0
+    return 0.0
+
+
+def ref_wfm(pred, G):
+    if not G.any():
+        return 0.0  # the module's documented choice
+    E = np.abs(pred - G)
+    dist, (iy, ix) = ndimage.distance_transform_edt(~G, return_indices=True)
+    Et = E.copy()
+    Et[~G] = E[iy[~G], ix[~G]]
+    yy, xx = np.mgrid[-3:4, -3:4]
+    K = np.exp(-(xx ** 2 + yy ** 2) / (2 * 5.0 ** 2))
+    K /= K.sum()  # fspecial('gaussian', 7, 5)
+    EA = ndimage.convolve(Et, K, mode="constant", cval=0)
+    MIN_E_EA = np.where(G & (EA < E), EA, E)
+    B = np.where(G, 1.0, 2 - np.exp(np.log(0.5) / 5 * dist))
+    Ew = MIN_E_EA * B
+    TPw = np.sum(G) - np.sum(Ew[G])
+    FPw = np.sum(Ew[~G])
+    R = 1 - np.mean(Ew[G])
+    P = TPw / (TPw + FPw + EPS)
+    return 2 * R * P / (R + P + EPS)
+
+
+def ref_toolkit(pairs):
+    """The 13 reported numbers over (pred_u8, gt_u8) pairs."""
+    per_image = [ref_image(p, g) for p, g in pairs]
+    out = {}
+    for key in KEYS:
+        suffix = key.removeprefix("mean").removeprefix("max")
+        curve_name = {"Dic": "dice", "IoU": "iou", "Em": "em", "Sen": "sen", "Spe": "spe"}.get(suffix)
+        if curve_name:
+            curve = np.mean([r[curve_name] for r in per_image], axis=0)  # mean over images, per threshold
+            out[key] = curve.mean() if key.startswith("mean") else curve.max()
+        else:
+            out[key] = np.mean([r[key] for r in per_image])
+    return out
+
+
+# -- test data -----------------------------------------------------------------------------------------
+def blob_gt(rng, shape, fraction=0.35):
+    """A ground truth made of smooth random blobs, `fraction` of the pixels, as 0/255 uint8."""
+    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma=max(2, min(shape) / 8))
+    return np.where(field > np.quantile(field, 1 - fraction), 255, 0).astype(np.uint8)
+
+
+def grey_prediction(rng, gt):
+    """A noisy grey-level prediction of `gt` that also holds exact zeros and 255s."""
+    noisy = ndimage.gaussian_filter(gt / 255 + 0.6 * rng.standard_normal(gt.shape), sigma=1.5)
+    return (np.clip(noisy, 0, 1) * 255).round().astype(np.uint8)
+
+
+def every_level(shape):
+    """Each grey level 0..255 in turn: the levels k whose k / 255 sits an ulp under linspace's value."""
+    return (np.arange(np.prod(shape)) % 256).reshape(shape).astype(np.uint8)
+
+
+def u8(mask):
+    return np.where(mask, 255, 0).astype(np.uint8)
+
+
+def cases():
+    rng = np.random.default_rng(20240501)
+    out = {}
+    for shape in [(40, 40), (37, 53), (64, 31), (25, 70)]:
+        gt = blob_gt(rng, shape)
+        out[f"grey-{shape[0]}x{shape[1]}"] = (grey_prediction(rng, gt), gt)
+    gt = blob_gt(rng, (33, 45))
+    out["binary"] = (grey_prediction(rng, gt) > 127, gt)  # bool prediction: True means 255
+    out["empty-gt"] = (grey_prediction(rng, np.zeros((30, 41), np.uint8)), np.zeros((30, 41), np.uint8))
+    out["full-gt"] = (grey_prediction(rng, np.full((29, 36), 255, np.uint8)), np.full((29, 36), 255, np.uint8))
+    out["empty-pred"] = (np.zeros(gt.shape, np.uint8), gt)
+    out["perfect"] = (gt.copy(), gt)
+    out["constant"] = (np.full(gt.shape, 77, np.uint8), gt)
+    out["every-level"] = (every_level((48, 48)), blob_gt(rng, (48, 48)))
+    edge = np.zeros((20, 30), np.uint8)
+    edge[4:15, 0] = 255  # centroid in column 0: the two left quadrants are empty
+    out["left-column-gt"] = (grey_prediction(rng, edge), edge)
+    dot = np.zeros((21, 19), np.uint8)
+    dot[7, 11] = 255  # one foreground pixel: std of a single value
+    out["one-pixel-gt"] = (grey_prediction(rng, dot), dot)
+    dots = np.zeros((30, 30), np.uint8)
+    dots[2:6, 2:6] = dots[20:24, 20:24] = 255
+    # Two S-measure quadrants hold no foreground. With a constant prediction their SSIM takes the
+    # "alpha == 0 and beta == 0" branch only if the float mean of the constant comes out exact: it
+    # does for 51/255 (score 1) and not for 77/255 (score 0). The fast code must follow the floats.
+    out["constant-51-dots"] = (np.full(dots.shape, 51, np.uint8), dots)
+    out["constant-77-dots"] = (np.full(dots.shape, 77, np.uint8), dots)
+    return out
+
+
+CASES = cases()
+
+
+# -- fast against slow ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(CASES))
+def test_fast_matches_reference(name):
+    pred, gt = CASES[name]
+    expected = ref_toolkit([(seg.as_grey(pred), gt)])
+    got = seg.summarize([seg.toolkit_scores(pred, gt)])
+    assert list(got) == KEYS
+    for key in KEYS:
+        assert got[key] == pytest.approx(expected[key], abs=1e-6), key
+
+
+def test_fast_matches_reference_over_many_images():
+    names = ["grey-40x40", "grey-37x53", "binary", "empty-gt", "full-gt", "every-level", "constant"]
+    pairs = [CASES[n] for n in names]
+    expected = ref_toolkit([(seg.as_grey(p), g) for p, g in pairs])
+    got = seg.summarize(seg.toolkit_scores(p, g) for p, g in pairs)
+    for key in KEYS:
+        assert got[key] == pytest.approx(expected[key], abs=1e-6), key
+
+
+def test_threshold_table_keeps_the_ulp_quirk():
+    # The naive table "k >= 255 - i" is wrong for many levels: linspace(1, 0, 256)[255 - k] > k / 255.
+    naive = np.arange(256)[:, None] >= 255 - np.arange(256)[None, :]
+    assert (seg.ABOVE.astype(bool) != naive).any()
+    assert not seg.ABOVE[4, 255 - 4]  # 4/255 is not >= linspace's value for it
+    assert seg.ABOVE[:, -1].all()  # t = 0: every pixel is positive
+
+
+def test_per_image_curves_match_reference():
+    pred, gt = CASES["every-level"]
+    expected, got = ref_image(pred, gt), seg.toolkit_scores(pred, gt)
+    for name in ["dice", "iou", "sen", "spe", "em"]:
+        np.testing.assert_allclose(got[name], expected[name], rtol=0, atol=1e-12, err_msg=name)
+
+
+# -- hand-checked values -------------------------------------------------------------------------------
+def test_perfect_binary_prediction():
+    gt = np.zeros((40, 50), bool)
+    gt[10:30, 5:25] = True
+    n, n_fg = gt.size, gt.sum()
+    got = seg.summarize([seg.toolkit_scores(gt, gt)])
+    # P = pred >= t is exactly G for the first 255 thresholds (1 >= t > 0), but at t = 0 every pixel
+    # is positive: there Dice = 2|G| / (N + |G|), IoU = |G| / N, specificity 0, E-measure 1/4 per pixel.
+    assert got["maxDic"] == got["maxIoU"] == got["maxSen"] == got["maxSpe"] == 1
+    assert got["meanDic"] == pytest.approx((255 + 2 * n_fg / (n + n_fg)) / 256, abs=1e-12)
+    assert got["meanIoU"] == pytest.approx((255 + n_fg / n) / 256, abs=1e-12)
+    assert got["meanSen"] == 1
+    assert got["meanSpe"] == pytest.approx(255 / 256, abs=1e-12)
+    # E-measure divides by N - 1: a perfect map scores N / (N - 1), slightly above 1.
+    assert got["maxEm"] == pytest.approx(n / (n - 1), abs=1e-12)
+    assert got["meanEm"] == pytest.approx((255 * n / (n - 1) + n / 4 / (n - 1)) / 256, abs=1e-12)
+    assert got["mae"] == 0
+    assert got["Sm"] == pytest.approx(1, abs=1e-12)
+    assert got["wFm"] == pytest.approx(1, abs=1e-12)
+
+
+def test_empty_gt_and_empty_prediction():
+    empty = np.zeros((16, 24), np.uint8)
+    n = empty.size
+    got = seg.summarize([seg.toolkit_scores(empty, empty)])
+    for key in ["meanDic", "maxDic", "meanIoU", "meanSen", "meanSpe", "maxSpe"]:
+        assert got[key] == 0, key  # TP = 0 everywhere, so all four are 0 by rule
+    assert got["Sm"] == 1
+    assert got["mae"] == 0
+    assert got["wFm"] == 0  # documented choice: no foreground, no weighted F-measure
+    # 1 - P is 1 everywhere except at t = 0, where every pixel is predicted positive.
+    assert got["meanEm"] == pytest.approx(255 / 256 * n / (n - 1), abs=1e-12)
+
+
+def test_constant_map_s_measure_by_hand():
+    gt = np.zeros((10, 10), np.uint8)
+    full = np.full((10, 10), 255, np.uint8)
+    assert seg.toolkit_scores(np.full((10, 10), 51, np.uint8), gt)["Sm"] == pytest.approx(0.8)  # 1 - mean
+    assert seg.toolkit_scores(np.full((10, 10), 51, np.uint8), full)["Sm"] == pytest.approx(0.2)  # mean
+
+
+# -- inputs --------------------------------------------------------------------------------------------
+def png_bytes(array, mode="L"):
+    buffer = io.BytesIO()
+    image = Image.fromarray(array)
+    if mode != image.mode:
+        image = image.convert(mode)
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_pack_round_trip():
+    for array in [np.arange(12, dtype=np.uint8).reshape(3, 4), np.eye(5, 7, dtype=bool)]:
+        back = seg.unpack(seg.pack(array))
+        assert back.dtype == array.dtype and back.shape == array.shape and (back == array).all()
+    with pytest.raises(ValueError, match="2-D uint8 or bool"):
+        seg.pack(np.zeros((4, 4), np.float32))
+    with pytest.raises(ValueError, match="expected 16"):
+        seg.unpack(seg.pack(np.zeros((4, 4), np.uint8))[:-1])
+
+
+def test_decode_png_forms():
+    pred, gt = CASES["grey-37x53"]
+    assert (seg.decode(png_bytes(pred)) == pred).all()
+    assert (seg.decode(png_bytes(pred, "RGB")) == pred).all()  # first channel of RGB
+    assert (seg.decode(png_bytes(gt > 0, "1")) == (gt > 0)).all()  # 1-bit PNG
+    palette = Image.fromarray((gt > 0).astype(np.uint8))
+    palette.putpalette([0, 0, 0, 255, 0, 0])  # indices 0/1, as many mask tools write them
+    buffer = io.BytesIO()
+    palette.save(buffer, format="PNG")
+    indices = seg.decode(buffer.getvalue())
+    assert (indices == (gt > 0)).all() and (seg.as_grey(indices) == gt).all()  # a 0/1 mask: 1 -> 255
+    with pytest.raises(ValueError, match="PNG bytes or pack"):
+        seg.decode(b"GIF89a...")
+
+
+def test_binary_forms_agree():
+    pred, gt = CASES["grey-40x40"]
+    binary = pred > 127
+    expected = seg.toolkit_scores(u8(binary), gt)
+    for form in [binary, binary.astype(np.uint8), seg.decode(png_bytes(binary.astype(np.uint8)))]:
+        got = seg.toolkit_scores(form, gt > 0)  # 0/1 or bool masks on both sides
+        for key in ["dice", "em"]:
+            np.testing.assert_array_equal(got[key], expected[key])
+        assert got["Sm"] == expected["Sm"] and got["wFm"] == expected["wFm"]
+
+
+def test_bad_arrays():
+    gt = np.zeros((8, 8), np.uint8)
+    with pytest.raises(ValueError, match=r"\(8, 9\).*\(8, 8\)"):
+        seg.toolkit_scores(np.zeros((8, 9), np.uint8), gt)
+    with pytest.raises(ValueError, match="float"):
+        seg.toolkit_scores(np.zeros((8, 8), np.float32), gt)
+    with pytest.raises(ValueError, match="0-255"):
+        seg.toolkit_scores(np.full((8, 8), 300, np.int32), gt)
+
+
+# -- the evaluate interface ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def metric_module(tmp_path_factory):
+    evaluate = pytest.importorskip("evaluate")
+    cache = tmp_path_factory.mktemp("metric-cache")
+    return lambda: evaluate.load(str(MODULE_DIR), cache_dir=str(cache))
+
+
+def test_evaluate_png_and_packed_match_toolkit_scores(metric_module):
+    names = ["grey-40x40", "grey-64x31", "binary", "empty-gt", "every-level"]
+    pairs = [CASES[n] for n in names]
+    expected = seg.summarize(seg.toolkit_scores(p, g) for p, g in pairs)
+
+    metric = metric_module()
+    assert "Structure-measure" in metric.citation and "Enhanced-alignment" in metric.citation
+    metric.add_batch(predictions=[png_bytes(seg.as_grey(p)) for p, _ in pairs[:2]],
+                     references=[png_bytes(g) for _, g in pairs[:2]])
+    metric.add_batch(predictions=[png_bytes(seg.as_grey(p)) for p, _ in pairs[2:]],
+                     references=[png_bytes(g) for _, g in pairs[2:]])
+    from_png = metric.compute()
+
+    metric = metric_module()
+    from_packed = metric.compute(predictions=[seg.pack(p) for p, _ in pairs],
+                                 references=[seg.pack(g) for _, g in pairs], num_proc=2)
+    assert list(from_png) == list(from_packed) == KEYS
+    for key in KEYS:
+        assert isinstance(from_png[key], float)
+        assert from_png[key] == pytest.approx(expected[key], abs=1e-12), key
+        assert from_packed[key] == pytest.approx(expected[key], abs=1e-12), key
+
+
+def test_evaluate_size_mismatch_is_a_clear_error(metric_module):
+    metric = metric_module()
+    good = seg.pack(np.zeros((8, 8), np.uint8))
+    with pytest.raises(ValueError, match=r"pair 1: prediction shape \(8, 9\) differs from ground-truth shape \(8, 8\)"):
+        metric.compute(predictions=[good, seg.pack(np.zeros((8, 9), np.uint8))], references=[good, good])

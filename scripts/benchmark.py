@@ -655,6 +655,77 @@ def png_levels_command(args):
 
 
 # -- command line --------------------------------------------------------------------------------------
+# -- segmentation-metric: the BIS5k toolkit ------------------------------------------------------------
+def metric_pairs(count: int, size: int, seed: int = 0) -> list[tuple]:
+    """Blob-shaped ground truths (0/255) and grey-level predictions that roughly follow them."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for _ in range(count):
+        field = np.asarray(Image.fromarray(rng.standard_normal((8, 8)).astype(np.float32), mode="F")
+                           .resize((size, size), Image.Resampling.BICUBIC))
+        truth = (field > np.quantile(field, rng.uniform(0.4, 0.9))).astype(np.uint8) * 255
+        noisy = field + rng.normal(0, 0.6, field.shape).astype(np.float32)
+        prediction = (255 / (1 + np.exp(-3 * (noisy - np.quantile(field, 0.6))))).astype(np.uint8)
+        pairs.append((prediction, truth))
+    return pairs
+
+
+def load_by_path(path: Path, name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def segmentation_metric(args):
+    import evaluate
+
+    root = Path(__file__).resolve().parents[1]
+    toolkit = load_by_path(root / "scripts/metrics/segmentation/segmentation.py", "segmentation_toolkit")
+    reference = load_by_path(root / "tests/test_segmentation_metric.py", "segmentation_reference")
+    print(f"Making {args.pairs} pairs of {args.size}x{args.size} masks (untimed) ...", flush=True)
+    pairs = metric_pairs(args.pairs, args.size)
+    results = {}
+
+    def timed(label, work):
+        print(f"  {label} ...", flush=True)
+        start = time.perf_counter()
+        value = work()
+        results[label] = {"wall_s": time.perf_counter() - start}
+        return value
+
+    direct = timed("toolkit_scores + summarize, 1 process",
+                   lambda: toolkit.summarize(toolkit.toolkit_scores(p, g) for p, g in pairs))
+    metric = evaluate.load(str(root / "scripts/metrics/segmentation"))
+    for num_proc in sorted({1, os.cpu_count() or 1}):
+        via_evaluate = timed(f"evaluate, pack() bytes, num_proc={num_proc}", lambda: metric.compute(
+            predictions=[toolkit.pack(p) for p, _ in pairs], references=[toolkit.pack(g) for _, g in pairs],
+            num_proc=num_proc))
+        assert all(abs(via_evaluate[k] - direct[k]) < 1e-9 for k in direct)
+    sample = pairs[:args.reference_sample]
+    slow = timed(f"slow reference (tests), {len(sample)} pairs", lambda: reference.ref_toolkit(sample))
+    fast_sample = toolkit.summarize(toolkit.toolkit_scores(p, g) for p, g in sample)
+    assert all(abs(slow[k] - fast_sample[k]) < 1e-6 for k in slow)
+    per_pair_slow = results[f"slow reference (tests), {len(sample)} pairs"]["wall_s"] / len(sample)
+    per_pair_fast = results["toolkit_scores + summarize, 1 process"]["wall_s"] / len(pairs)
+
+    print(f"\nBIS5k toolkit on {len(pairs)} pairs of {args.size}x{args.size} masks ({os.cpu_count()} cores):")
+    for label, r in results.items():
+        print(f"  {label:45s} {r['wall_s']:8.2f} s")
+    print(f"  slow reference extrapolated to {len(pairs)} pairs: {per_pair_slow * len(pairs):8.1f} s; fast version is "
+          f"{per_pair_slow / per_pair_fast:.0f}x faster per pair ({per_pair_fast * 1000:.1f} vs "
+          f"{per_pair_slow * 1000:.0f} ms)")
+    print("  scores: " + ", ".join(f"{k} {v:.4f}" for k, v in direct.items()))
+    write_json(args.json, {"benchmark": "segmentation-metric", "pairs": len(pairs), "size": args.size,
+                           "machine": machine_info(), "stages": results, "scores": direct,
+                           "speedup_per_pair": per_pair_slow / per_pair_fast})
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_stage"]:  # hidden: one measured stage, run by `measure` in a fresh process
@@ -702,8 +773,18 @@ def main(argv=None):
     png.add_argument("--sample", type=int, default=200, metavar="N", help="BMPs to encode (default %(default)s)")
     png.add_argument("--repeat", type=int, default=3, help="passes per level; the best is kept (default %(default)s)")
     png.add_argument("--json", default="benchmark-results/png-levels.json", help="(default: %(default)s)")
+    seg = commands.add_parser(
+        "segmentation-metric", help="the BIS5k toolkit (scripts/metrics/segmentation) on N mask pairs",
+        description="Time the BIS5k evaluation toolkit on N pairs of masks: direct calls, through "
+        "evaluate.load(...).compute with 1 and all processes, and the tests' slow reference on a sample.")
+    seg.add_argument("--pairs", type=int, default=929, help="mask pairs (default: %(default)s, the BIS5k test set)")
+    seg.add_argument("--size", type=int, default=512, help="mask side in pixels (default: %(default)s)")
+    seg.add_argument("--reference-sample", type=int, default=5, metavar="N",
+                     help="pairs scored by the slow reference; its time is extrapolated (default %(default)s)")
+    seg.add_argument("--json", default="benchmark-results/segmentation-metric.json", help="(default: %(default)s)")
     args = parser.parse_args(argv)
-    {"build-hep2": build_hep2, "build-leukemia": build_leukemia, "png-levels": png_levels_command}[args.command](args)
+    {"build-hep2": build_hep2, "build-leukemia": build_leukemia, "png-levels": png_levels_command,
+     "segmentation-metric": segmentation_metric}[args.command](args)
 
 
 if __name__ == "__main__":

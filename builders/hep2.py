@@ -250,11 +250,11 @@ def find_icpr2014(source: Source):
                 return lambda: scan_icpr2014(source, "organisers' release (cells + masks, gt_training.csv)",
                                              gt, {"train": folder}, with_masks=True,
                                              published={"train": {"label": ICPR2014_CLASS_COUNTS}})
+    gts = sorted((f for f in source.files if f.lower().endswith("gt_training.csv")), key=lambda f: f.count("/"))
     for root, splits in split_folder_sets(source).items():
         csvs = {s: source.find(f"{f}.csv") for s, f in splits.items()}
         if "train" in splits and all(csvs.values()):
             return lambda: scan_icpr2014_per_split_csv(source, splits, csvs)
-        gts = sorted((f for f in source.files if f.lower().endswith("gt_training.csv")), key=lambda f: f.count("/"))
         if "train" in splits and gts:
             published = {s: {"label": ICPR2014_PROCESSED_SPLIT_COUNTS[s]} for s in splits}
             return lambda: scan_icpr2014(source, "processed 78x78 distribution (split folders, gt_training.csv)",

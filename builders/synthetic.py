@@ -27,9 +27,12 @@ from . import hep2
 class Writer:
     """Writes files either into a folder or straight into a .zip (no temporary extraction)."""
 
-    def __init__(self, dest: Path, as_zip: bool):
-        self.dest = Path(dest)
+    def __init__(self, dest, as_zip: bool):
+        """`dest` names the replica: the folder itself, or `dest` + '.zip'; `self.dest` is that path."""
+        self.dest = Path(f"{dest}.zip") if as_zip else Path(dest)
         self.dest.parent.mkdir(parents=True, exist_ok=True)
+        if not as_zip:
+            self.dest.mkdir(exist_ok=True)
         # Deflated like the real downloads; level 1 keeps writing large replicas fast.
         self.zip = zipfile.ZipFile(self.dest, "w", zipfile.ZIP_DEFLATED, compresslevel=1) if as_zip else None
 
@@ -148,10 +151,7 @@ def write_hep2_icpr2014(dest, variant: str = "processed", *, scale: float = 0.02
     (HEp-2/train, HEp-2/test, train.csv, test.csv, as in the openmedlab card).
     """
     rng = np.random.default_rng(seed)
-    path = Path(f"{dest}.zip") if as_zip else Path(dest)
-    if not as_zip:
-        path.mkdir(parents=True, exist_ok=True)
-    out = Writer(path, as_zip)
+    out = Writer(dest, as_zip)
     top = f"{wrapper}/" if wrapper else ""
 
     if variant == "organisers":
@@ -201,7 +201,7 @@ def write_hep2_icpr2014(dest, variant: str = "processed", *, scale: float = 0.02
     else:
         raise ValueError(f"unknown ICPR 2014 variant {variant!r}: organisers, processed or card")
     out.close()
-    return path
+    return out.dest
 
 
 # -- HEp-2 ICPR 2012 (MIVIA contest) ------------------------------------------------------------------
@@ -231,10 +231,7 @@ def write_hep2_icpr2012(dest, *, scale: float = 0.05, seed: int = 0, as_zip: boo
     """ICPR2012_Cells_Classification_Contest/: training/ and test/ with NNN.png + NNN_mask.png (RGB,
     green-dominant, 38-365 x 48-331 px), ';'-separated gt/intensity CSVs, cells.csv."""
     rng = np.random.default_rng(seed)
-    path = Path(f"{dest}.zip") if as_zip else Path(dest)
-    if not as_zip:
-        path.mkdir(parents=True, exist_ok=True)
-    out = Writer(path, as_zip)
+    out = Writer(dest, as_zip)
     top = (f"{wrapper}/" if wrapper else "") + "ICPR2012_Cells_Classification_Contest/"
     cells_rows = [["ID", "Set", "Image", "Intensity", "Mask", "Pattern"]]
     for folder, images in (("training", ICPR2012_TRAIN_IMAGES), ("test", ICPR2012_TEST_IMAGES)):
@@ -257,7 +254,7 @@ def write_hep2_icpr2012(dest, *, scale: float = 0.05, seed: int = 0, as_zip: boo
         out.text(f"{top}{folder}/gt_{folder}.csv", gt, delimiter=";", crlf=True)
     out.text(f"{top}cells.csv", cells_rows, delimiter=";", crlf=True)
     out.close()
-    return path
+    return out.dest
 
 
 # -- Leukemia, ISBI 2019 C-NMC -------------------------------------------------------------------------
@@ -341,10 +338,7 @@ def write_leukemia(dest, variant: str = "kaggle", *, scale: float = 0.01, seed: 
     from . import leukemia
 
     rng = np.random.default_rng(seed)
-    path = Path(f"{dest}.zip") if as_zip else Path(dest)
-    if not as_zip:
-        path.mkdir(parents=True, exist_ok=True)
-    out = Writer(path, as_zip)
+    out = Writer(dest, as_zip)
     top = f"{wrapper}/" if wrapper else ""
     prelim = _cnmc_names("prelim", tuple(_scaled(n, scale) for n in leukemia.PRELIM_COUNTS), rng)
 
@@ -389,7 +383,7 @@ def write_leukemia(dest, variant: str = "kaggle", *, scale: float = 0.01, seed: 
     else:
         raise ValueError(f"unknown C-NMC variant {variant!r}: kaggle, tcia or flat")
     out.close()
-    return path
+    return out.dest
 
 
 # -- BIS5k, H&E breast-cancer segmentation ------------------------------------------------------------
@@ -429,10 +423,7 @@ def write_bis5k(dest, *, scale: float = 0.002, seed: int = 0, as_zip: bool = Fal
     """BIS5k/formal_train/{images,masks}/bis_he_idNNNNNN.png and formal_test/{images,masks}/bis_val_idNNNNNN.png
     (RGB images, single-channel 0/255 masks). The real image size is unpublished; `size` sets ours."""
     rng = np.random.default_rng(seed)
-    path = Path(f"{dest}.zip") if as_zip else Path(dest)
-    if not as_zip:
-        path.mkdir(parents=True, exist_ok=True)
-    out = Writer(path, as_zip)
+    out = Writer(dest, as_zip)
     top = (f"{wrapper}/" if wrapper else "") + "BIS5k/"
     for folder, (prefix, count) in BIS5K_COUNTS.items():
         for number in range(_scaled(count, scale)):
@@ -440,4 +431,4 @@ def write_bis5k(dest, *, scale: float = 0.002, seed: int = 0, as_zip: bool = Fal
             out.png(f"{top}{folder}/images/{prefix}{number:06d}.png", image)
             out.png(f"{top}{folder}/masks/{prefix}{number:06d}.png", mask)
     out.close()
-    return path
+    return out.dest

@@ -80,3 +80,18 @@ def test_other_folder_is_not_bis5k(tmp_path, capsys):
     (tmp_path / "stuff" / "notes.txt").write_text("x")
     assert main(["build", "bis5k", "--source", str(tmp_path / "stuff")]) == 2
     assert "does not hold the BIS5k layout" in capsys.readouterr().err
+
+
+def test_what_the_transformers_segmentation_example_reads(tmp_path):
+    """run_semantic_segmentation.py: load_dataset(name), columns image/label (both Image), a train split,
+    and id2label.json beside the data read as {int(k): v}. Offline we read that file from the folder;
+    the example itself fetches it with hf_hub_download once the folder is pushed."""
+    source = synthetic.write_bis5k(tmp_path / "raw", scale=0.001, size=48)
+    folder, _ = build(BIS5k, source, None, tmp_path / "bis5k")
+    dataset = load_dataset(str(folder), cache_dir=str(tmp_path / "cache"))
+    assert "train" in dataset and {"image", "label"} <= set(dataset["train"].column_names)
+    id2label = {int(k): v for k, v in json.loads((folder / "id2label.json").read_text()).items()}
+    for example in dataset["train"]:
+        image, target = np.array(example["image"].convert("RGB")), np.array(example["label"])
+        assert image.shape[:2] == target.shape and target.dtype == np.uint8
+        assert set(np.unique(target)) <= set(id2label)

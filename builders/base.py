@@ -29,6 +29,7 @@ from .checks import (
     Problem,
     PublishedCounts,
     compare_counts,
+    coverage_stats,
     counted_parts,
     cross_split_duplicates,
     group_overlap,
@@ -164,7 +165,7 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
         if self.MASK_COLUMN in self.info.features:
             example[self.MASK_COLUMN] = None
             if record.get("mask_file"):
-                example[self.MASK_COLUMN], facts["stray_mask_pixels"] = self._read_mask(
+                example[self.MASK_COLUMN], facts["stray_mask_pixels"], facts["mask_coverage"] = self._read_mask(
                     record["mask_file"], image, problems)
         if problems:
             raise RowProblems(problems)
@@ -184,11 +185,11 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
             cell, mask, stray = mask_value(self._source.read_bytes(file))
         except UnreadableImage as err:
             problems.append(Problem("unreadable mask", file, str(err)))
-            return None, 0
+            return None, 0, None
         if image is not None and (mask.shape[1], mask.shape[0]) != image.size:
             problems.append(Problem("mask size", file, f"{mask.shape[1]}x{mask.shape[0]}, its image is "
                                                        f"{image.width}x{image.height}"))
-        return cell, stray
+        return cell, stray, float(mask.mean()) if mask.size else 0.0
 
     # -- after all splits -----------------------------------------------------------------------------
     def _value_name(self, column: str, value):
@@ -215,6 +216,7 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
             skipped=[asdict(p) for p in problems],
             warnings=warnings,
             image_sizes=size_stats(examples),
+            mask_coverage=coverage_stats(examples),
         )
 
 

@@ -122,6 +122,7 @@ class BuildReport:
     skipped: list[dict] = field(default_factory=list)  # problems whose rows were left out (--skip-bad)
     warnings: list[str] = field(default_factory=list)
     image_sizes: dict = field(default_factory=dict)  # split -> {"min": [w, h], "median": .., "max": ..}
+    mask_coverage: dict = field(default_factory=dict)  # split -> foreground fraction {"mean", "min", "max"}
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False)
@@ -137,6 +138,8 @@ class BuildReport:
             lines.append(f"  {split}: {c['total']} examples" + (f" ({per_label})" if per_label else ""))
         for split, s in self.image_sizes.items():
             lines.append(f"  {split} image size (w x h): min {s['min']}, median {s['median']}, max {s['max']}")
+        for split, c in self.mask_coverage.items():
+            lines.append(f"  {split} mask foreground fraction: mean {c['mean']}, min {c['min']}, max {c['max']}")
         if self.count_mismatches:
             lines.append(f"  counts differing from the published ones ({len(self.count_mismatches)}):")
             lines += [f"    - {m}" for m in self.count_mismatches]
@@ -231,6 +234,16 @@ def stray_mask_values(examples: list[dict], max_listed: int = 10) -> list[str]:
     more = f" and {len(stray) - max_listed} more" if len(stray) > max_listed else ""
     return [f"{len(stray)} masks are not binary: {total} pixels other than 0/255, thresholded at 128 "
             f"(images: {shown}{more})"]
+
+
+def coverage_stats(examples: list[dict]) -> dict:
+    """Fraction of mask pixels that are foreground, per split (cell area, tumour area, ...)."""
+    by_split: dict[str, list] = defaultdict(list)
+    for ex in examples:
+        if ex.get("mask_coverage") is not None:
+            by_split[ex["split"]].append(ex["mask_coverage"])
+    return {split: {"mean": round(statistics.fmean(v), 4), "min": round(min(v), 4), "max": round(max(v), 4)}
+            for split, v in by_split.items()}
 
 
 def size_stats(examples: list[dict]) -> dict:

@@ -26,7 +26,9 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from .checks import BuildError, BuildReport
+from .picture import sample_picture
 
+CARDS = Path(__file__).resolve().parents[1] / "cards"  # the prose of each card, one file per dataset
 TEMP_TAG = ".tmp-"
 OLD_TAG = ".old-"
 
@@ -56,7 +58,10 @@ def build(builder_cls, source, config: str | None, out, *, overwrite=False, skip
         stage.mkdir()
         if existing:
             carry_over(out, stage, keep=lambda rel: not owned_by(rel, config))
-        move_shards(work / "prepared", stage / "data" / config, builder.dataset_name, list(builder.info.splits))
+        splits = list(builder.info.splits)
+        move_shards(work / "prepared", stage / "data" / config, builder.dataset_name, splits)
+        sample_picture(sorted((stage / "data" / config).glob(f"{splits[0]}-*.parquet")), builder.info.features,
+                       stage / f"sample-{config}.png")
         (stage / "reports").mkdir(exist_ok=True)
         (stage / "reports" / f"{config}.json").write_text(builder.report.to_json() + "\n", encoding="utf-8")
         (stage / "reports" / f"{config}.txt").write_text(builder.report.render() + "\n", encoding="utf-8")
@@ -92,7 +97,8 @@ def check_output(out: Path, config: str, overwrite: bool) -> bool:
 
 
 def owned_by(rel: str, config: str) -> bool:
-    return rel.startswith(f"data/{config}/") or rel in (f"reports/{config}.json", f"reports/{config}.txt")
+    return rel.startswith(f"data/{config}/") or rel in (f"reports/{config}.json", f"reports/{config}.txt",
+                                                        f"sample-{config}.png")
 
 
 def carry_over(old: Path, new: Path, keep):
@@ -182,10 +188,28 @@ def terminate_as_exception():
 
 
 # -- the card -----------------------------------------------------------------------------------------
+def size_category(n: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "1M<n<10M"
+
+
+def card_prose(name: str) -> DatasetCard:
+    """cards/<name>.md: YAML front matter (pretty_name, license, task_categories, tags) and the prose."""
+    path = CARDS / f"{name}.md"
+    return DatasetCard(path.read_text(encoding="utf-8")) if path.exists() else DatasetCard("---\n---\n")
+
+
 def write_card(folder: Path, builder_cls, info: datasets.DatasetInfo, config: str):
-    """README.md: YAML (configs, dataset_info) merged with what is already there, then the card text."""
+    """README.md: YAML (the prose's metadata, configs, dataset_info) merged with what is already there,
+    then the prose and the tables computed from every config's build report."""
     readme = folder / "README.md"
     card_data = DatasetCard.load(readme).data if readme.exists() else DatasetCardData()
+    name = builder_cls.__module__.rsplit(".", 1)[-1]
+    prose = card_prose(name)
+    for key, value in prose.data.to_dict().items():
+        card_data[key] = value
     splits = list(info.splits)
     MetadataConfigs({config: {
         "data_files": [{"split": s, "path": f"data/{config}/{s}-*"} for s in splits],
@@ -201,18 +225,23 @@ def write_card(folder: Path, builder_cls, info: datasets.DatasetInfo, config: st
     DatasetInfosDict({config: info}).to_dataset_card_data(card_data)
     card_data["tags"] = sorted(set(card_data.get("tags") or []) | {"medsets", "biology", "microscopy"})
     reports = [BuildReport.from_json(p.read_text(encoding="utf-8")) for p in sorted((folder / "reports").glob("*.json"))]
-    DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n{card_text(builder_cls, reports)}").save(readme)
+    card_data["size_categories"] = [size_category(max(sum(c["total"] for c in r.counts.values()) for r in reports))]
+    title = card_data.get("pretty_name") or name
+    body = card_text(name, builder_cls, reports, prose.text.strip(), folder)
+    DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n# {title}\n\n{body}").save(readme)
 
 
-def card_text(builder_cls, reports: list[BuildReport]) -> str:
-    name = builder_cls.__module__.rsplit(".", 1)[-1]
-    lines = [f"# {name}", "", (builder_cls.__doc__ or "").strip(), ""]
+def card_text(name: str, builder_cls, reports: list[BuildReport], prose: str, folder: Path) -> str:
+    lines = [prose or (builder_cls.__doc__ or "").strip(), ""]
     lines += [f"- {note}" for note in builder_cls.CARD_NOTES] + ([""] if builder_cls.CARD_NOTES else [])
-    lines += ["Built with medsets from the raw download; every number below is computed from the built data.", ""]
+    lines += ["## Built data", "",
+              "Built with medsets from the raw download; every number below is computed from the built data.", ""]
     for report in reports:
-        label_names = sorted({v for c in report.counts.values() for v in c.get("label", {})})
-        lines += [f"## Config `{report.config}`", "", f"Source layout: {report.layout}.", "",
-                  "| split | examples | " + " | ".join(label_names) + " |",
+        label_names = list(dict.fromkeys(v for c in report.counts.values() for v in c.get("label", {})))
+        lines += [f"### Config `{report.config}`", "", f"Source layout: {report.layout}.", ""]
+        if (folder / f"sample-{report.config}.png").exists():
+            lines += [f"![Examples of {report.config}](sample-{report.config}.png)", ""]
+        lines += ["| split | examples | " + " | ".join(label_names) + " |",
                   "|---|---|" + "---|" * len(label_names)]
         for split, c in report.counts.items():
             per = [str(c.get("label", {}).get(n, 0)) for n in label_names]
@@ -220,6 +249,8 @@ def card_text(builder_cls, reports: list[BuildReport]) -> str:
         lines.append("")
         for split, s in report.image_sizes.items():
             lines.append(f"- {split} image size (w x h): min {s['min']}, median {s['median']}, max {s['max']}")
+        for split, c in report.mask_coverage.items():
+            lines.append(f"- {split} mask foreground fraction: mean {c['mean']}, min {c['min']}, max {c['max']}")
         findings = ([f"count differs from the published one: {m}" for m in report.count_mismatches]
                     + [f"left out with --skip-bad: {p['kind']}: {p['file']} {p['detail']}".rstrip()
                        for p in report.skipped] + report.warnings)

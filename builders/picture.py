@@ -1,0 +1,94 @@
+"""The sample picture of a built config, shown in its dataset card.
+
+Classification: one row per class, a few examples each, the cell mask (if any) as a coloured outline.
+Segmentation: a few images above the same images with their target mask overlaid. Rows are read from
+the written Parquet shards batch by batch, stopping as soon as the grid is full.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from datasets import ClassLabel
+from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
+
+CELL = 128  # pixels per thumbnail
+MARGIN = 4
+OVERLAY = np.array([255, 60, 60], np.float32)  # mask colour, blended at 40%
+
+
+def thumbnail(image_bytes: bytes, mask_bytes: bytes | None = None, outline: bool = False) -> Image.Image:
+    """Fit an image into a CELL square; a mask is blended over it, or only its outline drawn (cell masks,
+    where a fill would hide the staining pattern the picture is meant to show)."""
+    image = Image.open(io.BytesIO(image_bytes)).convert("RGB")
+    if mask_bytes is not None:
+        mask = np.asarray(Image.open(io.BytesIO(mask_bytes))) > 0
+        if outline:  # thick enough to survive the shrink to CELL pixels
+            width = max(1, max(mask.shape) // CELL)
+            mask = mask & ~ndimage.binary_erosion(mask, iterations=width)
+        pixels = np.asarray(image, np.float32)
+        alpha = 1.0 if outline else 0.4
+        pixels[mask] = (1 - alpha) * pixels[mask] + alpha * OVERLAY
+        image = Image.fromarray(pixels.astype(np.uint8))
+    image.thumbnail((CELL, CELL))
+    tile = Image.new("RGB", (CELL, CELL))
+    tile.paste(image, ((CELL - image.width) // 2, (CELL - image.height) // 2))
+    return tile
+
+
+def read_rows(shards: list[Path], columns: list[str], enough) -> list[dict]:
+    rows = []
+    for shard in shards:
+        for batch in pq.ParquetFile(shard).iter_batches(batch_size=64, columns=columns):
+            rows.extend(batch.to_pylist())
+            if enough(rows):
+                return rows
+    return rows
+
+
+def grid(rows_of_tiles: list[tuple[str, list[Image.Image]]], columns: int) -> Image.Image:
+    font = ImageFont.load_default(size=14)
+    label_width = 8 + max(int(font.getlength(name)) for name, _ in rows_of_tiles)
+    width = label_width + columns * (CELL + MARGIN) + MARGIN
+    height = len(rows_of_tiles) * (CELL + MARGIN) + MARGIN
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r, (name, tiles) in enumerate(rows_of_tiles):
+        top = MARGIN + r * (CELL + MARGIN)
+        draw.text((4, top + CELL // 2 - 8), name, fill="black", font=font)
+        for c, tile in enumerate(tiles):
+            canvas.paste(tile, (label_width + MARGIN + c * (CELL + MARGIN), top))
+    return canvas
+
+
+def sample_picture(shards: list[Path], features, path: Path, per_row: int = 6) -> Path:
+    label = features["label"]
+    if isinstance(label, ClassLabel):
+        mask_column = "mask" if "mask" in features else None
+        columns = ["image", "label"] + ([mask_column] if mask_column else [])
+        wanted = {i: per_row for i in range(label.num_classes)}
+
+        def enough(rows):
+            found = {}
+            for row in rows:
+                found[row["label"]] = found.get(row["label"], 0) + 1
+            return all(found.get(i, 0) >= n for i, n in wanted.items())
+
+        rows = read_rows(shards, columns, enough)
+        rows_of_tiles = []
+        for i, name in enumerate(label.names):
+            chosen = [r for r in rows if r["label"] == i][:per_row]
+            tiles = [thumbnail(r["image"]["bytes"], (r[mask_column] or {}).get("bytes") if mask_column else None,
+                               outline=True) for r in chosen]
+            if tiles:
+                rows_of_tiles.append((name, tiles))
+    else:  # segmentation: the label is the target mask
+        rows = read_rows(shards, ["image", "label"], lambda rows: len(rows) >= per_row)[:per_row]
+        rows_of_tiles = [("image", [thumbnail(r["image"]["bytes"]) for r in rows]),
+                         ("label", [thumbnail(r["image"]["bytes"], r["label"]["bytes"]) for r in rows])]
+    grid(rows_of_tiles, per_row).save(path, optimize=True)
+    return path

@@ -55,6 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--csv", type=Path,
                           help="where to write the table (default: NAME-SPLIT-scores.csv beside the predictions)")
 
+    push = commands.add_parser(
+        "push", help="publish a built folder as a Hub dataset (private unless --public)",
+        description="Create the dataset repository NAMESPACE/NAME on the Hugging Face Hub (private unless "
+                    "--public: medical data terms often forbid open redistribution) and upload the built "
+                    "folder. Resumable: files already there are skipped. The token comes from HF_TOKEN or "
+                    "`hf auth login`.")
+    push.add_argument("folder", type=Path, help="a folder written by `medsets build`")
+    push.add_argument("--repo", required=True, help="NAMESPACE/NAME of the dataset repository")
+    push.add_argument("--public", action="store_true", help="make the repository public (default: private)")
+
     demo = commands.add_parser(
         "demo", help="build and load synthetic replicas of the raw downloads",
         description="Write synthetic replicas of the raw layouts, build them with medsets, load the "
@@ -77,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
             return list_datasets()
         if args.command == "build":
             return build_dataset(args)
+        if args.command == "push":
+            from .push import push_folder
+
+            print(f"Pushed: {push_folder(args.folder, args.repo, public=args.public)}")
+            return 0
         if args.command == "evaluate":
             from .evaluation import evaluate_folder
 

@@ -1,0 +1,135 @@
+"""`medsets push`, against an intercepted Hub: the requests are asserted, nothing leaves the machine."""
+
+import base64
+import json
+from pathlib import Path
+
+import httpx2
+import pytest
+from huggingface_hub import constants
+from huggingface_hub.utils import _http
+
+from builders import HEp2
+from builders.cli import main
+from builders.export import build
+from builders.push import git_blob_sha1
+
+TOKEN = "hf_not_a_real_token_0123456789"
+
+
+class FakeHub:
+    """Answers the few Hub endpoints a push uses and records what was sent."""
+
+    def __init__(self, remote_files=None, refuse_with=None):
+        self.remote_files = remote_files or []
+        self.refuse_with = refuse_with
+        self.created, self.commits, self.auth = [], [], set()
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        path = request.url.path
+        if path == "/api/repos/create" or path.startswith("/api/datasets/"):  # the repository's own endpoints
+            self.auth.add(request.headers.get("authorization"))
+        if path == "/api/repos/create":
+            if self.refuse_with:
+                return httpx2.Response(self.refuse_with, json={"error": "Invalid credentials"})
+            self.created.append(json.loads(request.content))
+            return httpx2.Response(200, json={"url": "https://huggingface.co/datasets/org/hep2"})
+        if "/tree/main" in path:
+            return httpx2.Response(200, json=self.remote_files)
+        if "/preupload/main" in path:  # everything inline, so every byte is visible in the commit request
+            files = json.loads(request.content)["files"]
+            return httpx2.Response(200, json={"files": [
+                {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]})
+        if "/commit/main" in path:
+            lines = [json.loads(line) for line in request.content.decode().splitlines()]
+            self.commits.append({line["value"]["path"]: base64.b64decode(line["value"]["content"])
+                                 for line in lines if line["key"] == "file"})
+            return httpx2.Response(200, json={"commitUrl": "https://huggingface.co/datasets/org/hep2/commit/1",
+                                              "commitOid": "0" * 40})
+        if path == "/api/validate-yaml":
+            return httpx2.Response(200, json={})
+        return httpx2.Response(404, json={"error": "not part of a push"})
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+
+    def install(fake: FakeHub) -> FakeHub:
+        _http.set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(fake)))
+        return fake
+
+    yield install
+    _http.set_client_factory(_http.default_client_factory)
+
+
+@pytest.fixture
+def folder(replicas, tmp_path):
+    out, _ = build(HEp2, replicas("processed"), "icpr2014", tmp_path / "hep2")
+    build(HEp2, replicas("icpr2012"), "icpr2012", out)
+    return out
+
+
+def local_files(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_push_creates_a_private_dataset_repo_and_uploads_every_file(hub, folder, capsys):
+    fake = hub(FakeHub())
+    assert main(["push", str(folder), "--repo", "org/hep2"]) == 0
+    assert fake.created == [{"name": "hep2", "organization": "org", "type": "dataset", "visibility": "private"}]
+    uploaded = {path: data for commit in fake.commits for path, data in commit.items()}
+    assert uploaded == local_files(folder)
+    assert list(fake.commits[-1]) == ["README.md"]  # the card appears once its data is complete
+    assert fake.auth == {f"Bearer {TOKEN}"}
+    out, err = capsys.readouterr()
+    assert TOKEN not in out + err and "private" in out
+
+
+def test_public_on_request(hub, folder):
+    fake = hub(FakeHub())
+    assert main(["push", str(folder), "--repo", "org/hep2", "--public"]) == 0
+    assert fake.created[0]["visibility"] == "public"
+
+
+def test_a_second_push_uploads_only_what_is_missing(hub, folder, capsys):
+    files = local_files(folder)
+    already = {path: data for path, data in files.items() if path.startswith("data/icpr2014/")}
+    remote = [{"type": "file", "path": path, "size": len(data), "oid": git_blob_sha1(data)}
+              for path, data in already.items()]
+    fake = hub(FakeHub(remote_files=remote))
+    assert main(["push", str(folder), "--repo", "org/hep2"]) == 0
+    uploaded = {path for commit in fake.commits for path in commit}
+    assert uploaded == set(files) - set(already)
+    assert f"({len(already)} already there, skipped)" in capsys.readouterr().out
+
+
+def test_unauthorised(hub, folder, capsys):
+    hub(FakeHub(refuse_with=401))
+    assert main(["push", str(folder), "--repo", "org/hep2"]) == 2
+    err = capsys.readouterr().err
+    assert "refused the push (HTTP 401)" in err and "write access" in err and TOKEN not in err
+
+
+def test_no_token(hub, folder, capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-tokens"))
+    assert main(["push", str(folder), "--repo", "org/hep2"]) == 2
+    assert "No Hugging Face token found" in capsys.readouterr().err
+
+
+def test_offline(hub, folder, capsys, monkeypatch):
+    hub(FakeHub())
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert main(["push", str(folder), "--repo", "org/hep2"]) == 2
+    assert "HF_HUB_OFFLINE is set" in capsys.readouterr().err
+
+
+def test_only_medsets_folders_are_pushed(hub, tmp_path, capsys):
+    (tmp_path / "random").mkdir()
+    (tmp_path / "random" / "x.txt").write_text("x")
+    assert main(["push", str(tmp_path / "random"), "--repo", "org/x"]) == 2
+    assert "not a folder built by medsets" in capsys.readouterr().err

@@ -1,0 +1,165 @@
+"""scripts/metrics/mitosis: centroid-matching detection F1 (GZMH), on hand-checked cases."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+MODULE_DIR = Path(__file__).resolve().parents[1] / "scripts" / "metrics" / "mitosis"
+_spec = importlib.util.spec_from_file_location("mitosis_metric", MODULE_DIR / "mitosis.py")
+mit = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(mit)
+
+
+def scores(pred, true, **kwargs):
+    return mit.summarize([mit.image_counts(pred, true, **kwargs)])
+
+
+# -- distance and radius -------------------------------------------------------------------------------
+def test_exact_hit():
+    assert mit.match([[100, 200]], [[100, 200]]) == ([(0, 0)], [], [])
+    assert scores([[100, 200]], [[100, 200]]) == {"precision": 1.0, "recall": 1.0, "f1": 1.0,
+                                                  "tp": 1, "fp": 0, "fn": 0}
+
+
+def test_radius_boundary():
+    true = [[50.0, 50.0]]
+    assert mit.match([[69.9, 50.0]], true) == ([(0, 0)], [], [])  # 19.9 px: hit
+    assert mit.match([[50.0, 70.1]], true) == ([], [0], [0])  # 20.1 px: FP and FN
+    assert mit.match([[62.0, 66.0]], true) == ([(0, 0)], [], [])  # (12, 16): exactly 20.0 px is a hit
+    assert mit.match([[69.9, 50.0]], true, radius=10) == ([], [0], [0])  # radius is configurable
+    assert scores([[50.0, 70.1]], true) == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "tp": 0, "fp": 1, "fn": 1}
+
+
+# -- one-to-one ----------------------------------------------------------------------------------------
+def test_two_predictions_near_one_mitosis():
+    pairs, fp, fn = mit.match([[10, 0], [3, 0]], [[0, 0]])
+    assert pairs == [(1, 0)] and fp == [0] and fn == []  # the nearer one is the hit
+    assert scores([[10, 0], [3, 0]], [[0, 0]])["f1"] == pytest.approx(2 / 3)  # P 1/2, R 1
+
+
+def test_one_prediction_between_two_mitoses():
+    pairs, fp, fn = mit.match([[15, 0]], [[0, 0], [30, 0]])  # 15 px from both
+    assert len(pairs) == 1 and fp == [] and len(fn) == 1
+    assert scores([[15, 0]], [[0, 0], [30, 0]])["recall"] == 0.5
+
+
+def greedy_nearest_first(pred, true, radius=20.0):
+    """Matches the closest remaining pair first: what the optimal assignment improves on."""
+    candidates = sorted((((p[0] - t[0]) ** 2 + (p[1] - t[1]) ** 2) ** 0.5, i, j)
+                        for i, p in enumerate(pred) for j, t in enumerate(true))
+    used_p, used_t = set(), set()
+    for d, i, j in candidates:
+        if d <= radius and i not in used_p and j not in used_t:
+            used_p.add(i), used_t.add(j)
+    return len(used_p)
+
+
+def test_optimal_assignment_beats_greedy():
+    # GT at x = 0 and 30; pred at 11 is 11 px from GT 0 and 19 px from GT 30; pred at -15 reaches
+    # only GT 0 (15 px). Greedy takes (11, 0) first and strands the other two: 1 match; optimal 2.
+    pred, true = [[11, 0], [-15, 0]], [[0, 0], [30, 0]]
+    assert greedy_nearest_first(pred, true) == 1
+    assert mit.match(pred, true) == ([(0, 1), (1, 0)], [], [])
+    # The brief's layout (preds at 15 and -10): greedy by prediction order could pair 15 with GT 0.
+    assert mit.match([[15, 0], [-10, 0]], true) == ([(0, 1), (1, 0)], [], [])
+
+
+def test_equal_counts_prefer_smaller_total_distance():
+    # Both assignments match 2; straight pairs total 2 px, crossed ones 20 px.
+    assert mit.match([[1, 0], [11, 0]], [[0, 0], [10, 0]]) == ([(0, 0), (1, 1)], [], [])
+    assert mit.match([[11, 0], [1, 0]], [[0, 0], [10, 0]]) == ([(0, 1), (1, 0)], [], [])
+
+
+def matched_coordinates(pred, true, **kwargs):
+    pairs, fp, fn = mit.match(pred, true, **kwargs)
+    return (sorted((tuple(pred[i]), tuple(true[j])) for i, j in pairs),
+            sorted(tuple(pred[i]) for i in fp), sorted(tuple(true[j]) for j in fn))
+
+
+def test_equidistant_tie_is_deterministic():
+    # One GT, two predictions 5 px either side; and a square of 2 GTs and 2 preds, all 10 px apart
+    # along the sides, where both perfect assignments have the same total distance.
+    layouts = [([[-5.0, 0.0], [5.0, 0.0]], [[0.0, 0.0]]),
+               ([[0.0, 0.0], [10.0, 10.0]], [[10.0, 0.0], [0.0, 10.0]])]
+    for pred, true in layouts:
+        first = matched_coordinates(pred, true)
+        assert all(matched_coordinates(pred, true) == first for _ in range(3))
+        assert matched_coordinates(pred[::-1], true[::-1]) == first
+        assert matched_coordinates(pred[::-1], true) == first
+        assert matched_coordinates(pred, true[::-1]) == first
+    assert matched_coordinates(*layouts[0])[0] == [((-5.0, 0.0), (0.0, 0.0))]  # first in (x, y) order
+
+
+# -- empty images and 0/0 conventions ------------------------------------------------------------------
+def test_empty_inputs():
+    assert mit.match([], [[1, 2], [3, 4]]) == ([], [], [0, 1])
+    assert mit.match([[1, 2]], []) == ([], [0], [])
+    assert mit.match([], []) == ([], [], [])
+    # No predictions, some GT: precision 0 (FN > 0), recall 0.
+    assert scores([], [[1, 2]]) == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "tp": 0, "fp": 0, "fn": 1}
+    # Some predictions, no GT: recall 0 (FP > 0), precision 0.
+    assert scores([[1, 2]], []) == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "tp": 0, "fp": 1, "fn": 0}
+    # Nothing on either side: nothing missed, nothing false.
+    assert scores([], []) == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "tp": 0, "fp": 0, "fn": 0}
+    assert mit.summarize([]) == scores([], [])
+
+
+def test_all_found_but_one_false_alarm():
+    got = mit.summarize([(3, 1, 0)])
+    assert (got["precision"], got["recall"], got["f1"]) == (0.75, 1.0, pytest.approx(6 / 7))
+
+
+# -- over images ---------------------------------------------------------------------------------------
+def test_micro_average_over_images():
+    images = [([[0, 0]], [[0, 0]]),  # TP 1: F1 1
+              ([[500, 500]], [[0, 0], [100, 0], [200, 0]])]  # FP 1, FN 3: F1 0
+    per_image = [mit.image_counts(p, t) for p, t in images]
+    assert per_image == [(1, 0, 0), (0, 1, 3)]
+    got = mit.summarize(per_image)
+    # Micro: TP 1, FP 1, FN 3 -> P 1/2, R 1/4, F1 1/3; the mean of per-image F1s would be 1/2.
+    assert got["f1"] == pytest.approx(1 / 3)
+    assert got["f1"] != pytest.approx(sum(mit.summarize([c])["f1"] for c in per_image) / 2)
+
+
+def test_score_threshold():
+    pred, true = [[0, 0, 0.9], [100, 100, 0.3], [200, 200]], [[0, 0]]
+    assert mit.image_counts(pred, true) == (1, 2, 0)
+    assert mit.image_counts(pred, true, score_threshold=0.5) == (1, 1, 0)  # the [x, y] row stays
+    assert mit.image_counts(pred, true, score_threshold=0.9) == (1, 1, 0)  # score >= threshold kept
+    assert mit.image_counts(pred, true, score_threshold=0.95) == (0, 1, 1)
+    pairs, fp, fn = mit.match([[0, 0], [1, 0]], true, scores=[0.1, 0.8], score_threshold=0.5)
+    assert (pairs, fp, fn) == ([(1, 0)], [], [])  # prediction 0 is left out, neither TP nor FP
+
+
+def test_box_centre_and_bad_rows():
+    assert mit.box_centre([10, 20, 30, 40]) == (25.0, 40.0)
+    with pytest.raises(ValueError, match=r"\[x, y\] or \[x, y, score\]"):
+        mit.image_counts([[1, 2, 3, 4]], [])
+    with pytest.raises(ValueError, match="references must be"):
+        mit.match([], [[1, 2, 3]])
+    with pytest.raises(ValueError, match="radius"):
+        mit.match([], [], radius=-1)
+
+
+# -- the evaluate interface ----------------------------------------------------------------------------
+def test_evaluate_matches_pure_functions(tmp_path):
+    evaluate = pytest.importorskip("evaluate")
+    batches = [
+        ([[[69.9, 50.0, 0.8]], [], [[15.0, 0.0], [-10.0, 0.0]]],
+         [[[50.0, 50.0]], [[7.0, 7.0]], [[0.0, 0.0], [30.0, 0.0]]]),
+        ([[[1.0, 1.0, 0.2], [40.0, 40.0, 0.7]], [[300.0, 300.0]], []],
+         [[[0.0, 0.0]], [], []]),
+    ]
+    metric = evaluate.load(str(MODULE_DIR), cache_dir=str(tmp_path))
+    assert "Wang, Huadeng" in metric.citation
+    for predictions, references in batches:
+        metric.add_batch(predictions=predictions, references=references)
+    got = metric.compute(radius=25.0, score_threshold=0.5)
+
+    pairs = [pair for preds, refs in batches for pair in zip(preds, refs)]
+    expected = mit.summarize([mit.image_counts(p, t, radius=25.0, score_threshold=0.5) for p, t in pairs])
+    # By hand: TP 3 (image 0, two in image 2), FP 2 (40,40 and 300,300), FN 2 (7,7 and 0,0; 1,1 is filtered).
+    assert expected == {"precision": 0.6, "recall": 0.6, "f1": pytest.approx(0.6), "tp": 3, "fp": 2, "fn": 2}
+    assert got == expected
+    assert all(isinstance(got[k], int) for k in ("tp", "fp", "fn"))

@@ -87,6 +87,7 @@ class Ledger:
             self._pid = os.getpid()
             self._handle = open(self.folder / f"{self._pid}.jsonl", "a", encoding="utf-8")
         self._handle.write(json.dumps(record) + "\n")
+        # Pool workers may leave through os._exit, which drops unflushed buffers: flush every record.
         self._handle.flush()
 
     def problem(self, problem: Problem):

@@ -43,6 +43,7 @@ full C-NMC replica, ~9 GB, takes minutes); delete DIR to force a fresh one.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import csv
 import hashlib
@@ -204,7 +205,7 @@ def make_replica(work: Path, dataset: str, scale: float | None) -> tuple[Path, f
     return path, scale, False
 
 
-class Ticker:
+class Ticker(abc.ABC):
     """Runs `tick()` every `every` seconds on a thread while the `with` block runs (and once at the end
     when `final_tick`)."""
 
@@ -229,8 +230,9 @@ class Ticker:
         while not self._stop.wait(self.every):
             self.tick()
 
+    @abc.abstractmethod
     def tick(self):
-        raise NotImplementedError
+        """One report: what the subclass watches (files written, disk used)."""
 
 
 class FileCountProgress(Ticker):

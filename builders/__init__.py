@@ -10,9 +10,10 @@
 """
 
 from .bis5k import BIS5k
+from .gzmh import GZMH
 from .hep2 import HEp2
 from .leukemia import Leukemia
 
-BUILDERS = {"hep2": HEp2, "leukemia": Leukemia, "bis5k": BIS5k}
+BUILDERS = {"hep2": HEp2, "leukemia": Leukemia, "gzmh": GZMH, "bis5k": BIS5k}
 
-__all__ = ["BUILDERS", "BIS5k", "HEp2", "Leukemia"]
+__all__ = ["BUILDERS", "BIS5k", "GZMH", "HEp2", "Leukemia"]

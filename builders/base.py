@@ -88,8 +88,16 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
     # Column naming the specimen/patient, audited for overlap across splits (leakage).
     GROUP_COLUMN: str | None = None
     RECORDS_PER_JOB = 1000
+    # Per-example facts (ints) summed per split in the report and the card, e.g. objects per image.
+    SUMMED_FACTS: tuple[str, ...] = ()
 
     report: BuildReport | None = None
+
+    @classmethod
+    def split_unions(cls, splits: list[str]) -> dict[str, list[str]]:
+        """Extra splits declared in the card as unions of built ones (no bytes copied), for splits that
+        tools expect by name; none by default."""
+        return {}
 
     # -- to be provided by dataset modules ------------------------------------------------------------
     @abc.abstractmethod
@@ -116,23 +124,22 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
     def _generate_examples(self, chunks: list[list[dict]], split: str):
         for record in (r for chunk in chunks for r in chunk):
             try:
-                example, image, facts = self._example(record)
+                for example, image, facts in self._examples(record):
+                    self._ledger.example(
+                        split=split,
+                        image_id=example["image_id"],
+                        file_name=example["file_name"],
+                        width=image.width,
+                        height=image.height,
+                        pixel_hash=pixel_hash(image),
+                        **{c: self._value_name(c, example.get(c)) for c in counted_parts(self.COUNTED_COLUMNS)},
+                        **({self.GROUP_COLUMN: example.get(self.GROUP_COLUMN)} if self.GROUP_COLUMN else {}),
+                        **facts,
+                    )
+                    yield f"{split}-{example['image_id']}", example
             except RowProblems as bad:
                 for problem in bad.problems:
                     self._ledger.problem(problem)
-                continue
-            self._ledger.example(
-                split=split,
-                image_id=example["image_id"],
-                file_name=example["file_name"],
-                width=image.width,
-                height=image.height,
-                pixel_hash=pixel_hash(image),
-                **{c: self._value_name(c, example.get(c)) for c in counted_parts(self.COUNTED_COLUMNS)},
-                **({self.GROUP_COLUMN: example.get(self.GROUP_COLUMN)} if self.GROUP_COLUMN else {}),
-                **facts,
-            )
-            yield f"{split}-{example['image_id']}", example
 
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
         self._ledger = Ledger(tempfile.mkdtemp(prefix="medsets-ledger-"))
@@ -152,6 +159,11 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
         self.report = self._make_report(problems, examples)
 
     # -- per example -----------------------------------------------------------------------------------
+    def _examples(self, record: dict):
+        """The rows made from one record, each as (example, decoded image, facts for the report): one row
+        per record unless a dataset cuts images into tiles. Raises RowProblems before yielding anything."""
+        yield self._example(record)
+
     def _example(self, record: dict):
         """One row from a record: image, then the mask under `MASK_COLUMN` ("mask" for classification
         with cell masks, "label" for segmentation), else the record's label, then its metadata.
@@ -202,7 +214,7 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
     def _make_report(self, problems: list[Problem], examples: list[dict]) -> BuildReport:
         order = list(self._scanned.splits)
         examples.sort(key=lambda ex: (order.index(ex["split"]), ex["image_id"]))
-        counts = tally(examples, self.COUNTED_COLUMNS)
+        counts = tally(examples, self.COUNTED_COLUMNS, self.SUMMED_FACTS)
         warnings = list(self._scanned.warnings) + cross_split_duplicates(examples) + stray_mask_values(examples)
         if self.GROUP_COLUMN:
             warnings += group_overlap(examples, self.GROUP_COLUMN)

@@ -18,7 +18,6 @@ from pathlib import Path
 
 # What a user can do about each kind of problem; shown once per kind in the error.
 ADVICE = {
-    "missing image": "a label row names an image that is not in the download; re-download or extract it again",
     "unlabelled image": "an image has no row in the label file; check that the label file matches this download",
     "unknown label": "the label file uses a class spelling we do not know",
     "unreadable image": "the file does not decode (truncated or not an image); re-download it",
@@ -29,6 +28,9 @@ ADVICE = {
     "duplicate id": "two files or rows claim the same image id",
     "unparseable name": "the name is not of the form UID_<patient>_<image>_<cell>_<all|hem>.bmp, so it has no patient",
     "label contradicts name": "the folder or CSV label disagrees with the _all/_hem ending of the original name",
+    "missing image": "a mask or label row names an image that is not in the download; re-download or extract it again",
+    "unreadable box file": "a box file (VOC XML, COCO JSON, CSV, YOLO txt) does not parse; fix it or remove it "
+                           "(objects come from the masks, box files are only cross-checked)",
     "unusable prediction": "a predicted mask that cannot be scored against its image",
 }
 
@@ -136,7 +138,8 @@ class BuildReport:
         lines = [f"Build report: {self.dataset}/{self.config} from {self.source}", f"  layout: {self.layout}"]
         for split, c in self.counts.items():
             per_label = ", ".join(f"{k} {v}" for k, v in c.get("label", {}).items())
-            lines.append(f"  {split}: {c['total']} examples" + (f" ({per_label})" if per_label else ""))
+            summed = "".join(f", {v} {k}" for k, v in c.items() if k != "total" and isinstance(v, int))
+            lines.append(f"  {split}: {c['total']} examples{summed}" + (f" ({per_label})" if per_label else ""))
         for split, s in self.image_sizes.items():
             lines.append(f"  {split} image size (w x h): min {s['min']}, median {s['median']}, max {s['max']}")
         for split, c in self.mask_coverage.items():
@@ -159,11 +162,13 @@ def counted_parts(counted_columns: tuple[str, ...]) -> list[str]:
     return list(dict.fromkeys(part for spec in counted_columns for part in spec.split("+")))
 
 
-def tally(examples: list[dict], counted_columns: tuple[str, ...]) -> dict:
+def tally(examples: list[dict], counted_columns: tuple[str, ...], summed_facts: tuple[str, ...] = ()) -> dict:
     counts: dict = {}
     for ex in examples:
-        c = counts.setdefault(ex["split"], {"total": 0})
+        c = counts.setdefault(ex["split"], {"total": 0, **{fact: 0 for fact in summed_facts}})
         c["total"] += 1
+        for fact in summed_facts:
+            c[fact] += ex.get(fact, 0)
         for column in counted_columns:
             parts = [ex.get(part) for part in column.split("+")]
             value = None if None in parts else "/".join(map(str, parts))
@@ -177,9 +182,10 @@ def compare_counts(counts: dict, published: PublishedCounts) -> list[str]:
     """Every published number that the built data does not reproduce, as a readable line."""
     combined: dict = {"total": 0}
     for c in counts.values():
-        combined["total"] += c["total"]
         for column, per_value in c.items():
-            if isinstance(per_value, dict):
+            if isinstance(per_value, int):
+                combined[column] = combined.get(column, 0) + per_value
+            elif isinstance(per_value, dict):
                 for value, n in per_value.items():
                     combined.setdefault(column, {}).setdefault(value, 0)
                     combined[column][value] += n
@@ -191,6 +197,10 @@ def compare_counts(counts: dict, published: PublishedCounts) -> list[str]:
             if column == "total":
                 if got["total"] != want:
                     mismatches.append(f"{where}: {got['total']} examples, published {want}")
+                continue
+            if isinstance(want, int):  # a summed fact, such as objects over all images
+                if got.get(column, 0) != want:
+                    mismatches.append(f"{where}: {got.get(column, 0)} {column}, published {want}")
                 continue
             for value, n in want.items():
                 have = got.get(column, {}).get(value, 0)

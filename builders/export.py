@@ -37,8 +37,10 @@ class OutputError(BuildError):
     pass
 
 
-def build(builder_cls, source, config: str | None, out, *, overwrite=False, skip_bad=False, num_proc=None):
-    """Build one config of a dataset from a raw download into the hub folder `out`.
+def build(builder_cls, source, config: str | None, out, *, overwrite=False, skip_bad=False, num_proc=None,
+          **config_options):
+    """Build one config of a dataset from a raw download into the hub folder `out`; `config_options` set
+    fields of the builder's config (gzmh tiles: tile_size, tile_overlap).
 
     Returns (folder, BuildReport). Raises BuildError (or SourceError) with every problem listed;
     the output is then untouched.
@@ -50,7 +52,7 @@ def build(builder_cls, source, config: str | None, out, *, overwrite=False, skip
     work = out.parent / f".{out.name}{TEMP_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     with removed_on_exit(work), terminate_as_exception():
         builder = builder_cls(config_name=config, data_dir=str(source), cache_dir=str(work / "cache"),
-                              skip_bad=skip_bad)
+                              skip_bad=skip_bad, **config_options)
         num_proc = num_proc or builder_cls.DEFAULT_NUM_PROC
         builder.download_and_prepare(output_dir=str(work / "prepared"), file_format="parquet",
                                      num_proc=num_proc if num_proc > 1 else None)
@@ -211,8 +213,10 @@ def write_card(folder: Path, builder_cls, info: datasets.DatasetInfo, config: st
     for key, value in prose.data.to_dict().items():
         card_data[key] = value
     splits = list(info.splits)
+    unions = builder_cls.split_unions(splits)
     MetadataConfigs({config: {
-        "data_files": [{"split": s, "path": f"data/{config}/{s}-*"} for s in splits],
+        "data_files": [{"split": s, "path": f"data/{config}/{s}-*"} for s in splits]
+        + [{"split": name, "path": [f"data/{config}/{s}-*" for s in parts]} for name, parts in unions.items()],
     }}).to_dataset_card_data(card_data)
     # Exactly one default: the builder's, when it is present; otherwise datasets picks the only config.
     present = [c["config_name"] for c in card_data["configs"]]
@@ -222,6 +226,9 @@ def write_card(folder: Path, builder_cls, info: datasets.DatasetInfo, config: st
             entry["default"] = True
     info = info.copy()
     info.config_name = config
+    for name, parts in unions.items():  # declared so that load_dataset_builder reports its size too
+        info.splits.add(datasets.SplitInfo(name=name, num_examples=sum(info.splits[p].num_examples for p in parts),
+                                           num_bytes=sum(info.splits[p].num_bytes for p in parts)))
     DatasetInfosDict({config: info}).to_dataset_card_data(card_data)
     card_data["tags"] = sorted(set(card_data.get("tags") or []) | {"medsets", "biology", "microscopy"})
     reports = [BuildReport.from_json(p.read_text(encoding="utf-8")) for p in sorted((folder / "reports").glob("*.json"))]
@@ -238,14 +245,23 @@ def card_text(name: str, builder_cls, reports: list[BuildReport], prose: str, fo
               "Built with medsets from the raw download; every number below is computed from the built data.", ""]
     for report in reports:
         label_names = list(dict.fromkeys(v for c in report.counts.values() for v in c.get("label", {})))
+        summed = list(dict.fromkeys(k for c in report.counts.values() for k, v in c.items()
+                                    if k != "total" and isinstance(v, int)))
         lines += [f"### Config `{report.config}`", "", f"Source layout: {report.layout}.", ""]
         if (folder / f"sample-{report.config}.png").exists():
             lines += [f"![Examples of {report.config}](sample-{report.config}.png)", ""]
-        lines += ["| split | examples | " + " | ".join(label_names) + " |",
-                  "|---|---|" + "---|" * len(label_names)]
-        for split, c in report.counts.items():
-            per = [str(c.get("label", {}).get(n, 0)) for n in label_names]
-            lines.append(f"| {split} | {c['total']} | " + " | ".join(per) + " |")
+        columns = label_names + summed
+        lines += ["| split | examples | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
+        def row(name, parts):
+            def total(get):
+                return str(sum(get(report.counts[p]) for p in parts))
+            cells = [total(lambda c: c["total"])] + [total(lambda c, n=n: c.get("label", {}).get(n, 0)) for n in label_names]
+            cells += [total(lambda c, k=k: c.get(k, 0)) for k in summed]
+            return f"| {name} | " + " | ".join(cells) + " |"
+
+        lines += [row(split, [split]) for split in report.counts]
+        lines += [row(f"{name} (= {' + '.join(parts)}, no copy)", parts)
+                  for name, parts in builder_cls.split_unions(list(report.counts)).items()]
         lines.append("")
         for split, s in report.image_sizes.items():
             lines.append(f"- {split} image size (w x h): min {s['min']}, median {s['median']}, max {s['max']}")

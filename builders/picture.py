@@ -1,7 +1,8 @@
 """The sample picture of a built config, shown in its dataset card.
 
 Classification: one row per class, a few examples each, the cell mask (if any) as a coloured outline.
-Segmentation: a few images above the same images with their target mask overlaid. Rows are read from
+Segmentation: a few images above the same images with their target mask overlaid.
+Detection: images with mask and boxes above a zoom on one object of each. Rows are read from
 the written Parquet shards batch by batch, stopping as soon as the grid is full.
 """
 
@@ -43,7 +44,7 @@ def thumbnail(image_bytes: bytes, mask_bytes: bytes | None = None, outline: bool
 def read_rows(shards: list[Path], columns: list[str], enough) -> list[dict]:
     rows = []
     for shard in shards:
-        for batch in pq.ParquetFile(shard).iter_batches(batch_size=64, columns=columns):
+        for batch in pq.ParquetFile(shard).iter_batches(batch_size=8, columns=columns):  # GZMH rows are MBs each
             rows.extend(batch.to_pylist())
             if enough(rows):
                 return rows
@@ -65,9 +66,46 @@ def grid(rows_of_tiles: list[tuple[str, list[Image.Image]]], columns: int) -> Im
     return canvas
 
 
+BOX_COLOUR = (40, 230, 80)
+
+
+def detection_tiles(row: dict) -> tuple[Image.Image, Image.Image]:
+    """The whole image with mask and boxes, and a zoom on its first object (boxes of 40 px vanish when a
+    2084 px field shrinks to a thumbnail)."""
+    image = Image.open(io.BytesIO(row["image"]["bytes"])).convert("RGB")
+    boxes = row["objects"]["bbox"]
+    overview = thumbnail(row["image"]["bytes"], row["label"]["bytes"])
+    scale = min(CELL / image.width, CELL / image.height, 1.0)
+    left, top = (CELL - round(image.width * scale)) // 2, (CELL - round(image.height * scale)) // 2
+    draw = ImageDraw.Draw(overview)
+    for x, y, w, h in boxes:
+        draw.rectangle([left + x * scale - 3, top + y * scale - 3, left + (x + w) * scale + 3, top + (y + h) * scale + 3],
+                       outline=BOX_COLOUR, width=2)
+    if boxes:
+        x, y, w, h = boxes[0]
+        side = max(64, 3 * max(w, h))
+        cx, cy = x + w / 2, y + h / 2
+    else:
+        side, cx, cy = 64, image.width / 2, image.height / 2
+    x0 = int(min(max(0, cx - side / 2), max(0, image.width - side)))
+    y0 = int(min(max(0, cy - side / 2), max(0, image.height - side)))
+    zoom = image.crop((x0, y0, x0 + int(side), y0 + int(side))).resize((CELL, CELL), Image.Resampling.LANCZOS)
+    if boxes:
+        f = CELL / int(side)
+        ImageDraw.Draw(zoom).rectangle([(x - x0) * f - 1, (y - y0) * f - 1, (x + w - x0) * f + 1, (y + h - y0) * f + 1],
+                                       outline=BOX_COLOUR, width=2)
+    return overview, zoom
+
+
 def sample_picture(shards: list[Path], features, path: Path, per_row: int = 6) -> Path:
     label = features["label"]
-    if isinstance(label, ClassLabel):
+    if "objects" in features:  # detection: prefer examples that hold objects (most tiles hold none)
+        rows = read_rows(shards, ["image", "label", "objects"],
+                         lambda rows: sum(bool(r["objects"]["bbox"]) for r in rows) >= per_row)
+        rows = sorted(rows, key=lambda r: not r["objects"]["bbox"])[:per_row]
+        pairs = [detection_tiles(r) for r in rows]
+        rows_of_tiles = [("image, mask, boxes", [p[0] for p in pairs]), ("first object", [p[1] for p in pairs])]
+    elif isinstance(label, ClassLabel):
         mask_column = "mask" if "mask" in features else None
         columns = ["image", "label"] + ([mask_column] if mask_column else [])
         wanted = {i: per_row for i in range(label.num_classes)}

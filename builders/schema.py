@@ -13,7 +13,7 @@ import hashlib
 import io
 
 import numpy as np
-from datasets import ClassLabel, Features, Image, Value
+from datasets import ClassLabel, Features, Image, List, Sequence, Value
 from PIL import Image as PILImage
 from PIL import ImageOps
 
@@ -93,3 +93,30 @@ def pixel_hash(image: PILImage.Image) -> str:
     digest.update(f"{image.mode}{image.size}".encode())
     digest.update(image.tobytes())
     return digest.hexdigest()
+
+
+def detection_features(category_names: list[str], *, with_mask: bool, tile: bool) -> Features:
+    """image, label (mask, mode L 0/1), objects (a dict of lists, as the transformers object-detection
+    example reads them: bbox COCO [x, y, w, h] float32 absolute pixels, area in pixels, centroid [x, y],
+    category ClassLabel), then the tile's origin for tiled configs, image_id and file_name."""
+    objects = {
+        "id": Value("int64"),
+        "bbox": List(Value("float32"), length=4),
+        "area": Value("int64"),
+        "centroid": List(Value("float32"), length=2),
+        "category": ClassLabel(names=category_names),
+    }
+    if tile:
+        # Objects near a tile border are listed in every tile holding their centroid; `counted` is true in
+        # exactly one of them, so that counts over tiles equal counts over images.
+        objects["counted"] = Value("bool")
+    columns = {"image": Image()}
+    if with_mask:
+        columns["label"] = Image()
+    columns["objects"] = Sequence(objects)  # Sequence of a dict is a dict of lists, unlike List
+    if tile:
+        columns["source_image_id"] = Value("int64")
+        columns["offset"] = List(Value("int32"), length=2)  # x, y of the tile's top-left corner in the image
+    columns["image_id"] = Value("int64")
+    columns["file_name"] = Value("string")
+    return Features(columns)

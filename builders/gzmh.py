@@ -1,0 +1,317 @@
+"""GZMH: breast-cancer mitosis, 1,534 H&E images of 2084x2084 px with masks (and maybe box files).
+
+What is known about the raw download is in shared/SOURCES.md section 4: the counts, V2's split of the
+test set by mitotic score, and that masks, boxes and centroids exist; the folder layout, label format
+and mask encoding are not published. So the layout is inferred from what the download holds:
+- split folders with any names (train, test, test_1or2_score, ...), normalised to `\\w+`;
+- images and masks side by side (`0001.png` + `0001_mask.png`, also `_label`, `_gt`, ...) or in
+  sibling folders (`images/` + `masks/`, `img/` + `label/`, ...), on either side of the split folder;
+- optional box files (VOC XML, COCO JSON, CSV, YOLO txt) anywhere in a split folder.
+
+Objects always come from the masks' connected components (`objects.components`), so `full` and
+`tiles` agree pixel for pixel; box files are cross-checked against them and every disagreement is
+reported. Config `tiles` cuts each image into tiles for training (SegFormer, detectors).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+
+import datasets
+import numpy as np
+from PIL import Image
+
+from .base import LayoutNotFound, MedsetsBuilder, MedsetsConfig, RowProblems, Scan
+from .boxes import BoxFileError, box_format, coco_image_keys, read_boxes
+from .checks import BuildError, Problem
+from .objects import components, cross_check, objects_in_tile, tiles
+from .schema import UnreadableImage, detection_features, image_value, mask_value, png_bytes
+from .source import Source, parent, stem, suffix
+
+CATEGORIES = ["mitosis"]
+ID2LABEL = {0: "background", 1: "mitosis"}
+PUBLISHED_IMAGES, PUBLISHED_MITOSES = 1534, 2355
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+IMAGE_FOLDERS = {"images", "image", "imgs", "img", "jpegimages", "pictures", "original"}
+MASK_FOLDERS = {"masks", "mask", "labels", "label", "gt", "groundtruth", "ground_truth", "annotation",
+                "annotations", "segmentation", "segmentationclass", "seg"}
+MASK_SUFFIX = re.compile(r"^(.+?)[_\-. ](masks?|labels?|gt|seg|anno(?:tation)?)$", re.IGNORECASE)
+# Folders that only say what they hold; removed from a box file's path to find its split folder.
+BOX_FOLDERS = {"annotations", "annotation", "xml", "xmls", "boxes", "bbox", "bboxes", "yolo", "voc", "coco",
+               "json", "csv", "labels", "label"}
+SPLIT_SYNONYMS = {"training": "train", "testing": "test", "val": "validation", "valid": "validation"}
+# YOLO's side files list class names, not boxes.
+NOT_BOX_FILES = {"classes.txt", "obj.names", "readme.txt", "license.txt"}
+# Object ids: source image id * this + component number, the same in `full` and `tiles`.
+OBJECTS_PER_IMAGE = 100_000
+TILES_PER_IMAGE = 10_000
+
+
+@dataclass
+class GZMHConfig(MedsetsConfig):
+    tile_size: int = 512
+    tile_overlap: int = 64  # px, at least: a mitosis's size, so each one lies whole inside some tile
+
+
+class GZMH(MedsetsBuilder):
+    """GZMH: breast-cancer mitosis detection and segmentation (2084x2084 H&E, masks, boxes, centroids)."""
+
+    BUILDER_CONFIG_CLASS = GZMHConfig
+    BUILDER_CONFIGS = [
+        GZMHConfig(name="full", description="whole 2084x2084 images with mask and objects, splits as found"),
+        GZMHConfig(name="tiles", description="the images cut into 512x512 tiles (overlap 64, --tile-overlap), "
+                                             "masks and objects remapped; what training uses"),
+    ]
+    DEFAULT_CONFIG_NAME = "full"
+    COUNTED_COLUMNS = ()
+    MASK_COLUMN = "label"
+    ID2LABEL = ID2LABEL
+    DEFAULT_NUM_PROC = os.cpu_count() or 1  # decoding 2084x2084 images dominates (~5/s per core)
+    RECORDS_PER_JOB = 16
+    PNG_COMPRESS_LEVEL = 1  # tiles are re-encoded; level 1 as measured for C-NMC (benchmark.py png-levels)
+    CARD_NOTES = (
+        "`objects` come from the masks' connected components (8-connectivity): `bbox` COCO [x, y, w, h] and "
+        "`centroid` [x, y] in pixels (pixel (i, j) covers [i, i+1) x [j, j+1)), `area` in pixels. A mitosis "
+        "drawn as two separate blobs counts twice; box files in the download are cross-checked only.",
+        "`label` is the mask with class ids (0 background, 1 mitosis); `id2label.json` names them.",
+        "`tiles`: tiles keep `source_image_id` and `offset` [x, y]; an object is listed in every tile holding "
+        "its centroid and `counted` in exactly one; tiles without mitoses are kept (the negatives).",
+        "When the download splits the test set (V2: test_1or2_score, test_3_score), `test` is declared as "
+        "their union (no copy), as the transformers object-detection example expects a `test` split.",
+    )
+    SUMMED_FACTS = ("mitoses",)
+
+    def __init__(self, *args, writer_batch_size=None, **kwargs):
+        super().__init__(*args, writer_batch_size=writer_batch_size, **kwargs)
+        # Rows of 2084x2084 images are several MB each: small batches keep the writer's buffer (and each
+        # Parquet row group) to a few images.
+        self._writer_batch_size = writer_batch_size or (4 if self.config.name == "full" else 64)
+        if self.config.name == "tiles":
+            self.SUMMED_FACTS = ("mitoses", "source_images")
+
+    def _info(self):
+        return datasets.DatasetInfo(description=self.config.description, features=detection_features(
+            CATEGORIES, with_mask=True, tile=self.config.name == "tiles"))
+
+    @classmethod
+    def split_unions(cls, splits: list[str]) -> dict[str, list[str]]:
+        parts = [s for s in splits if s.startswith("test")]
+        return {"test": parts} if parts and "test" not in splits else {}
+
+    # -- layout ---------------------------------------------------------------------------------------
+    def _scan(self, source: Source) -> Scan:
+        size, overlap = self.config.tile_size, self.config.tile_overlap
+        if not (64 <= size and 0 <= overlap < size):  # >= 64 also keeps tile ids below TILES_PER_IMAGE
+            raise BuildError(f"gzmh: tile size {size} with overlap {overlap} cannot tile an image.",
+                             hint="Use a tile size of at least 64 and 0 <= overlap < tile size (default 512, 64).")
+        images, masks, box_files, pairing = classify_files(source)
+        pairs = {key: (images[key], masks[key]) for key in sorted(images) if key in masks}
+        if not pairs:
+            raise LayoutNotFound(not_found_message(source, images, masks),
+                                 hint="Point --source at the extracted GZMH folder, a folder above it, or the .zip.")
+        problems = [Problem("missing mask", images[k], "no mask with this name beside it or in a masks folder")
+                    for k in sorted(images) if k not in masks]
+        problems += [Problem("missing image", masks[k], "mask without an image") for k in sorted(masks) if k not in images]
+        split_of = split_names({folder for folder, _ in images})
+        boxes, box_formats, box_warnings = self._read_box_files(source, box_files, split_of, problems)
+        ranks = {f: i for i, f in enumerate(sorted(image for image, _ in pairs.values()), 1)}
+        records: dict[str, list[dict]] = defaultdict(list)
+        for (folder, key), (image_file, mask_file) in pairs.items():
+            split = split_of[folder]
+            records[split].append({"image_file": image_file, "mask_file": mask_file, "image_id": ranks[image_file],
+                                   "boxes": boxes[split].get(key, []) if split in boxes else None})
+        order = {"train": 0, "validation": 1, "test": 2}
+        records = dict(sorted(records.items(), key=lambda kv: (order.get(kv[0], 3), kv[0])))
+        version = "V2 (test split by mitotic score)" if {"test_1or2_score", "test_3_score"} <= set(records) else "V1"
+        truth = (f"objects from mask components, cross-checked against {' and '.join(sorted(box_formats))} box files"
+                 if box_formats else "objects from mask components (no box files found)")
+        layout = f"{version}; split folders {', '.join(records)}; {pairing}; {truth}"
+        if self.config.name == "tiles":
+            layout += (f"; tiles {self.config.tile_size}x{self.config.tile_size}, overlap {self.config.tile_overlap} "
+                       "(at least; tiles spread evenly from border to border)")
+        published = ({"*": {"total": PUBLISHED_IMAGES, "mitoses": PUBLISHED_MITOSES}} if self.config.name == "full"
+                     else {"*": {"source_images": PUBLISHED_IMAGES, "mitoses": PUBLISHED_MITOSES}})
+        return Scan(layout, records, problems, published, box_warnings)
+
+    def _read_box_files(self, source: Source, box_files: list[str], split_of: dict, problems: list):
+        """Per split: image key -> FileBoxes. A split with box files checks every image (an image that no
+        file mentions has no boxes); a file that does not parse is a problem."""
+        boxes: dict[str, dict[str, list]] = {}
+        formats, warnings, unplaced = set(), [], []
+        for file in box_files:
+            split = box_split(file, split_of)
+            if split is None:
+                unplaced.append(file)
+                continue
+            try:
+                data = source.read_bytes(file)
+                found = read_boxes(file, data)
+                keys = coco_image_keys(file, data) if suffix(file) == ".json" else [b.image for b in found] or [stem(file)]
+            except BoxFileError as err:
+                problems.append(Problem("unreadable box file", file, str(err)))
+                continue
+            formats.add(box_format(file))
+            per_image = boxes.setdefault(split, {})
+            for key in keys:
+                per_image.setdefault(key.lower(), [])
+            for box in found:
+                per_image[box.image.lower()].append(box)
+        if unplaced:
+            warnings.append(f"{len(unplaced)} box files outside every split folder ignored: {', '.join(unplaced[:10])}")
+        return boxes, formats, warnings
+
+    # -- rows -----------------------------------------------------------------------------------------
+    def _examples(self, record: dict):
+        problems = []
+        try:
+            image_cell, image = image_value(self._source.read_bytes(record["image_file"]), self.PNG_COMPRESS_LEVEL)
+        except UnreadableImage as err:
+            problems.append(Problem("unreadable image", record["image_file"], str(err)))
+            image_cell = image = None
+        try:
+            mask_cell, mask, stray = mask_value(self._source.read_bytes(record["mask_file"]))
+        except UnreadableImage as err:
+            problems.append(Problem("unreadable mask", record["mask_file"], str(err)))
+            mask = None
+        if image is not None and mask is not None and (mask.shape[1], mask.shape[0]) != image.size:
+            problems.append(Problem("mask size", record["mask_file"],
+                                    f"{mask.shape[1]}x{mask.shape[0]}, its image is {image.width}x{image.height}"))
+        if problems:
+            raise RowProblems(problems)
+        labels, found = components(mask)
+        facts = {"stray_mask_pixels": stray}
+        if record["boxes"] is not None:
+            file_boxes = [b.scaled(image.width, image.height) if b.normalized else b for b in record["boxes"]]
+            facts["box_disagreements"] = cross_check(found, file_boxes, record["image_file"])
+        image_id = record["image_id"]
+        if self.config.name == "full":
+            objects = [{"component": c.index, "bbox": [float(v) for v in c.bbox], "area": c.area,
+                        "centroid": list(c.centroid)} for c in found]
+            example = {"image": image_cell, "label": mask_cell, "objects": object_columns(objects, image_id, False),
+                       "image_id": image_id, "file_name": record["image_file"]}
+            yield example, image, {**facts, "mitoses": len(found), "mask_coverage": float(mask.mean())}
+            return
+        pixels = np.asarray(image.convert("RGB"))
+        size, overlap = self.config.tile_size, self.config.tile_overlap
+        for tile in tiles(image.width, image.height, size, overlap):
+            window = np.s_[tile.y:tile.y + tile.height, tile.x:tile.x + tile.width]
+            tile_image = Image.fromarray(pixels[window])
+            objects = objects_in_tile(labels, found, tile)
+            example = {
+                "image": {"bytes": png_bytes(tile_image, self.PNG_COMPRESS_LEVEL), "path": None},
+                "label": {"bytes": png_bytes(Image.fromarray(mask[window])), "path": None},
+                "objects": object_columns(objects, image_id, True),
+                "source_image_id": image_id,
+                "offset": [tile.x, tile.y],
+                "image_id": image_id * TILES_PER_IMAGE + tile.index,
+                "file_name": record["image_file"],
+            }
+            first = tile.index == 0  # facts about the whole image are reported once, with its first tile
+            yield example, tile_image, {**(facts if first else {}), "source_images": int(first),
+                                        "mitoses": sum(o["counted"] for o in objects),
+                                        "mask_coverage": float(mask[window].mean())}
+
+    def _make_report(self, problems, examples):
+        report = super()._make_report(problems, examples)
+        disagreements = [line for ex in examples for line in ex.get("box_disagreements", [])]
+        if disagreements:
+            report.warnings.append(f"box files vs masks: {len(disagreements)} disagreements (listed below; "
+                                   "objects are taken from the masks)")
+            report.warnings += disagreements
+        return report
+
+
+def object_columns(objects: list[dict], image_id: int, tiled: bool) -> dict:
+    """The `objects` cell: a dict of lists, one entry per object."""
+    columns = {
+        "id": [image_id * OBJECTS_PER_IMAGE + o["component"] for o in objects],
+        "bbox": [o["bbox"] for o in objects],
+        "area": [o["area"] for o in objects],
+        "centroid": [o["centroid"] for o in objects],
+        "category": [0] * len(objects),
+    }
+    if tiled:
+        columns["counted"] = [o["counted"] for o in objects]
+    return columns
+
+
+# -- layout detection ---------------------------------------------------------------------------------
+def classify_files(source: Source):
+    """Images and masks keyed by (split folder, lower-cased stem): the key is the path with the role
+    folder (images/, masks/, ...) and the mask suffix (_mask, ...) removed, so pairs share it."""
+    images, masks, box_files = {}, {}, []
+    seen = {"image folders": set(), "mask folders": set(), "mask suffixes": set()}
+    for file in source.files:
+        folders = file.split("/")[:-1]
+        if suffix(file) not in IMAGE_SUFFIXES:
+            if box_format(file) and file.rsplit("/", 1)[-1].lower() not in NOT_BOX_FILES:
+                box_files.append(file)
+            continue
+        roles = [i for i, f in enumerate(folders) if f.lower() in IMAGE_FOLDERS | MASK_FOLDERS]
+        role = roles[-1] if roles else None
+        name = stem(file)
+        named_mask = MASK_SUFFIX.match(name)
+        in_mask_folder = role is not None and folders[role].lower() in MASK_FOLDERS
+        if named_mask:
+            name = named_mask.group(1)
+            seen["mask suffixes"].add(stem(file)[len(name):])
+        if role is not None:
+            seen["mask folders" if in_mask_folder or named_mask else "image folders"].add(folders[role] + "/")
+        split_folder = "/".join(f for i, f in enumerate(folders) if i != role)
+        key = (split_folder, name.lower())
+        target = masks if in_mask_folder or named_mask else images
+        if key in target:  # same stem twice (0001.png and 0001.jpg): keep both visible as a problem later
+            key = (split_folder, f"{name.lower()} ({suffix(file)})")
+        target[key] = file
+    where = " and ".join(f"{kind} in {' '.join(sorted(folders))}" for kind, folders in
+                         (("images", seen["image folders"]), ("masks", seen["mask folders"])) if folders)
+    named = f"masks named *{'/*'.join(sorted(seen['mask suffixes']))}" if seen["mask suffixes"] else ""
+    pairing = ", ".join(p for p in (where or "images and masks side by side", named) if p)
+    return images, masks, box_files, pairing
+
+
+def split_names(folders: set[str]) -> dict[str, str]:
+    """Split folder -> split name (`\\w+`). Two folders with one name (V1 and V2 extracted side by side)
+    cannot be told apart, so that is an error, not a merge."""
+    names = {}
+    for folder in folders:
+        raw = folder.rsplit("/", 1)[-1].strip().lower()
+        name = re.sub(r"\W+", "_", raw).strip("_") or "train"
+        names[folder] = SPLIT_SYNONYMS.get(name, name)
+    if len(folders) == 1 and not re.search(r"train|test|val", next(iter(names.values()))):
+        names = {folder: "train" for folder in folders}  # no split folders: one split, named as datasets would
+    clashes = defaultdict(list)
+    for folder, name in names.items():
+        clashes[name].append(folder or ".")
+    clashes = {n: f for n, f in clashes.items() if len(f) > 1}
+    if clashes:
+        raise BuildError("gzmh: several folders would become the same split: " + "; ".join(
+            f"{n}: {', '.join(sorted(f))}" for n, f in clashes.items()),
+            hint="The download seems to hold two copies or versions; point --source at one of them.")
+    return names
+
+
+def box_split(file: str, split_of: dict[str, str]) -> str | None:
+    """The split of a box file: the deepest split folder above it, else a split named by its file name."""
+    folder = "/".join(f for f in parent(file).lower().split("/") if f not in BOX_FOLDERS | IMAGE_FOLDERS | MASK_FOLDERS)
+    above = [f for f in split_of if f and (folder == f.lower() or folder.startswith(f.lower() + "/"))]
+    if above:
+        return split_of[max(above, key=len)]
+    if "" in split_of:
+        return split_of[""]
+    name = re.sub(r"\W+", "_", stem(file).lower())
+    named = [s for s in set(split_of.values()) if name == s or name.endswith("_" + s) or name.startswith(s + "_")]
+    return max(named, key=len) if named else None
+
+
+def not_found_message(source: Source, images: dict, masks: dict) -> str:
+    return "\n".join([
+        f"gzmh: no image/mask pairs found in {source.path} ({len(images)} images, {len(masks)} masks recognised).",
+        "Looked for: split folders (any names) holding images and masks either side by side "
+        "(0001.png + 0001_mask.png; suffixes _mask, _label, _gt, _seg) or in sibling folders "
+        f"({'/, '.join(sorted(IMAGE_FOLDERS))}/ + {'/, '.join(sorted(MASK_FOLDERS))}/), "
+        f"as {', '.join(sorted(IMAGE_SUFFIXES))}.",
+        "Found:"] + [f"  {line}" for line in source.summary()])

@@ -226,8 +226,8 @@ def write_card(folder: Path, builder_cls, info: datasets.DatasetInfo, config: st
             entry["default"] = True
     info = info.copy()
     info.config_name = config
-    for name, parts in unions.items():  # declared so that load_dataset_builder reports its size too
-        info.splits.add(datasets.SplitInfo(name=name, num_examples=sum(info.splits[p].num_examples for p in parts),
+    for union, parts in unions.items():  # declared so that load_dataset_builder reports its size too
+        info.splits.add(datasets.SplitInfo(name=union, num_examples=sum(info.splits[p].num_examples for p in parts),
                                            num_bytes=sum(info.splits[p].num_bytes for p in parts)))
     DatasetInfosDict({config: info}).to_dataset_card_data(card_data)
     card_data["tags"] = sorted(set(card_data.get("tags") or []) | {"medsets", "biology", "microscopy"})

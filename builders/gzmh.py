@@ -152,13 +152,15 @@ class GZMH(MedsetsBuilder):
                 keys = coco_image_keys(file, data) if suffix(file) == ".json" else [b.image for b in found] or [stem(file)]
             except BoxFileError as err:
                 problems.append(Problem("unreadable box file", file, str(err)))
+                if suffix(file) in (".xml", ".txt"):  # one image's file: with --skip-bad that image goes unchecked
+                    boxes.setdefault(split, {})[stem(file).lower()] = None
                 continue
             formats.add(box_format(file))
             per_image = boxes.setdefault(split, {})
             for key in keys:
                 per_image.setdefault(key.lower(), [])
             for box in found:
-                per_image[box.image.lower()].append(box)
+                per_image.setdefault(box.image.lower(), []).append(box)
         if unplaced:
             warnings.append(f"{len(unplaced)} box files outside every split folder ignored: {', '.join(unplaced[:10])}")
         return boxes, formats, warnings

@@ -214,6 +214,11 @@ def test_bad_input_exits_2_listing_the_file_and_leaves_output_alone(tmp_path, ca
     assert digest(out) == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".gzmh")] == []
 
+    _, report = build(GZMH, source, None, tmp_path / "skipped", skip_bad=True)
+    assert [p["kind"] for p in report.skipped] == [fault]
+    # A skipped box file leaves its image unchecked, rather than reported as boxes missing.
+    assert not [w for w in report.warnings if "box files vs masks" in w]
+
 
 def test_tolerant_layouts_sibling_folders_above_splits_bmp_tiff(tmp_path):
     mask = np.zeros((64, 64), np.uint8)
@@ -234,7 +239,7 @@ def test_tolerant_layouts_sibling_folders_above_splits_bmp_tiff(tmp_path):
     assert np.array_equal(pixels(row["image"]), field((64, 64)))  # BMP re-encoded losslessly
     assert row["objects"]["bbox"] == [[10.0, 10.0, 10.0, 10.0]]
     card = (folder / "README.md").read_text()
-    assert "test (= test_3_score, no copy)" in card
+    assert "test (= test_3_score, no copy)" in card and 'load_dataset("gzmh", "full")' in card
 
 
 def test_no_layout_and_two_versions_are_clear_errors(tmp_path, capsys):

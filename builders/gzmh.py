@@ -125,7 +125,13 @@ class GZMH(MedsetsBuilder):
                                    "boxes": boxes[split].get(key, []) if split in boxes else None})
         order = {"train": 0, "validation": 1, "test": 2}
         records = dict(sorted(records.items(), key=lambda kv: (order.get(kv[0], 3), kv[0])))
-        version = "V2 (test split by mitotic score)" if {"test_1or2_score", "test_3_score"} <= set(records) else "V1"
+        for split, per_image in boxes.items():
+            keys = {key for (folder, key) in pairs if split_of[folder] == split}
+            if unknown := sorted(k for k, found in per_image.items() if found is not None and k not in keys):
+                box_warnings.append(f"box files of {split} name {len(unknown)} images not in the download "
+                                    f"(their boxes are ignored): {', '.join(unknown[:10])}")
+        version = ("V2 (test split by mitotic score)" if {"test_1or2_score", "test_3_score"} <= set(records)
+                   else "V1 (one test set)" if "test" in records else "version not recognised")
         truth = (f"objects from mask components, cross-checked against {' and '.join(sorted(box_formats))} box files"
                  if box_formats else "objects from mask components (no box files found)")
         layout = f"{version}; split folders {', '.join(records)}; {pairing}; {truth}"

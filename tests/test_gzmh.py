@@ -183,9 +183,14 @@ def test_box_files_are_cross_checked_and_disagreements_listed(tmp_path, boxes):
             planted["added"] = path
         Image.fromarray(mask).save(path)
     assert len(planted) == 3, planted
+    if boxes == "voc":  # a box file for an image that is not there
+        (source / "GZMH" / "train" / "0999.xml").write_bytes((source / "GZMH" / "train" / "0001.xml").read_bytes()
+                                                             .replace(b"0001.png", b"0999.png"))
     _, report = build(GZMH, source, None, tmp_path / "planted")
     lines = [w for w in report.warnings if "train/" in w]
     assert any("box files vs masks: 3 disagreements" in w for w in report.warnings)
+    assert (boxes == "voc") == any("box files of train name 1 images not in the download" in w and "0999" in w
+                                   for w in report.warnings)
     image = {k: p.name.replace("_mask", "") for k, p in planted.items()}
     assert any(image["erased"] in w and "has no mask object within 20 px" in w for w in lines)
     assert any(image["added"] in w and "mask object at (504.0, 504.0)" in w and "has no box" in w for w in lines)

@@ -3,6 +3,8 @@
 import io
 import json
 import re
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -284,3 +286,20 @@ def test_replica_is_faithful(tmp_path):
     assert image.format == "JPEG" and image.size == (256, 256) and set(np.unique(mask)) <= {0, 255}
     voc = (synthetic.write_gzmh(tmp_path / "v1", "v1", **SMALL) / "GZMH" / "train" / "0001.xml").read_text()
     assert "<filename>0001.png</filename>" in voc and "<width>256</width>" in voc
+
+
+def test_multiprocess_build_equals_single_process(tmp_path):
+    """Workers get 16 images each: 40 images use two processes. In a subprocess, so a stuck pool fails
+    the test instead of hanging CI."""
+    source = synthetic.write_gzmh(tmp_path / "raw", "v1", scale=0.026, size=128, as_zip=True)
+    for num_proc in (1, 2):
+        result = subprocess.run([sys.executable, "-m", "builders.cli", "build", "gzmh", "--config", "tiles",
+                                 "--tile-size", "64", "--tile-overlap", "8", "--source", str(source),
+                                 "--num-proc", str(num_proc), "--out", str(tmp_path / f"np{num_proc}")],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+    one, two = ([(r["image_id"], r["objects"], r["image"]["bytes"]) for r in rows(tmp_path / f"np{n}", "tiles", "train")]
+                for n in (1, 2))
+    assert len(one) == 28 * 9 and sorted(one, key=lambda r: r[0]) == sorted(two, key=lambda r: r[0])
+    reports = [json.loads((tmp_path / f"np{n}" / "reports" / "tiles.json").read_text()) for n in (1, 2)]
+    assert reports[0]["counts"] == reports[1]["counts"]

@@ -32,11 +32,13 @@ def components(mask: np.ndarray) -> tuple[np.ndarray, list[Component]]:
     labels, count = ndimage.label(mask > 0, structure=CONNECTIVITY)
     if count == 0:
         return labels, []
-    areas = np.bincount(labels.ravel(), minlength=count + 1)
-    rows, cols = np.indices(labels.shape, sparse=True)
-    # Sums of coordinates per label, in one pass each; the + 0.5 moves pixel indices to pixel centres.
-    row_sums = np.bincount(labels.ravel(), weights=np.broadcast_to(rows, labels.shape).ravel(), minlength=count + 1)
-    col_sums = np.bincount(labels.ravel(), weights=np.broadcast_to(cols, labels.shape).ravel(), minlength=count + 1)
+    # Foreground pixels only: mitoses cover ~0.02% of a field, so this stays small for 2084x2084 masks.
+    rows, cols = np.nonzero(labels)
+    owner = labels[rows, cols]
+    areas = np.bincount(owner, minlength=count + 1)
+    # Sums of coordinates per label; the + 0.5 below moves pixel indices to pixel centres.
+    row_sums = np.bincount(owner, weights=rows, minlength=count + 1)
+    col_sums = np.bincount(owner, weights=cols, minlength=count + 1)
     found = []
     for k, box in enumerate(ndimage.find_objects(labels), start=1):
         y, x = box

@@ -20,6 +20,17 @@ Subcommands:
                     medsets builds all three splits and re-encodes to PNG. Images/s and the "x" ratios
                     are per image, since the stages do not all see the same number of images. Ends
                     with png-levels on the same replica.
+    build-gzmh      GZMH mitosis, V2 layout: 2084x2084 JPEGs + PNG masks, 1,534 images at --scale 1.0 (default
+                    0.05, 78 images: times for 1,534 are extrapolated from the per-image rate, and said so).
+                    imagefolder reads train/images/ only (no masks, no objects; per image ratios as in
+                    build-leukemia); medsets builds `full` and `tiles` (512x512, overlap 64: rows are tiles,
+                    also shown as tiles/s) with num_proc=1 and the CPU count. Memory check: full and tiles
+                    again with num_proc=1 on the first third of each split (hard links, --small-fraction);
+                    peak RSS minus the baseline at both sizes, their ratio, and that in decoded images.
+    train-classification
+                    Training images/s of scripts/finetune_classification.py (its real input pipeline) against
+                    the model-only ceiling: the same model on random tensors already on the device, same
+                    process, batch size and precision. Builds a replica dataset unless --dataset is given.
     png-levels      PNG zlib level 0..9 on a sample of C-NMC BMPs: encode and decode ms/image (one core),
                     bytes/image, and a recommended level for the builder (Leukemia.PNG_COMPRESS_LEVEL).
 
@@ -38,7 +49,11 @@ full C-NMC replica, ~9 GB, takes minutes); delete DIR to force a fresh one.
     .venv/bin/python scripts/benchmark.py build-leukemia --scale 0.02                  # a quick look
     .venv/bin/python scripts/benchmark.py build-leukemia --work /tmp/leukemia-bench    # full: ~15 min, ~7 reusing
     .venv/bin/python scripts/benchmark.py png-levels --work /tmp/leukemia-bench
+    .venv/bin/python scripts/benchmark.py build-gzmh --work /tmp/gzmh-bench    # 78 images: ~2 min to write + stages
+    .venv/bin/python scripts/benchmark.py build-gzmh --scale 0.01 --small-fraction 0.5   # 14 images, a quick look
     .venv/bin/python scripts/benchmark.py png-levels --source ~/data/C-NMC_Leukemia   # on the real BMPs
+    .venv/bin/python scripts/benchmark.py train-classification                 # CPU: ViT-tiny, HEp-2 replica
+    python scripts/benchmark.py train-classification --replica leukemia --model_size base --batch_size 256  # GPU
 """
 
 from __future__ import annotations
@@ -86,10 +101,10 @@ def run_stage(spec: dict):
     if name == "baseline":
         rows = 0
     elif name == "raw-read":
-        rows = 0
+        rows, ext = 0, spec["ext"] if isinstance(spec["ext"], str) else tuple(spec["ext"])  # one suffix or several
         for root, _, files in os.walk(spec["source"]):
             for file in files:
-                if file.lower().endswith(spec["ext"]):
+                if file.lower().endswith(ext):
                     Path(root, file).read_bytes()
                     rows += 1
     elif name.startswith("imagefolder"):
@@ -104,6 +119,7 @@ def run_stage(spec: dict):
         _, report = export.build(getattr(builders, spec["builder"]), spec["source"], spec["config"],
                                  scratch / "out", num_proc=spec["num_proc"])
         rows = sum(c["total"] for c in report.counts.values())
+        extra["counts"] = report.counts
     else:
         raise SystemExit(f"unknown stage {name!r}")
     wall = time.perf_counter() - start
@@ -158,7 +174,14 @@ def write_cnmc(dest: Path, scale: float) -> Path:
     return Path(synthetic.write_leukemia(dest, "kaggle", scale=scale, seed=0))
 
 
-REPLICAS = {"hep2": (write_hep2, ".png"), "leukemia": (write_cnmc, ".bmp")}
+def write_gzmh_v2(dest: Path, scale: float) -> Path:
+    from builders import synthetic
+    return Path(synthetic.write_gzmh(dest, "v2", scale=scale, seed=0))  # full 2084x2084 fields
+
+
+# dataset -> (writer, suffix of the files counted to tell a complete replica; gzmh: the JPEG images,
+# each written before its mask, and the marker only after the last one)
+REPLICAS = {"hep2": (write_hep2, ".png"), "leukemia": (write_cnmc, ".bmp"), "gzmh": (write_gzmh_v2, ".jpg")}
 
 
 def synthetic_fingerprint() -> str:
@@ -389,7 +412,10 @@ def write_json(path: str, payload: dict):
 
 # -- tables --------------------------------------------------------------------------------------------
 def per_image(r: dict) -> float | None:
-    return r["wall_s"] / r["rows"] if r["rows"] and r["wall_s"] > 0 else None
+    """Seconds per image: per source image where the plan says how many (`images`: gzmh tiles write
+    several rows per image, raw-read reads image and mask), else per row."""
+    images = r.get("images") or r["rows"]
+    return r["wall_s"] / images if images and r["wall_s"] > 0 else None
 
 
 def rate_column(r: dict, per_core: bool = False) -> str:
@@ -543,6 +569,202 @@ def build_leukemia(args):
         "total_s": round(elapsed, 1)})
 
 
+# -- build-gzmh ----------------------------------------------------------------------------------------
+GZMH_FULL_IMAGES = 1534
+DECODED_IMAGE_BYTES = 2084 * 2084 * 3  # one decoded 2084x2084 RGB image: 13.0 MB (12.4 MiB)
+# The memory check calls a build bounded when its peak grows by less than this many decoded images from
+# the small replica to the big one: repeated runs of one stage on one replica differ by up to ~20 MiB
+# (1.6 images), while holding every added image would add 52 images' worth at the default scale.
+BOUNDED_GROWTH_IMAGES = 3
+
+
+def link_subset(source: Path, dest: Path, fraction: float) -> int:
+    """Hard-link (or copy) the first `fraction` of every split's images, each with its mask, into dest
+    with the same V2 layout (<split>/images/NNNN.jpg + <split>/masks/NNNN.png). Returns the images."""
+    shutil.rmtree(dest, ignore_errors=True)
+    count = 0
+    for images_dir in sorted(p for p in source.rglob("images") if p.is_dir()):
+        jpgs = image_files(images_dir, ".jpg")
+        for jpg in jpgs[:max(1, round(len(jpgs) * fraction))]:
+            for file in (jpg, images_dir.parent / "masks" / f"{jpg.stem}.png"):
+                target = dest / file.relative_to(source)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(file, target)
+                except OSError:
+                    shutil.copy2(file, target)
+            count += 1
+    return count
+
+
+def in_images(mib: float) -> float:
+    return mib * 2**20 / DECODED_IMAGE_BYTES
+
+
+def memory_scaling(results: dict, base_mib: float, images: int, small: int, num_procs) -> tuple[dict, list]:
+    """Peak RSS minus the baseline of medsets full and tiles (num_proc=1) on the replica and, when `small`,
+    on the subset, in MiB and in decoded images; the main process and worker peaks of the pooled runs."""
+    scaling, lines = {}, []
+    for config in ("full", "tiles"):
+        big_mib = results[f"medsets {config} num_proc=1 (c)"]["peak_rss_mib"] - base_mib
+        entry = {"images": images, "above_baseline_mib": big_mib, "above_baseline_images": in_images(big_mib)}
+        line = f"  {config:5s} num_proc=1: {images} images {big_mib:.0f} MiB (~{in_images(big_mib):.1f} images)"
+        if small:
+            low_mib = results[f"medsets {config} num_proc=1 (c) small"]["peak_rss_mib"] - base_mib
+            growth, added = big_mib - low_mib, images - small
+            entry.update(small_images=small, small_above_baseline_mib=low_mib,
+                         small_above_baseline_images=in_images(low_mib),
+                         ratio=big_mib / low_mib if low_mib > 0 else None, growth_mib=growth,
+                         growth_images=in_images(growth), bounded=in_images(growth) < BOUNDED_GROWTH_IMAGES)
+            ratio = f"{entry['ratio']:.2f}" if entry["ratio"] else "-"
+            line = (f"  {config:5s} num_proc=1: {small} images {low_mib:.0f} MiB (~{in_images(low_mib):.1f} images), "
+                    f"{images} images {big_mib:.0f} MiB (~{in_images(big_mib):.1f} images): ratio {ratio} for "
+                    f"{images / small:.1f}x the images, {growth:+.0f} MiB ({in_images(growth):+.1f} images; holding "
+                    f"the {added} added would add {added}) -> "
+                    + ("bounded" if entry["bounded"] else "GROWS with the images"))
+        lines.append(line)
+        for n in sorted({os.cpu_count() or 1} | set(num_procs or [])):
+            r = results.get(f"medsets {config} num_proc={n} (c)")
+            if n == 1 or not r:
+                continue
+            main_mib, worker = r["peak_rss_mib"] - base_mib, r["peak_rss_worker_mib"]
+            entry[f"num_proc={n}"] = {"above_baseline_mib": main_mib, "worker_peak_mib": worker,
+                                      "worker_above_baseline_mib": worker - base_mib if worker else None}
+            lines.append(f"  {config:5s} num_proc={n}: main process {main_mib:.0f} MiB (~{in_images(main_mib):.1f} "
+                         "images), " + (f"worker peak {worker:.0f} MiB, {worker - base_mib:.0f} above the baseline "
+                                        f"(~{in_images(worker - base_mib):.1f} images)" if worker else "no worker pool"))
+        scaling[config] = entry
+    return scaling, lines
+
+
+def build_gzmh(args):
+    from builders.gzmh import GZMHConfig
+    from builders.objects import tiles
+    from builders.synthetic import GZMH_SIZE
+
+    tile_size, tile_overlap = GZMHConfig.tile_size, GZMHConfig.tile_overlap
+    per_image_tiles = len(tiles(GZMH_SIZE, GZMH_SIZE, tile_size, tile_overlap))
+    with tempfile.TemporaryDirectory(prefix="medsets-bench-") as tmp:
+        work = Path(args.work).resolve() if args.work else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        with DiskWatch(work) as disk:
+            started = time.perf_counter()
+            source, _, reused = make_replica(work, "gzmh", args.scale)
+            top = source / "GZMH Dataset V2"
+            train_dir = top / "train" / "images"
+            jpgs, pngs = image_files(source, ".jpg"), image_files(source, ".png")
+            splits = {d.name: len(image_files(d / "images", ".jpg")) for d in sorted(top.iterdir()) if d.is_dir()}
+            jpg_bytes, png_bytes = (sum(p.stat().st_size for p in files) for files in (jpgs, pngs))
+            train_bytes = folder_size(train_dir, ".jpg")
+            images = len(jpgs)
+            small = link_subset(source, work / "replica-small", args.small_fraction) if args.small_fraction else 0
+            small_bytes = folder_size(work / "replica-small") if small else 0
+            print(f"{images} JPEG images {GZMH_SIZE}x{GZMH_SIZE} + {len(pngs)} PNG masks "
+                  f"({', '.join(f'{k} {v}' for k, v in splits.items())}), {jpg_bytes / 2**20:.0f} + "
+                  f"{png_bytes / 2**20:.0f} MiB; full GZMH is {GZMH_FULL_IMAGES:,} images. Memory check on "
+                  f"{small} of them (the first {args.small_fraction:.0%} of each split, hard links) in "
+                  f"{work / 'replica-small'}. Each stage's input is read once before it runs (untimed).", flush=True)
+
+            base = {"source": str(source), "class_dir": str(train_dir), "num_proc": None, "ext": [".jpg", ".png"],
+                    "builder": "GZMH", "config": "full"}
+            everything = {"images": images, "warm": [source], "input_bytes": jpg_bytes + png_bytes}
+            training = {"rows": splits["train"], "images": splits["train"], "warm": [train_dir],
+                        "input_bytes": train_bytes}
+            plan = [
+                {"label": "baseline", "spec": dict(base, stage="baseline"), "rows": 0, "warm": []},
+                {"label": "raw-read", "spec": dict(base, stage="raw-read"), **everything, "rows": images + len(pngs)},
+                {"label": "imagefolder (b1)", "spec": dict(base, stage="imagefolder"), **training},
+                {"label": "imagefolder+embed (b3)", "spec": dict(base, stage="imagefolder+embed"), **training},
+            ]
+            for config, rows_per_image in (("full", 1), ("tiles", per_image_tiles)):
+                plan += [{"label": label.replace("medsets ", f"medsets {config} "), "spec": spec, **everything,
+                          "rows": images * rows_per_image, "config": config}
+                         for label, spec in medsets_stages(dict(base, config=config), args)]
+            if small:
+                small_source = work / "replica-small"
+                for config, rows_per_image in (("full", 1), ("tiles", per_image_tiles)):
+                    plan.append({"label": f"medsets {config} num_proc=1 (c) small",
+                                 "spec": dict(base, stage="medsets", config=config, num_proc=1,
+                                              source=str(small_source)),
+                                 "rows": small * rows_per_image, "images": small, "warm": [small_source],
+                                 "input_bytes": small_bytes, "config": config})
+            results = run_plan(plan, work, args)
+            shutil.rmtree(work / "replica-small", ignore_errors=True)
+            elapsed = time.perf_counter() - started
+
+    for label, r in results.items():  # the source images a tiles build reported against the plan's
+        seen = sum(c.get("source_images", 0) for c in r.get("counts", {}).values())
+        if r.get("config") == "tiles" and seen != r["images"]:
+            print(f"  WARNING: {label} reported {seen} source images, expected {r['images']}")
+
+    base_mib = results["baseline"]["peak_rss_mib"]
+    (wall, rate), rss = common_columns(results, base_mib)
+
+    def out_bytes(r):
+        return r.get("output_bytes") or (r.get("parquet_bytes") if r.get("parquet_embeds_bytes") else None)
+
+    columns = [("rows", 6, lambda label, r: f"{r['rows']}" if label != "baseline" else ""),
+               ("images", 6, lambda label, r: f"{r.get('images', '')}"), wall, rate,
+               ("/core", 7, lambda label, r: rate_column(r, per_core=True)),
+               ("tiles/s", 8, lambda label, r: f"{r['rows'] / r['wall_s']:.0f}" if r.get("config") == "tiles" else ""),
+               *rss,
+               ("out MiB", 8, lambda label, r: f"{out_bytes(r) / 2**20:.0f}" if out_bytes(r) else ""),
+               ("x in", 5, lambda label, r: f"{out_bytes(r) / r['input_bytes']:.2f}" if out_bytes(r) else "")]
+    columns += [(h, w, ratio_column(results[ref], d)) for h, w, d, ref in
+                (("x raw", 7, 1, "raw-read"), ("x b1", 6, 2, "imagefolder (b1)"), ("x b3", 6, 2, "imagefolder+embed (b3)"))]
+    print_table(results, columns, first_width=34)
+    print(f"\nWall: work only, best of {args.repeat}; imports of datasets+builders took "
+          f"{results['baseline']['imports_s']:.2f} s per process (not included). Page cache warm.")
+    print(f"rows: rows written (raw-read: files read, image + mask; tiles: {per_image_tiles} tiles of {tile_size}x"
+          f"{tile_size}, overlap {tile_overlap}, per image); images: source images. images/s, /core and the x "
+          "columns are per source image: x raw = seconds per image / raw-read's (which reads image and mask).")
+    print(f"imagefolder reads train/images/ only ({splits['train']} JPEGs, no masks, no objects) and keeps the "
+          "JPEG bytes: the plain-loader reference. medsets reads all splits, images and masks, and writes PNG "
+          "(full images, tiles) plus the mask and objects.")
+    print("/core: images/s divided by the processes that did the work (num_proc when datasets started a pool, "
+          "else 1).")
+    print("RSS: peak of the stage process (includes the imports); -base: minus the baseline stage; "
+          "worker: largest peak among its worker processes (forked: includes the imports too).")
+    print(f"Sizes: input {(jpg_bytes + png_bytes) / 2**20:.0f} MiB (JPEG {jpg_bytes / 2**20:.0f}, masks "
+          f"{png_bytes / 2**20:.0f}; train/images {train_bytes / 2**20:.0f}); out = medsets hub folder or "
+          "imagefolder Parquet (JPEG bytes embedded); x in = out / the stage's input.")
+
+    scaling, lines = memory_scaling(results, base_mib, images, small, args.num_proc)
+    print(f"\nMemory: peak RSS minus the baseline ({base_mib:.0f} MiB), also as decoded {GZMH_SIZE}x{GZMH_SIZE} RGB "
+          f"images ({DECODED_IMAGE_BYTES / 1e6:.1f} MB = {DECODED_IMAGE_BYTES / 2**20:.1f} MiB each); bounded = grows "
+          f"by under {BOUNDED_GROWTH_IMAGES} images between the two replica sizes (repeated runs of one stage differ "
+          "by up to ~20 MiB):")
+    print("\n".join(lines))
+
+    # time: extrapolated from the per-image rate, not measured
+    statement = (f"Replica at scale {args.scale:g}: {images} of GZMH's {GZMH_FULL_IMAGES:,} images at full size "
+                 f"({GZMH_SIZE}x{GZMH_SIZE}, V2 layout, JPEG q90 + PNG masks). Times for {GZMH_FULL_IMAGES:,} images "
+                 "are extrapolated linearly from the per-image rate measured here (x "
+                 f"{GZMH_FULL_IMAGES / images:.1f}), not measured; " + (
+                     "peak memory is not scaled: it did not grow with the number of images (memory_scaling)."
+                     if small and all(e["bounded"] for e in scaling.values()) else
+                     "peak memory is as measured here, on fewer images: see memory_scaling for how it grew."))
+    extrapolated = {label: per_image(r) * GZMH_FULL_IMAGES for label, r in results.items()
+                    if label.startswith(("raw-read", "medsets")) and not label.endswith("small") and per_image(r)}
+    print(f"\n{statement}")
+    for label, seconds in extrapolated.items():
+        print(f"  {label:34s} {per_image(results[label]) * 1000:7.0f} ms/image -> {GZMH_FULL_IMAGES:,} images in "
+              f"~{seconds / 60:.1f} min (extrapolated)")
+    replica = "reused: not in the peak" if reused else "written: in the peak"
+    print(f"\nDisk: peak {disk.peak_extra / 2**30:.2f} GiB above the start on the file system holding {work} "
+          f"(anything else writing there counts too; replica {(jpg_bytes + png_bytes) / 2**30:.2f} GiB, {replica}); "
+          f"total {elapsed / 60:.1f} min")
+    write_json(args.json, {
+        "benchmark": "build-gzmh", "scale": args.scale, "images": images, "full_gzmh_images": GZMH_FULL_IMAGES,
+        "image_size": GZMH_SIZE, "splits": splits, "masks": len(pngs), "raw_input_bytes": jpg_bytes + png_bytes,
+        "jpeg_bytes": jpg_bytes, "mask_bytes": png_bytes, "training_input_bytes": train_bytes,
+        "tile_size": tile_size, "tile_overlap": tile_overlap, "tiles_per_image": per_image_tiles,
+        "small_replica_images": small, "small_fraction": args.small_fraction, "repeat": args.repeat,
+        "page_cache": "warm", "machine": machine_info(), "replica_reused": reused, "stages": results,
+        "decoded_image_bytes": DECODED_IMAGE_BYTES, "memory_scaling": scaling, "scaling_statement": statement,
+        "extrapolated_full_s": extrapolated, "peak_disk_extra_bytes": disk.peak_extra, "total_s": round(elapsed, 1)})
+
+
 # -- png-levels ----------------------------------------------------------------------------------------
 def png_levels(files: list[Path], sample: int, repeat: int, levels=PNG_LEVELS) -> dict:
     """Encode a sample of images at each zlib level (one core): best-of-`repeat` encode and decode
@@ -656,6 +878,103 @@ def png_levels_command(args):
                            "scale": scale, "machine": machine_info(), **result})
 
 
+# -- train-classification: the fine-tuning script's training img/s vs the model-only ceiling ------------
+def replica_dataset(work: Path, kind: str, scale: float) -> tuple[str, str]:
+    """A built dataset folder for `kind` (hep2 icpr2014 / icpr2012 / leukemia), made from a replica once."""
+    import builders
+    from builders import synthetic
+    from builders.export import build
+    name, config = {"hep2": ("hep2", "icpr2014"), "hep2-2012": ("hep2", "icpr2012"), "leukemia": ("leukemia", "cnmc")}[kind]
+    out = work / f"{kind}-{scale}"
+    if not (out / "data" / config).exists():
+        raw = work / f"raw-{kind}-{scale}"
+        source = {"hep2": lambda: synthetic.write_hep2_icpr2014(raw, "processed", scale=scale),
+                  "hep2-2012": lambda: synthetic.write_hep2_icpr2012(raw, scale=scale),
+                  "leukemia": lambda: synthetic.write_leukemia(raw, "kaggle", scale=scale)}[kind]()
+        print(f"Building a {kind} replica (scale {scale}) in {out} ...", flush=True)
+        build(builders.BUILDERS[name], source, config, out, overwrite=True)
+    return str(out), config
+
+
+def train_classification(args):
+    """Both measured in this process, on the same model object and batch size: (1) steps of
+    `finetune_classification.set_up(...).trainer` (DataLoader workers, uint8 batches, augmentation on the
+    device, mixed precision as the script does), (2) the ceiling: random tensors already on the device
+    through the same model, loss, backward and fused AdamW step under the same autocast."""
+    import torch
+    from transformers import TrainerCallback
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import finetune_classification as ft
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="medsets-train-bench-")).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    dataset, config = (args.dataset, args.config) if args.dataset else replica_dataset(work, args.replica, args.scale)
+    cuda = torch.cuda.is_available()
+    total_steps = args.warmup_steps + args.steps
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    class StepClock(TrainerCallback):
+        def __init__(self):
+            self.times = []
+
+        def on_step_end(self, training_args, state, control, **kwargs):
+            sync()
+            self.times.append(time.perf_counter())
+
+    argv = ["--dataset", dataset, "--output_dir", str(work / "run"), "--model_size", args.model_size,
+            "--image_size", str(args.image_size), "--patch_size", str(args.patch_size),
+            "--per_device_train_batch_size", str(args.batch_size), "--max_steps", str(total_steps),
+            "--eval_strategy", "no", "--save_strategy", "no", "--logging_strategy", "no", "--disable_tqdm", "True",
+            "--protocol", args.protocol, "--dataloader_num_workers", str(args.workers),
+            "--dataloader_drop_last", "True"]  # every timed step a full batch
+    argv += ["--config", config] if config else []
+    run = ft.set_up(argv)
+    if len(run.sets["train"]) < args.batch_size:
+        sys.exit(f"the train split has {len(run.sets['train'])} images, fewer than one batch of {args.batch_size}: "
+                 "use a larger --scale or a smaller --batch_size")
+    clock = StepClock()
+    run.trainer.add_callback(clock)
+    run.trainer.train()
+    images = args.steps * args.batch_size * run.trainer.args.world_size
+    pipeline = images / (clock.times[-1] - clock.times[args.warmup_steps - 1])
+
+    model = run.trainer.model
+    model.train()
+    device = next(model.parameters()).device
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=cuda)
+    pixels = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
+    labels = torch.randint(model.config.num_labels, (args.batch_size,), device=device)
+    dtype = torch.bfloat16 if run.trainer.args.bf16 else None
+    times = []
+    for _ in range(total_steps):
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            loss = torch.nn.functional.cross_entropy(model(pixel_values=pixels).logits.float(), labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        sync()
+        times.append(time.perf_counter())
+    ceiling = args.steps * args.batch_size / (times[-1] - times[args.warmup_steps - 1])
+
+    device_name = torch.cuda.get_device_name() if cuda else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    print(f"\n{run.model_name}, batch {args.batch_size}, {'bf16' if dtype else 'fp32'}, {device_name}; "
+          f"data {dataset} {config or ''} (train split {len(run.sets['train'])} images), protocol {run.protocol_name}, "
+          f"{run.trainer.args.dataloader_num_workers} DataLoader workers; {args.steps} steps timed after {args.warmup_steps}")
+    print(f"  training through finetune_classification (real input pipeline): {pipeline:8.1f} img/s")
+    print(f"  model-only ceiling (random tensors on the device):              {ceiling:8.1f} img/s")
+    print(f"  ratio: {pipeline / ceiling:.3f}")
+    write_json(args.json, {"benchmark": "train-classification", "dataset": dataset, "config": config,
+                           "model": run.model_name, "batch_size": args.batch_size, "precision": "bf16" if dtype else "fp32",
+                           "device": device_name, "protocol": run.protocol_name,
+                           "workers": run.trainer.args.dataloader_num_workers, "steps": args.steps,
+                           "warmup_steps": args.warmup_steps, "pipeline_img_s": pipeline, "ceiling_img_s": ceiling,
+                           "ratio": pipeline / ceiling, "machine": machine_info()})
+
+
 # -- command line --------------------------------------------------------------------------------------
 # -- segmentation-metric: the BIS5k toolkit ------------------------------------------------------------
 def metric_pairs(count: int, size: int, seed: int = 0) -> list[tuple]:
@@ -735,8 +1054,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def build_options(sub, name: str, full: str):
-        sub.add_argument("--scale", type=float, default=1.0, help=f"replica size; 1.0 = {full} (default)")
+    def build_options(sub, name: str, full: str, scale: float = 1.0):
+        sub.add_argument("--scale", type=float, default=scale, help=f"replica size; 1.0 = {full}" +
+                         (" (default)" if scale == 1.0 else f" (default {scale:g})"))
         sub.add_argument("--repeat", type=int, default=1, help="runs per stage; the best wall time is kept (default 1)")
         sub.add_argument("--num-proc", type=int, action="append", metavar="N",
                          help="also build with num_proc=N (repeatable); 1 and the CPU count always run")
@@ -760,6 +1080,16 @@ def main(argv=None):
                       help="BMPs for the png-levels measurement; 0 skips it (default %(default)s)")
     leuk.add_argument("--png-repeat", type=int, default=3, metavar="N",
                       help="png-levels passes per level; the best is kept (default %(default)s)")
+    gzmh = commands.add_parser(
+        "build-gzmh", help="raw read vs imagefolder vs medsets full and tiles on GZMH; memory vs images",
+        description="Time raw read, imagefolder (train/images/, + embedded Parquet) and medsets full and tiles "
+        "builds on one synthetic replica of GZMH V2 at full size (2084x2084 JPEGs + PNG masks), extrapolate the "
+        "time to all 1,534 images, and check that peak memory does not grow with the number of images by "
+        "building again from a subset (hard links).")
+    build_options(gzmh, "build-gzmh", "all 1,534 images, ~35 min to write", scale=0.05)
+    gzmh.add_argument("--small-fraction", type=float, default=1 / 3, metavar="F",
+                      help="the memory check builds full and tiles (num_proc=1) again from the first F of each "
+                      "split's images; 0 skips it (default: a third)")
     png = commands.add_parser(
         "png-levels", help="PNG compress_level 0..9 on C-NMC BMPs: encode/decode ms, size; recommends a level",
         description="Encode a sample of C-NMC BMPs as PNG at compress_level " + ",".join(map(str, PNG_LEVELS)) +
@@ -784,9 +1114,32 @@ def main(argv=None):
     seg.add_argument("--reference-sample", type=int, default=5, metavar="N",
                      help="pairs scored by the slow reference; its time is extrapolated (default %(default)s)")
     seg.add_argument("--json", default="benchmark-results/segmentation-metric.json", help="(default: %(default)s)")
+    train = commands.add_parser(
+        "train-classification", help="training img/s of finetune_classification.py vs the model-only ceiling",
+        description="Train with scripts/finetune_classification.py for --steps steps and then run the same model on "
+        "random tensors already on the device, in one process with one batch size and precision; print both "
+        "img/s and their ratio. On a GPU: --model_size base --batch_size 256 (ViT-B/16 at 224, bf16).")
+    data = train.add_mutually_exclusive_group()
+    data.add_argument("--dataset", help="a built folder (./hep2); default: a replica built in --work")
+    data.add_argument("--replica", default="hep2", choices=["hep2", "hep2-2012", "leukemia"],
+                      help="replica to build when no --dataset (default: %(default)s)")
+    train.add_argument("--config", help="config of --dataset")
+    train.add_argument("--scale", type=float, default=0.05, help="replica size (default: %(default)s)")
+    train.add_argument("--work", metavar="DIR", help="keep the replica and run folder here (reused)")
+    train.add_argument("--model_size", default="tiny", choices=["tiny", "small", "base"], help="(default: %(default)s)")
+    train.add_argument("--image_size", type=int, default=224, help="(default: %(default)s)")
+    train.add_argument("--patch_size", type=int, default=16, help="(default: %(default)s)")
+    train.add_argument("--batch_size", type=int, default=32, help="(default: %(default)s)")
+    train.add_argument("--steps", type=int, default=10, help="timed steps (default: %(default)s)")
+    train.add_argument("--warmup_steps", type=int, default=3, help="untimed steps first (default: %(default)s)")
+    train.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1),
+                       help="DataLoader workers (default: %(default)s)")
+    train.add_argument("--protocol", default="plain", choices=["plain", "paper"], help="(default: %(default)s)")
+    train.add_argument("--json", default="benchmark-results/train-classification.json", help="(default: %(default)s)")
     args = parser.parse_args(argv)
-    {"build-hep2": build_hep2, "build-leukemia": build_leukemia, "png-levels": png_levels_command,
-     "segmentation-metric": segmentation_metric}[args.command](args)
+    {"build-hep2": build_hep2, "build-leukemia": build_leukemia, "build-gzmh": build_gzmh,
+     "png-levels": png_levels_command, "segmentation-metric": segmentation_metric,
+     "train-classification": train_classification}[args.command](args)
 
 
 if __name__ == "__main__":

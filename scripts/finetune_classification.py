@@ -15,8 +15,8 @@ plain` is the usual recipe (random resized crop and flips). Every part can be sw
 
 The input pipeline keeps a GPU busy: every image is decoded once, at the model's input size, into a
 uint8 array on disk (memory-mapped, shared by the DataLoader workers, reused by later runs); workers
-only crop and flip uint8 tensors; RandAugment, colour jitter, random erasing, mixup and cutmix run on
-the whole batch on the GPU. Outputs in --output_dir: the model and its image processor, metrics.json,
+crop, flip and RandAugment uint8 tensors; colour jitter, random erasing, mixup and cutmix run on the
+whole batch on the GPU. Outputs in --output_dir: the model and its image processor, metrics.json,
 table.md (laid out like the report's Table 3) and confusion_matrix.png.
 
 Several GPUs or machines: `accelerate launch scripts/finetune_classification.py ...` or
@@ -39,12 +39,11 @@ import torch
 import torch.nn.functional as F
 import transformers
 from PIL import Image, ImageDraw, ImageFont
-from torchvision.transforms import v2
 from transformers import (AutoImageProcessor, HfArgumentParser, Trainer, TrainingArguments, ViTConfig,
                           ViTForImageClassification, ViTImageProcessor, set_seed)
 from transformers.modeling_outputs import ImageClassifierOutput
 
-from image_pipeline import BatchAugment, DecodedImages, decode_once, mix
+from image_pipeline import BatchAugment, DecodedImages, decode_once, mix, worker_transform
 
 logger = logging.getLogger("finetune_classification")
 METRICS = Path(__file__).resolve().parent / "metrics" / "classification"
@@ -79,6 +78,9 @@ class DataArguments:
         "help": "Carve validation by whole groups of this column (specimen_id: by slide; patient_id)."})
     apply_mask: bool | None = field(default=None, metadata={
         "help": "Set pixels outside the cell mask to black (paper protocol: on when the dataset has masks)."})
+    stretch_contrast: bool = field(default=False, metadata={
+        "help": "Scale each image so its brightest pixel is 255 (dim IIF images, e.g. ICPR 2012 'intermediate' "
+                "intensity). Not part of the report's protocol."})
     image_size: int = field(default=224, metadata={"help": "Model input size; images are decoded once at it."})
     decode_workers: int | None = field(default=None, metadata={"help": "Processes decoding images (default: all cores)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep this many training images (quick runs)."})
@@ -134,6 +136,7 @@ class FinetuneTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(default=False)
     dataloader_num_workers: int = field(default_factory=lambda: min(16, os.cpu_count() or 1))
     dataloader_persistent_workers: bool = field(default=True)
+    dataloader_pin_memory: bool = field(default_factory=torch.cuda.is_available)
     bf16: bool = field(default_factory=_bf16_available)
 
 
@@ -241,7 +244,9 @@ class ProtocolTrainer(Trainer):
         if model.training:
             classes = self.model.config.num_labels  # `model` may be wrapped (DDP)
             smoothing = self.protocol.label_smoothing
-            targets = F.one_hot(labels, classes).float() * (1 - smoothing) + smoothing / classes
+            # scatter rather than one_hot: one_hot checks the label range, a host sync on the GPU
+            targets = torch.zeros(len(labels), classes, device=labels.device).scatter_(1, labels[:, None], 1.0)
+            targets = targets * (1 - smoothing) + smoothing / classes
             x, targets = mix(x, targets, self.protocol.mixup_alpha, self.protocol.cutmix_alpha)
             logits = model(pixel_values=x).logits
             loss = torch.sum(-targets * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
@@ -324,7 +329,9 @@ def confusion_picture(matrix, label_names: list[str], title: str, path: Path, ce
     font = ImageFont.load_default(size=13)
     margin = 16 + max(int(font.getlength(n)) for n in label_names)
     size = len(label_names) * cell
-    canvas = Image.new("RGB", (margin + size + 16, margin + size + 60), "white")
+    footer = "rows: true class, columns: predicted"
+    width = max(margin + size, margin + int(max(font.getlength(title), font.getlength(footer)))) + 16
+    canvas = Image.new("RGB", (width, margin + size + 60), "white")
     draw = ImageDraw.Draw(canvas)
     draw.text((margin, 8), title, fill="black", font=font)
     top = 32 + margin
@@ -341,7 +348,7 @@ def confusion_picture(matrix, label_names: list[str], title: str, path: Path, ce
             text = str(int(matrix[i, j]))
             draw.text((box[0] + (cell - font.getlength(text)) / 2, box[1] + cell // 2 - 7), text,
                       fill="white" if shares[i, j] > 0.5 else "black", font=font)
-    draw.text((margin, top + size + 4), "rows: true class, columns: predicted", fill="grey", font=font)
+    draw.text((margin, top + size + 4), footer, fill="grey", font=font)
     canvas.save(path)
 
 
@@ -381,10 +388,9 @@ def set_up(argv: list[str] | None = None) -> Run:
     cache = Path(datasets.config.HF_DATASETS_CACHE) / "medsets-decoded"
     with training_args.main_process_first(desc="decoding images"):
         decoded = {name: decode_once(ds, data_args.image_size, protocol.apply_mask,
-                                     data_args.decode_workers or os.cpu_count() or 1, cache)
+                                     data_args.decode_workers or os.cpu_count() or 1, cache, data_args.stretch_contrast)
                    for name, ds in splits.items()}
-    crop = v2.Compose([v2.RandomResizedCrop(data_args.image_size, scale=(protocol.crop_scale_min, 1.0), antialias=True),
-                       v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()])
+    crop = worker_transform(protocol, data_args.image_size)
     sets = {name: DecodedImages(decoded[name], ds["label"], crop if name == "train" else None)
             for name, ds in splits.items()}
     logger.info("protocol %s: %s; splits %s; %s", protocol_name, protocol,

@@ -4,8 +4,9 @@
   uint8 .npy (written in parallel, keyed by the dataset's fingerprint, reused by later runs) that every
   DataLoader worker memory-maps: workers then only crop and flip, which 16 cores do far faster than a
   GPU trains (decoding a 450x450 PNG is ~10 ms; the crop ~0.3 ms).
-- `BatchAugment`: RandAugment, colour jitter and random erasing with per-sample parameters on a whole
-  batch where it lives (the GPU), then normalisation; `mix`: mixup / cutmix.
+- `worker_transform`: per sample in the workers, on uint8: crop, flips, RandAugment;
+- `BatchAugment`: colour jitter, normalisation and random erasing with per-sample parameters on the
+  whole batch where it lives (the GPU); `mix`: mixup / cutmix there too.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import datasets
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms.v2 import functional as TF
+from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
 
@@ -29,8 +30,9 @@ from tqdm.auto import tqdm
 _DECODE = {}
 
 
-def _decode_init(ds, path, size, channels, apply_mask):
-    _DECODE.update(ds=ds, pixels=np.load(path, mmap_mode="r+"), size=size, channels=channels, apply_mask=apply_mask)
+def _decode_init(ds, path, size, channels, apply_mask, stretch):
+    _DECODE.update(ds=ds, pixels=np.load(path, mmap_mode="r+"), size=size, channels=channels, apply_mask=apply_mask,
+                   stretch=stretch)
 
 
 def _decode_range(span):
@@ -44,19 +46,21 @@ def _decode_range(span):
             image = Image.composite(image, Image.new(image.mode, image.size), masks[offset].convert("L").point(
                 lambda v: 255 if v else 0))
         array = np.asarray(image.resize((size, size), Image.Resampling.BILINEAR))
+        if _DECODE["stretch"] and array.max() > 0:  # brightest pixel to 255, all channels alike (hue kept)
+            array = (array.astype(np.float32) * (255.0 / array.max())).round().astype(np.uint8)
         pixels[start + offset] = array.reshape(size, size, -1).transpose(2, 0, 1)
     pixels.flush()
     return stop - start
 
 
-def decode_once(ds, size: int, apply_mask: bool, workers: int, cache: Path) -> Path:
+def decode_once(ds, size: int, apply_mask: bool, workers: int, cache: Path, stretch: bool = False) -> Path:
     """All images of a split as one (N, C, size, size) uint8 .npy, written once per dataset fingerprint
     and settings, then memory-mapped by every DataLoader worker."""
     apply_mask = apply_mask and "mask" in ds.column_names
     modes = {Image.open(io.BytesIO(cell["bytes"])).mode
              for cell in ds.select_columns(["image"]).cast_column("image", datasets.Image(decode=False))["image"]}
     channels = 1 if modes <= {"L", "I;16", "1"} else 3
-    key = hashlib.sha1(f"{ds._fingerprint}-{size}-{apply_mask}-{channels}-v1".encode()).hexdigest()[:16]
+    key = hashlib.sha1(f"{ds._fingerprint}-{size}-{apply_mask}-{channels}-{stretch}-v1".encode()).hexdigest()[:16]
     path = cache / f"{key}.npy"
     if path.exists():
         return path
@@ -66,11 +70,12 @@ def decode_once(ds, size: int, apply_mask: bool, workers: int, cache: Path) -> P
     spans = [(i, min(i + 64, len(ds))) for i in range(0, len(ds), 64)]
     progress = tqdm(total=len(ds), desc=f"decoding {len(ds)} images once ({size}x{size}, {channels} ch)", unit="img")
     if workers > 1 and len(ds) > 512:
-        with multiprocessing.get_context("fork").Pool(workers, _decode_init, (ds, partial, size, channels, apply_mask)) as pool:
+        with multiprocessing.get_context("fork").Pool(workers, _decode_init, (ds, partial, size, channels, apply_mask,
+                                                                                         stretch)) as pool:
             for done in pool.imap_unordered(_decode_range, spans):
                 progress.update(done)
     else:
-        _decode_init(ds, partial, size, channels, apply_mask)
+        _decode_init(ds, partial, size, channels, apply_mask, stretch)
         for span in spans:
             progress.update(_decode_range(span))
         _DECODE.clear()
@@ -101,56 +106,31 @@ class DecodedImages(torch.utils.data.Dataset):
         return {**self.__dict__, "_pixels": None}
 
 
-# -- augmentation on the batch (GPU) ---------------------------------------------------------------------
-RANDAUGMENT_MAGNITUDE = 9 / 30  # magnitude 9 of 31 bins, as torchvision's and timm's defaults
+# -- augmentation ----------------------------------------------------------------------------------------
+def worker_transform(protocol, size: int):
+    """Per-sample, in the DataLoader workers, on uint8 tensors: random resized crop, flips and (paper
+    protocol) RandAugment with 2 ops at magnitude 9. RandAugment's ops are geometric and per-sample, so
+    they are cheap here (~2-3 ms per 224 px image per core, 16 workers: several thousand images/s) and
+    would cost the GPU a host sync per op group if batched there."""
+    steps = [v2.RandomResizedCrop(size, scale=(protocol.crop_scale_min, 1.0), antialias=True),
+             v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
+    if protocol.randaugment:
+        steps.append(v2.RandAugment(num_ops=2, magnitude=9))
+    return v2.Compose(steps)
 
 
-def _affine(**kwargs):
-    return lambda x, sign: TF.affine(x, **{"angle": 0.0, "translate": [0, 0], "scale": 1.0, "shear": [0.0, 0.0],
-                                           **{k: v(sign, x) if callable(v) else v for k, v in kwargs.items()}})
-
-
-RANDAUGMENT_OPS = {  # name -> (op(uint8 batch, sign), signed); magnitudes of RandAugment (Cubuk et al. 2019)
-    "identity": (lambda x, s: x, False),
-    "shear_x": (_affine(shear=lambda s, x: [s * math.degrees(math.atan(0.3 * RANDAUGMENT_MAGNITUDE)), 0.0]), True),
-    "shear_y": (_affine(shear=lambda s, x: [0.0, s * math.degrees(math.atan(0.3 * RANDAUGMENT_MAGNITUDE))]), True),
-    "translate_x": (_affine(translate=lambda s, x: [int(s * 150 / 331 * RANDAUGMENT_MAGNITUDE * x.shape[-1]), 0]), True),
-    "translate_y": (_affine(translate=lambda s, x: [0, int(s * 150 / 331 * RANDAUGMENT_MAGNITUDE * x.shape[-2])]), True),
-    "rotate": (_affine(angle=lambda s, x: s * 30.0 * RANDAUGMENT_MAGNITUDE), True),
-    "brightness": (lambda x, s: TF.adjust_brightness(x, 1 + s * 0.9 * RANDAUGMENT_MAGNITUDE), True),
-    "color": (lambda x, s: TF.adjust_saturation(x, 1 + s * 0.9 * RANDAUGMENT_MAGNITUDE), True),
-    "contrast": (lambda x, s: TF.adjust_contrast(x, 1 + s * 0.9 * RANDAUGMENT_MAGNITUDE), True),
-    "sharpness": (lambda x, s: TF.adjust_sharpness(x, 1 + s * 0.9 * RANDAUGMENT_MAGNITUDE), True),
-    "posterize": (lambda x, s: TF.posterize(x, 8 - round(30 * RANDAUGMENT_MAGNITUDE / 7.5)), False),
-    "solarize": (lambda x, s: TF.solarize(x, 255.0 * (1 - RANDAUGMENT_MAGNITUDE)), False),
-    "autocontrast": (lambda x, s: TF.autocontrast(x), False),
-    "equalize": (lambda x, s: TF.equalize(x), False),
-}
+TO_YIQ = [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]]
+FROM_YIQ = np.linalg.inv(np.array(TO_YIQ)).astype(np.float32).tolist()  # once, on the host: no device sync
 
 
 class BatchAugment:
-    """Per-sample random augmentation of a whole uint8 batch on its device, then normalisation.
-
-    RandAugment: each sample draws 2 ops; each op runs once on the samples that drew it (so the work is
-    a few dozen batched calls, not one call per sample). Colour jitter and random erasing draw their
-    parameters per sample and run vectorised."""
+    """The rest of the augmentation on the whole batch where it lives (the GPU), vectorised with
+    per-sample parameters and no host synchronisation: colour jitter, normalisation, random erasing."""
 
     def __init__(self, protocol, mean: list[float], std: list[float]):
         self.protocol = protocol
         self.mean = torch.tensor(mean).view(1, -1, 1, 1)
         self.std = torch.tensor(std).view(1, -1, 1, 1)
-
-    def randaugment(self, x: torch.Tensor, num_ops: int = 2) -> torch.Tensor:
-        ops = list(RANDAUGMENT_OPS.values())
-        for _ in range(num_ops):
-            drawn = torch.randint(len(ops), (len(x),), device=x.device)
-            signs = torch.where(torch.rand(len(x), device=x.device) < 0.5, -1, 1)
-            for k, (op, signed) in enumerate(ops):
-                for sign in ((-1, 1) if signed else (1,)):
-                    chosen = torch.nonzero((drawn == k) & ((signs == sign) | (not signed))).flatten()
-                    if len(chosen):
-                        x[chosen] = op(x[chosen], sign)
-        return x
 
     def color_jitter(self, x: torch.Tensor) -> torch.Tensor:
         b = len(x)
@@ -170,12 +150,11 @@ class BatchAugment:
     @staticmethod
     def rotate_hue(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
         """Hue shift as a rotation of the chroma plane in YIQ space (a 3x3 matrix per sample)."""
-        to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], device=x.device)
         cos, sin = torch.cos(2 * math.pi * turns), torch.sin(2 * math.pi * turns)
         rotation = torch.zeros(len(x), 3, 3, device=x.device)
         rotation[:, 0, 0] = 1
         rotation[:, 1, 1], rotation[:, 1, 2], rotation[:, 2, 1], rotation[:, 2, 2] = cos, -sin, sin, cos
-        matrix = torch.linalg.inv(to_yiq) @ rotation @ to_yiq
+        matrix = torch.tensor(FROM_YIQ, device=x.device) @ rotation @ torch.tensor(TO_YIQ, device=x.device)
         return torch.einsum("bij,bjhw->bihw", matrix, x)
 
     def random_erasing(self, x: torch.Tensor, p: float) -> torch.Tensor:
@@ -195,8 +174,6 @@ class BatchAugment:
 
     def __call__(self, pixels: torch.Tensor, train: bool) -> torch.Tensor:
         """uint8 (B, C, H, W) -> normalised float (B, 3, H, W)."""
-        if train and self.protocol.randaugment:
-            pixels = self.randaugment(pixels.clone())
         x = pixels.float() / 255
         if train and self.protocol.color_jitter:
             x = self.color_jitter(x)

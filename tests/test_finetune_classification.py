@@ -75,6 +75,8 @@ def test_decode_once_applies_the_mask_and_is_reused(tmp_path):
     assert path.stat().st_mtime_ns == stamp
     unmasked = np.load(image_pipeline.decode_once(ds, 30, apply_mask=False, workers=1, cache=tmp_path))
     assert unmasked[0, :, 0, 0].tolist() == [200] * 3
+    stretched = np.load(image_pipeline.decode_once(ds, 30, apply_mask=True, workers=1, cache=tmp_path, stretch=True))
+    assert stretched[0, :, 15, 15].tolist() == [255] * 3 and stretched[0, :, 0, 0].tolist() == [0] * 3
 
 
 def test_batch_augment_is_per_sample_and_normalises():
@@ -90,6 +92,13 @@ def test_batch_augment_is_per_sample_and_normalises():
     assert torch.allclose(evaluated[:, 0], (batch[:, 0].float() / 255 - 0.5) / 0.5)
     rgb = torch.rand(4, 3, 8, 8)
     assert torch.allclose(image_pipeline.BatchAugment.rotate_hue(rgb, torch.zeros(4)), rgb, atol=1e-5)
+
+
+def test_worker_transform_on_grey_and_colour_uint8():
+    transform = image_pipeline.worker_transform(ft.PROTOCOLS["paper"], 32)
+    for channels in (1, 3):
+        out = transform(torch.randint(0, 256, (channels, 40, 40), dtype=torch.uint8))
+        assert out.shape == (channels, 32, 32) and out.dtype == torch.uint8
 
 
 def test_mix_keeps_targets_a_distribution_matching_the_pasted_area():

@@ -100,9 +100,17 @@ def detection_tiles(row: dict) -> tuple[Image.Image, Image.Image]:
 def sample_picture(shards: list[Path], features, path: Path, per_row: int = 6) -> Path:
     label = features["label"]
     if "objects" in features:  # detection: prefer examples that hold objects (most tiles hold none)
-        rows = read_rows(shards, ["image", "label", "objects"],
-                         lambda rows: sum(bool(r["objects"]["bbox"]) for r in rows) >= per_row)
-        rows = sorted(rows, key=lambda r: not r["objects"]["bbox"])[:per_row]
+        with_objects, without = [], []
+        for shard in shards:
+            for batch in pq.ParquetFile(shard).iter_batches(batch_size=8, columns=["image", "label", "objects"]):
+                for row in batch.to_pylist():  # keep only what the picture can use: memory stays a few rows
+                    (with_objects if row["objects"]["bbox"] else without).append(row)
+                del without[per_row:], with_objects[per_row:]
+                if len(with_objects) >= per_row:
+                    break
+            if len(with_objects) >= per_row:
+                break
+        rows = (with_objects + without)[:per_row]
         pairs = [detection_tiles(r) for r in rows]
         rows_of_tiles = [("image, mask, boxes", [p[0] for p in pairs]), ("first object", [p[1] for p in pairs])]
     elif isinstance(label, ClassLabel):

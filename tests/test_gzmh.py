@@ -41,6 +41,8 @@ def test_replica_layouts_build_and_load_offline(tmp_path, monkeypatch, layout, a
     assert ("cross-checked against VOC XML" in report.layout) == (layout == "v1")
     assert not [w for w in report.warnings if "box files vs masks" in w]  # replica boxes agree with masks
     build(GZMH, source, "tiles", tmp_path / "gzmh")
+    for config in ("full", "tiles"):  # two rows: images with boxes, a zoom on one mitosis each
+        assert Image.open(folder / f"sample-{config}.png").height == 2 * (128 + 4) + 4
 
     monkeypatch.chdir(tmp_path)
     full = load_dataset("gzmh", cache_dir=str(tmp_path / "cache"))

@@ -174,8 +174,17 @@ def removed_on_exit(folder: Path):
 
 @contextmanager
 def terminate_as_exception():
-    """Turn SIGTERM into an exception in the main thread so that cleanup (`finally`) runs."""
+    """Turn SIGTERM into an exception in the main thread so that cleanup (`finally`) runs.
+
+    Only in this process: worker processes forked by `datasets` (num_proc > 1) inherit the handler, and
+    the pool stops its workers with SIGTERM when a split is done; a worker that raised there instead of
+    dying could be left blocked on the pool's queue lock, and the build hung in Pool.terminate (seen in
+    about 1 of 4 two-process builds). Forked workers die at once, as with the default action."""
+    owner = os.getpid()
+
     def raise_exit(signum, frame):
+        if os.getpid() != owner:
+            os._exit(128 + signum)
         raise SystemExit(128 + signum)
 
     try:

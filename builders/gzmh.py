@@ -28,7 +28,7 @@ from .base import LayoutNotFound, MedsetsBuilder, MedsetsConfig, RowProblems, Sc
 from .boxes import BoxFileError, box_format, coco_image_keys, read_boxes
 from .checks import BuildError, Problem
 from .objects import components, cross_check, objects_in_tile, tiles
-from .schema import UnreadableImage, detection_features, image_value, mask_value, png_bytes
+from .schema import UnreadableImage, decode, detection_features, image_value, png_bytes
 from .source import Source, parent, stem, suffix
 
 CATEGORIES = ["mitosis"]
@@ -180,7 +180,7 @@ class GZMH(MedsetsBuilder):
             problems.append(Problem("unreadable image", record["image_file"], str(err)))
             image_cell = image = None
         try:
-            mask_cell, mask, stray = mask_value(self._source.read_bytes(record["mask_file"]))
+            mask_cell, mask, stray, coding = gzmh_mask(self._source.read_bytes(record["mask_file"]))
         except UnreadableImage as err:
             problems.append(Problem("unreadable mask", record["mask_file"], str(err)))
             mask = None
@@ -190,7 +190,7 @@ class GZMH(MedsetsBuilder):
         if problems:
             raise RowProblems(problems)
         labels, found = components(mask)
-        facts = {"stray_mask_pixels": stray}
+        facts = {"stray_mask_pixels": stray, "mask_coding": coding}
         if record["boxes"] is not None:
             file_boxes = [b.scaled(image.width, image.height) if b.normalized else b for b in record["boxes"]]
             facts["box_disagreements"] = cross_check(found, file_boxes, record["image_file"])
@@ -224,12 +224,42 @@ class GZMH(MedsetsBuilder):
 
     def _make_report(self, problems, examples):
         report = super()._make_report(problems, examples)
+        codings = defaultdict(list)
+        for ex in examples:
+            if ex.get("mask_coding"):
+                codings[ex["mask_coding"]].append(ex["file_name"])
+        if any(c != "0/255" for c in codings):  # unpublished encoding: say what was found and how it was read
+            report.warnings.append("mask encodings found: " + "; ".join(
+                f"{coding} in {len(files)} masks (e.g. {files[0]})" for coding, files in sorted(codings.items())))
         disagreements = [line for ex in examples for line in ex.get("box_disagreements", [])]
         if disagreements:
             report.warnings.append(f"box files vs masks: {len(disagreements)} disagreements (listed below; "
                                    "objects are taken from the masks)")
             report.warnings += disagreements
         return report
+
+
+def gzmh_mask(raw: bytes):
+    """The mask cell (0/1), the binary array, stray pixels and the encoding seen (None when empty). The
+    encoding is not published: 0/255 (other values thresholded at 128, as for every dataset here) and 0/1
+    are binary already; a mask whose values all lie below 128 (label or instance ids 1, 2, ...) would
+    vanish under that threshold, so there every nonzero pixel is mitosis, and the report says so."""
+    grey = np.asarray(decode(raw).convert("L"))
+    top = int(grey.max(initial=0))
+    stray = 0
+    if top == 0:
+        binary, coding = grey.astype(np.uint8), None
+    elif top == 1:
+        binary, coding = grey.astype(np.uint8), "0/1"
+    elif top < 128:
+        values = np.unique(grey).tolist()
+        binary = (grey > 0).astype(np.uint8)
+        coding = f"values {{{', '.join(map(str, values[:8]))}{', ...' if len(values) > 8 else ''}}} (nonzero read as mitosis)"
+    else:
+        binary = (grey >= 128).astype(np.uint8)
+        stray = int(grey.size - np.count_nonzero(grey == 0) - np.count_nonzero(grey == 255))
+        coding = "0/255" if not stray else "0/255 with other values (thresholded at 128)"
+    return {"bytes": png_bytes(Image.fromarray(binary)), "path": None}, binary, stray, coding
 
 
 def object_columns(objects: list[dict], image_id: int, tiled: bool) -> dict:

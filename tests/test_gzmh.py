@@ -305,3 +305,18 @@ def test_multiprocess_build_equals_single_process(tmp_path):
     assert len(one) == 28 * 9 and sorted(one, key=lambda r: r[0]) == sorted(two, key=lambda r: r[0])
     reports = [json.loads((tmp_path / f"np{n}" / "reports" / "tiles.json").read_text()) for n in (1, 2)]
     assert reports[0]["counts"] == reports[1]["counts"]
+
+
+def test_masks_with_low_label_values_keep_their_objects(tmp_path):
+    """The encoding is unpublished: instance ids 1, 2 (below the 0/255 threshold) must not vanish."""
+    mask = np.zeros((128, 128), np.uint8)
+    mask[10:20, 10:20] = 1
+    mask[60:70, 60:70] = 2
+    binary = np.where(mask > 0, 255, 0).astype(np.uint8)
+    source = write_layout(tmp_path / "raw", {"train/images/a.png": field((128, 128)), "train/masks/a.png": mask,
+                                             "train/images/b.png": field((128, 128), 1), "train/masks/b.png": binary})
+    folder, report = build(GZMH, source, None, tmp_path / "gzmh")
+    by_name = {r["file_name"].rsplit("/", 1)[-1]: r for r in rows(folder, "full", "train")}
+    assert len(by_name["a.png"]["objects"]["bbox"]) == 2 and pixels(by_name["a.png"]["label"]).max() == 1
+    assert any("mask encodings found" in w and "values {0, 1, 2} (nonzero read as mitosis) in 1 masks" in w
+               and "0/255 in 1 masks" in w for w in report.warnings), report.warnings

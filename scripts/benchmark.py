@@ -296,14 +296,18 @@ def sort_into_class_folders(source: Path, dest: Path) -> int:
     shutil.rmtree(dest, ignore_errors=True)
     count = 0
     for png in sorted(source.rglob("*.png")):
-        target = dest / label[int(png.stem)] / png.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(png, target)
-        except OSError:
-            shutil.copy2(png, target)
+        link_or_copy(png, dest / label[int(png.stem)] / png.name)
         count += 1
     return count
+
+
+def link_or_copy(file: Path, target: Path):
+    """Hard link (no extra disk, no time), or a copy where the file system cannot link."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(file, target)
+    except OSError:
+        shutil.copy2(file, target)
 
 
 def warm_page_cache(*folders: Path):
@@ -587,12 +591,7 @@ def link_subset(source: Path, dest: Path, fraction: float) -> int:
         jpgs = image_files(images_dir, ".jpg")
         for jpg in jpgs[:max(1, round(len(jpgs) * fraction))]:
             for file in (jpg, images_dir.parent / "masks" / f"{jpg.stem}.png"):
-                target = dest / file.relative_to(source)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.link(file, target)
-                except OSError:
-                    shutil.copy2(file, target)
+                link_or_copy(file, dest / file.relative_to(source))
             count += 1
     return count
 

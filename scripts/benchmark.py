@@ -31,6 +31,8 @@ Subcommands:
                     Training images/s of scripts/finetune_classification.py (its real input pipeline) against
                     the model-only ceiling: the same model on random tensors already on the device, same
                     process, batch size and precision. Builds a replica dataset unless --dataset is given.
+    train-segmentation
+                    The same for scripts/finetune_segmentation.py (SegFormer; BIS5k or GZMH tiles replica).
     png-levels      PNG zlib level 0..9 on a sample of C-NMC BMPs: encode and decode ms/image (one core),
                     bytes/image, and a recommended level for the builder (Leukemia.PNG_COMPRESS_LEVEL).
 
@@ -54,6 +56,8 @@ full C-NMC replica, ~9 GB, takes minutes); delete DIR to force a fresh one.
     .venv/bin/python scripts/benchmark.py png-levels --source ~/data/C-NMC_Leukemia   # on the real BMPs
     .venv/bin/python scripts/benchmark.py train-classification                 # CPU: ViT-tiny, HEp-2 replica
     python scripts/benchmark.py train-classification --replica leukemia --model_size base --batch_size 256  # GPU
+    .venv/bin/python scripts/benchmark.py train-segmentation --image_size 128   # CPU: SegFormer-B0, BIS5k replica
+    python scripts/benchmark.py train-segmentation --replica gzmh-tiles --batch_size 32                 # GPU
 """
 
 from __future__ import annotations
@@ -879,36 +883,34 @@ def png_levels_command(args):
 
 # -- train-classification: the fine-tuning script's training img/s vs the model-only ceiling ------------
 def replica_dataset(work: Path, kind: str, scale: float) -> tuple[str, str]:
-    """A built dataset folder for `kind` (hep2 icpr2014 / icpr2012 / leukemia), made from a replica once."""
+    """A built dataset folder for `kind` (hep2 icpr2014 / icpr2012 / leukemia / bis5k / gzmh tiles), made
+    from a replica once."""
     import builders
     from builders import synthetic
     from builders.export import build
-    name, config = {"hep2": ("hep2", "icpr2014"), "hep2-2012": ("hep2", "icpr2012"), "leukemia": ("leukemia", "cnmc")}[kind]
+    name, config = {"hep2": ("hep2", "icpr2014"), "hep2-2012": ("hep2", "icpr2012"), "leukemia": ("leukemia", "cnmc"),
+                    "bis5k": ("bis5k", "default"), "gzmh-tiles": ("gzmh", "tiles")}[kind]
     out = work / f"{kind}-{scale}"
     if not (out / "data" / config).exists():
         raw = work / f"raw-{kind}-{scale}"
         source = {"hep2": lambda: synthetic.write_hep2_icpr2014(raw, "processed", scale=scale),
                   "hep2-2012": lambda: synthetic.write_hep2_icpr2012(raw, scale=scale),
-                  "leukemia": lambda: synthetic.write_leukemia(raw, "kaggle", scale=scale)}[kind]()
+                  "leukemia": lambda: synthetic.write_leukemia(raw, "kaggle", scale=scale),
+                  "bis5k": lambda: synthetic.write_bis5k(raw, scale=scale, size=512),
+                  "gzmh-tiles": lambda: synthetic.write_gzmh(raw, "v2", scale=scale)}[kind]()
         print(f"Building a {kind} replica (scale {scale}) in {out} ...", flush=True)
         build(builders.BUILDERS[name], source, config, out, overwrite=True)
     return str(out), config
 
 
-def train_classification(args):
-    """Both measured in this process, on the same model object and batch size: (1) steps of
-    `finetune_classification.set_up(...).trainer` (DataLoader workers, uint8 batches, augmentation on the
-    device, mixed precision as the script does), (2) the ceiling: random tensors already on the device
-    through the same model, loss, backward and fused AdamW step under the same autocast."""
+def pipeline_vs_ceiling(run, args, random_batch, loss_of) -> dict:
+    """Both measured in this process, on the same model object and batch size: (1) steps of the script's
+    own trainer (`run.trainer`: DataLoader workers, uint8 batches, augmentation on the device, mixed
+    precision as the script does), (2) the ceiling: `random_batch` tensors already on the device through
+    the same model, `loss_of(model, batch)`, backward and a fused AdamW step under the same autocast."""
     import torch
     from transformers import TrainerCallback
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import finetune_classification as ft
-
-    work = Path(args.work or tempfile.mkdtemp(prefix="medsets-train-bench-")).resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    dataset, config = (args.dataset, args.config) if args.dataset else replica_dataset(work, args.replica, args.scale)
     cuda = torch.cuda.is_available()
     total_steps = args.warmup_steps + args.steps
 
@@ -924,17 +926,6 @@ def train_classification(args):
             sync()
             self.times.append(time.perf_counter())
 
-    argv = ["--dataset", dataset, "--output_dir", str(work / "run"), "--model_size", args.model_size,
-            "--image_size", str(args.image_size), "--patch_size", str(args.patch_size),
-            "--per_device_train_batch_size", str(args.batch_size), "--max_steps", str(total_steps),
-            "--eval_strategy", "no", "--save_strategy", "no", "--logging_strategy", "no", "--disable_tqdm", "True",
-            "--protocol", args.protocol, "--dataloader_num_workers", str(args.workers),
-            "--dataloader_drop_last", "True"]  # every timed step a full batch
-    argv += ["--config", config] if config else []
-    run = ft.set_up(argv)
-    if len(run.sets["train"]) < args.batch_size:
-        sys.exit(f"the train split has {len(run.sets['train'])} images, fewer than one batch of {args.batch_size}: "
-                 "use a larger --scale or a smaller --batch_size")
     clock = StepClock()
     run.trainer.add_callback(clock)
     run.trainer.train()
@@ -945,33 +936,97 @@ def train_classification(args):
     model.train()
     device = next(model.parameters()).device
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=cuda)
-    pixels = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
-    labels = torch.randint(model.config.num_labels, (args.batch_size,), device=device)
+    batch = random_batch(model, device)
     dtype = torch.bfloat16 if run.trainer.args.bf16 else None
     times = []
     for _ in range(total_steps):
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss = torch.nn.functional.cross_entropy(model(pixel_values=pixels).logits.float(), labels)
+            loss = loss_of(model, batch)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         sync()
         times.append(time.perf_counter())
     ceiling = args.steps * args.batch_size / (times[-1] - times[args.warmup_steps - 1])
-
     device_name = torch.cuda.get_device_name() if cuda else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
-    print(f"\n{run.model_name}, batch {args.batch_size}, {'bf16' if dtype else 'fp32'}, {device_name}; "
-          f"data {dataset} {config or ''} (train split {len(run.sets['train'])} images), protocol {run.protocol_name}, "
-          f"{run.trainer.args.dataloader_num_workers} DataLoader workers; {args.steps} steps timed after {args.warmup_steps}")
-    print(f"  training through finetune_classification (real input pipeline): {pipeline:8.1f} img/s")
-    print(f"  model-only ceiling (random tensors on the device):              {ceiling:8.1f} img/s")
-    print(f"  ratio: {pipeline / ceiling:.3f}")
-    write_json(args.json, {"benchmark": "train-classification", "dataset": dataset, "config": config,
-                           "model": run.model_name, "batch_size": args.batch_size, "precision": "bf16" if dtype else "fp32",
-                           "device": device_name, "protocol": run.protocol_name,
-                           "workers": run.trainer.args.dataloader_num_workers, "steps": args.steps,
-                           "warmup_steps": args.warmup_steps, "pipeline_img_s": pipeline, "ceiling_img_s": ceiling,
-                           "ratio": pipeline / ceiling, "machine": machine_info()})
+    return {"pipeline_img_s": pipeline, "ceiling_img_s": ceiling, "ratio": pipeline / ceiling,
+            "precision": "bf16" if dtype else "fp32", "device": device_name,
+            "workers": run.trainer.args.dataloader_num_workers}
+
+
+def timing_argv(args, work: Path) -> list[str]:
+    """Trainer options shared by the training benchmarks: fixed steps, no evaluation or saving, full batches."""
+    return ["--output_dir", str(work / "run"), "--image_size", str(args.image_size),
+            "--per_device_train_batch_size", str(args.batch_size), "--max_steps", str(args.warmup_steps + args.steps),
+            "--eval_strategy", "no", "--save_strategy", "no", "--logging_strategy", "no", "--disable_tqdm", "True",
+            "--dataloader_num_workers", str(args.workers), "--dataloader_drop_last", "True"]
+
+
+def report_training(args, name: str, dataset: str, config, run, model_name: str, details: str, timing: dict):
+    print(f"\n{model_name}, batch {args.batch_size}, {timing['precision']}, {timing['device']}; data {dataset} "
+          f"{config or ''} (train split {len(run.sets['train'])} rows per epoch){details}, {timing['workers']} "
+          f"DataLoader workers; {args.steps} steps timed after {args.warmup_steps}")
+    print(f"  training through {name} (real input pipeline): {timing['pipeline_img_s']:8.1f} img/s")
+    print(f"  model-only ceiling (random tensors on the device): {timing['ceiling_img_s']:8.1f} img/s")
+    print(f"  ratio: {timing['ratio']:.3f}")
+    write_json(args.json, {"benchmark": args.command, "dataset": dataset, "config": config, "model": model_name,
+                           "batch_size": args.batch_size, "steps": args.steps, "warmup_steps": args.warmup_steps,
+                           **timing, "machine": machine_info()})
+
+
+def load_script(name: str):
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import importlib
+    return importlib.import_module(name)
+
+
+def set_up_run(args, script: str, options: list[str]):
+    """The script's own set_up() on --dataset or a replica, with the timing options: (dataset, config, run)."""
+    work = Path(args.work or tempfile.mkdtemp(prefix="medsets-train-bench-")).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    dataset, config = (args.dataset, args.config) if args.dataset else replica_dataset(work, args.replica, args.scale)
+    argv = ["--dataset", dataset, "--model_size", args.model_size] + options + timing_argv(args, work)
+    argv += ["--config", config] if config and config != "default" else []
+    run = load_script(script).set_up(argv)
+    if len(run.sets["train"]) < args.batch_size:
+        sys.exit(f"the train split has {len(run.sets['train'])} rows, fewer than one batch of {args.batch_size}: "
+                 "use a larger --scale or a smaller --batch_size")
+    return dataset, config, run
+
+
+def train_classification(args):
+    """finetune_classification.py's training img/s against the model-only ceiling (pipeline_vs_ceiling)."""
+    import torch
+    dataset, config, run = set_up_run(args, "finetune_classification", ["--patch_size", str(args.patch_size),
+                                                                        "--protocol", args.protocol])
+
+    def random_batch(model, device):
+        return (torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device),
+                torch.randint(model.config.num_labels, (args.batch_size,), device=device))
+
+    def loss_of(model, batch):
+        return torch.nn.functional.cross_entropy(model(pixel_values=batch[0]).logits.float(), batch[1])
+
+    timing = pipeline_vs_ceiling(run, args, random_batch, loss_of)
+    report_training(args, "finetune_classification", dataset, config, run, run.model_name,
+                    f", protocol {run.protocol_name}", timing)
+
+
+def train_segmentation(args):
+    """finetune_segmentation.py's training img/s against the model-only ceiling (pipeline_vs_ceiling); the
+    ceiling's loss is SegFormer's own (logits upsampled to the target, cross-entropy), as the script's."""
+    import torch
+    dataset, config, run = set_up_run(args, "finetune_segmentation", [])
+
+    def random_batch(model, device):
+        return (torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device),
+                torch.randint(model.config.num_labels, (args.batch_size, args.image_size, args.image_size), device=device))
+
+    def loss_of(model, batch):
+        return model(pixel_values=batch[0], labels=batch[1]).loss
+
+    timing = pipeline_vs_ceiling(run, args, random_batch, loss_of)
+    report_training(args, "finetune_segmentation", dataset, config, run, run.model_name, "", timing)
 
 
 # -- command line --------------------------------------------------------------------------------------
@@ -1066,6 +1121,13 @@ def main(argv=None):
         sub.add_argument("--work", metavar="DIR", help="keep the replica here instead of a temporary folder, and "
                          "reuse it if DIR already holds one of this --scale")
 
+    def timing_options(sub, name: str):
+        sub.add_argument("--steps", type=int, default=10, help="timed steps (default: %(default)s)")
+        sub.add_argument("--warmup_steps", type=int, default=3, help="untimed steps first (default: %(default)s)")
+        sub.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1),
+                         help="DataLoader workers (default: %(default)s)")
+        sub.add_argument("--json", default=f"benchmark-results/{name}.json", help="(default: %(default)s)")
+
     hep2 = commands.add_parser("build-hep2", help="raw read vs imagefolder vs medsets build on HEp-2 ICPR 2014",
                                description="Time raw read, imagefolder (+to_parquet) and medsets build on one "
                                "synthetic replica of the HEp-2 ICPR 2014 processed download.")
@@ -1129,16 +1191,30 @@ def main(argv=None):
     train.add_argument("--image_size", type=int, default=224, help="(default: %(default)s)")
     train.add_argument("--patch_size", type=int, default=16, help="(default: %(default)s)")
     train.add_argument("--batch_size", type=int, default=32, help="(default: %(default)s)")
-    train.add_argument("--steps", type=int, default=10, help="timed steps (default: %(default)s)")
-    train.add_argument("--warmup_steps", type=int, default=3, help="untimed steps first (default: %(default)s)")
-    train.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1),
-                       help="DataLoader workers (default: %(default)s)")
     train.add_argument("--protocol", default="plain", choices=["plain", "paper"], help="(default: %(default)s)")
-    train.add_argument("--json", default="benchmark-results/train-classification.json", help="(default: %(default)s)")
+    timing_options(train, "train-classification")
+    segtrain = commands.add_parser(
+        "train-segmentation", help="training img/s of finetune_segmentation.py vs the model-only ceiling",
+        description="Train with scripts/finetune_segmentation.py for --steps steps and then run the same model on "
+        "random tensors already on the device, in one process with one batch size and precision; print both "
+        "img/s and their ratio. On a GPU: --model_size b0 --image_size 512 --batch_size 32 (bf16).")
+    data = segtrain.add_mutually_exclusive_group()
+    data.add_argument("--dataset", help="a built folder (./bis5k); default: a replica built in --work")
+    data.add_argument("--replica", default="bis5k", choices=["bis5k", "gzmh-tiles"],
+                      help="replica to build when no --dataset: BIS5k at 512x512, or GZMH V2 2084x2084 fields "
+                      "cut into 512x512 tiles (default: %(default)s)")
+    segtrain.add_argument("--config", help="config of --dataset (gzmh: tiles)")
+    segtrain.add_argument("--scale", type=float, default=0.02, help="replica size (default: %(default)s: 100 BIS5k "
+                          "train images, or 31 GZMH fields = 775 tiles)")
+    segtrain.add_argument("--work", metavar="DIR", help="keep the replica and run folder here (reused)")
+    segtrain.add_argument("--model_size", default="b0", choices=["b0", "b2"], help="(default: %(default)s)")
+    segtrain.add_argument("--image_size", type=int, default=512, help="(default: %(default)s)")
+    segtrain.add_argument("--batch_size", type=int, default=8, help="(default: %(default)s; 32 on a GPU)")
+    timing_options(segtrain, "train-segmentation")
     args = parser.parse_args(argv)
     {"build-hep2": build_hep2, "build-leukemia": build_leukemia, "build-gzmh": build_gzmh,
      "png-levels": png_levels_command, "segmentation-metric": segmentation_metric,
-     "train-classification": train_classification}[args.command](args)
+     "train-classification": train_classification, "train-segmentation": train_segmentation}[args.command](args)
 
 
 if __name__ == "__main__":

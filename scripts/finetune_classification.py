@@ -366,18 +366,29 @@ class Run:
     data_args: DataArguments
 
 
-def set_up(argv: list[str] | None = None) -> Run:
-    parser = HfArgumentParser((DataArguments, ModelArguments, ProtocolArguments, FinetuneTrainingArguments))
-    data_args, model_args, protocol_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+def parse_arguments(types: tuple, argv: list[str] | None, script_logger: logging.Logger,
+                    learning_rates: tuple[float, float]) -> tuple:
+    """The argument dataclasses (the last one TrainingArguments) from argv, plus what every fine-tuning
+    script settles the same way: the learning rate when not given (pretrained, from scratch), no persistent
+    workers without workers, and logging as the transformers examples set it."""
+    parsed = HfArgumentParser(types).parse_args_into_dataclasses(args=argv)
+    model_args, training_args = next(a for a in parsed if hasattr(a, "model")), parsed[-1]
     argv = sys.argv[1:] if argv is None else argv
     if training_args.dataloader_num_workers == 0:
         training_args.dataloader_persistent_workers = False
     if not any(a.split("=")[0] == "--learning_rate" for a in argv):
-        training_args.learning_rate = 5e-5 if model_args.model else 5e-4  # from scratch needs a larger step
+        training_args.learning_rate = learning_rates[0] if model_args.model else learning_rates[1]
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if training_args.should_log and training_args.log_level == "passive":
         transformers.utils.logging.set_verbosity_info()  # as the transformers examples: info unless told otherwise
-    logger.setLevel(training_args.get_process_log_level())  # --log_level; other ranks: warnings only
+    script_logger.setLevel(training_args.get_process_log_level())  # --log_level; other ranks: warnings only
+    return parsed
+
+
+def set_up(argv: list[str] | None = None) -> Run:
+    # From scratch needs a larger step than fine-tuning pretrained weights.
+    data_args, model_args, protocol_args, training_args = parse_arguments(
+        (DataArguments, ModelArguments, ProtocolArguments, FinetuneTrainingArguments), argv, logger, (5e-5, 5e-4))
     protocol_name, protocol = resolve_protocol(protocol_args, data_args)
     set_seed(training_args.seed)
 

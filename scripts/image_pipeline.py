@@ -30,9 +30,9 @@ from tqdm.auto import tqdm
 _DECODE = {}
 
 
-def _decode_init(ds, path, size, channels, apply_mask, stretch):
+def _decode_init(ds, path, size, channels, apply_mask, stretch, column):
     _DECODE.update(ds=ds, pixels=np.load(path, mmap_mode="r+"), size=size, channels=channels, apply_mask=apply_mask,
-                   stretch=stretch)
+                   stretch=stretch, column=column)
 
 
 def _decode_range(span):
@@ -40,6 +40,11 @@ def _decode_range(span):
     ds, pixels, size = _DECODE["ds"], _DECODE["pixels"], _DECODE["size"]
     rows = ds[start:stop]
     masks = rows.get("mask") if _DECODE["apply_mask"] else None
+    if _DECODE["column"] != "image":  # a target mask of class ids: nearest neighbour keeps them ids
+        for offset, mask in enumerate(rows[_DECODE["column"]]):
+            pixels[start + offset, 0] = np.asarray(mask.convert("L").resize((size, size), Image.Resampling.NEAREST))
+        pixels.flush()
+        return stop - start
     for offset, image in enumerate(rows["image"]):
         image = image.convert("L" if _DECODE["channels"] == 1 else "RGB")
         if masks is not None and masks[offset] is not None:  # paper, section 3.1.1: outside the mask is black
@@ -53,29 +58,37 @@ def _decode_range(span):
     return stop - start
 
 
-def decode_once(ds, size: int, apply_mask: bool, workers: int, cache: Path, stretch: bool = False) -> Path:
+def decode_once(ds, size: int, apply_mask: bool, workers: int, cache: Path, stretch: bool = False,
+                column: str = "image") -> Path:
     """All images of a split as one (N, C, size, size) uint8 .npy, written once per dataset fingerprint
-    and settings, then memory-mapped by every DataLoader worker."""
-    apply_mask = apply_mask and "mask" in ds.column_names
-    modes = {Image.open(io.BytesIO(cell["bytes"])).mode
-             for cell in ds.select_columns(["image"]).cast_column("image", datasets.Image(decode=False))["image"]}
-    channels = 1 if modes <= {"L", "I;16", "1"} else 3
-    key = hashlib.sha1(f"{ds._fingerprint}-{size}-{apply_mask}-{channels}-{stretch}-v1".encode()).hexdigest()[:16]
+    and settings, then memory-mapped by every DataLoader worker. `column="label"` decodes a segmentation
+    target instead: (N, 1, size, size) class ids, resized by nearest neighbour."""
+    apply_mask = apply_mask and "mask" in ds.column_names and column == "image"
+    if column == "image":
+        modes = {Image.open(io.BytesIO(cell["bytes"])).mode
+                 for cell in ds.select_columns(["image"]).cast_column("image", datasets.Image(decode=False))["image"]}
+        channels = 1 if modes <= {"L", "I;16", "1"} else 3
+    else:
+        channels, stretch = 1, False
+    key = f"{ds._fingerprint}-{size}-{apply_mask}-{channels}-{stretch}-v1" + ("" if column == "image" else f"-{column}")
+    key = hashlib.sha1(key.encode()).hexdigest()[:16]
     path = cache / f"{key}.npy"
     if path.exists():
         return path
     cache.mkdir(parents=True, exist_ok=True)
+    ds = ds.select_columns([column] + (["mask"] if apply_mask else []))  # decode nothing else
     partial = path.with_suffix(f".{os.getpid()}.partial.npy")
     np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(len(ds), channels, size, size)).flush()
     spans = [(i, min(i + 64, len(ds))) for i in range(0, len(ds), 64)]
-    progress = tqdm(total=len(ds), desc=f"decoding {len(ds)} images once ({size}x{size}, {channels} ch)", unit="img")
+    what = "images" if column == "image" else f"{column} masks"
+    progress = tqdm(total=len(ds), desc=f"decoding {len(ds)} {what} once ({size}x{size}, {channels} ch)", unit="img")
     if workers > 1 and len(ds) > 512:
         with multiprocessing.get_context("fork").Pool(workers, _decode_init, (ds, partial, size, channels, apply_mask,
-                                                                                         stretch)) as pool:
+                                                                                         stretch, column)) as pool:
             for done in pool.imap_unordered(_decode_range, spans):
                 progress.update(done)
     else:
-        _decode_init(ds, partial, size, channels, apply_mask, stretch)
+        _decode_init(ds, partial, size, channels, apply_mask, stretch, column)
         for span in spans:
             progress.update(_decode_range(span))
         _DECODE.clear()
@@ -125,10 +138,14 @@ FROM_YIQ = np.linalg.inv(np.array(TO_YIQ)).astype(np.float32).tolist()  # once, 
 
 class BatchAugment:
     """The rest of the augmentation on the whole batch where it lives (the GPU), vectorised with
-    per-sample parameters and no host synchronisation: colour jitter, normalisation, random erasing."""
+    per-sample parameters and no host synchronisation: colour jitter (Table 1's ranges of the HEp-2
+    report unless `jitter` says otherwise), normalisation, random erasing."""
 
-    def __init__(self, protocol, mean: list[float], std: list[float]):
+    TABLE1_JITTER = dict(brightness=(0.3, 1.5), contrast=0.5, saturation=0.3, hue=0.01)  # the HEp-2 report's
+
+    def __init__(self, protocol, mean: list[float], std: list[float], jitter: dict | None = None):
         self.protocol = protocol
+        self.jitter = {**self.TABLE1_JITTER, **(jitter or {})}
         self.mean = torch.tensor(mean).view(1, -1, 1, 1)
         self.std = torch.tensor(std).view(1, -1, 1, 1)
 
@@ -138,13 +155,15 @@ class BatchAugment:
         def uniform(low, high):
             return torch.empty(b, 1, 1, 1, device=x.device).uniform_(low, high)
 
-        x = x * uniform(0.3, 1.5)
+        j = self.jitter
+        x = x * uniform(*j["brightness"])
         grey = x.mean(dim=1, keepdim=True)
-        x = (x - grey.mean(dim=(2, 3), keepdim=True)) * uniform(0.5, 1.5) + grey.mean(dim=(2, 3), keepdim=True)
+        x = (x - grey.mean(dim=(2, 3), keepdim=True)) * uniform(1 - j["contrast"], 1 + j["contrast"]) + grey.mean(
+            dim=(2, 3), keepdim=True)
         if x.shape[1] == 3:
             grey = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:])
-            x = (x - grey) * uniform(0.7, 1.3) + grey
-            x = self.rotate_hue(x, torch.empty(b, device=x.device).uniform_(-0.01, 0.01))
+            x = (x - grey) * uniform(1 - j["saturation"], 1 + j["saturation"]) + grey
+            x = self.rotate_hue(x, torch.empty(b, device=x.device).uniform_(-j["hue"], j["hue"]))
         return x.clamp(0, 1)
 
     @staticmethod

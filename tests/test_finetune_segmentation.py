@@ -2,6 +2,8 @@
 scores, and short runs on the BIS5k and GZMH tiles replicas that must learn."""
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -153,3 +155,19 @@ def test_short_run_on_gzmh_tiles_finds_mitoses(gzmh_tiles_folder, tmp_path):
     assert test["dice_by_class"]["mitosis"] > 0.1 and test["all_background"]["dice_by_class"]["mitosis"] == 0
     assert any("validation" in n and "with and without objects" in n for n in results["notes"])
     assert (out / "predictions.png").exists()
+
+
+def test_two_processes_on_cpu_with_torchrun(bis5k_folder, tmp_path):
+    """Trainer's DDP over gloo (as `torchrun --nproc_per_node 2` or `accelerate launch` on a machine without
+    GPUs): evaluation, best checkpoint and the final scoring see every validation and test pixel once."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29534",
+               str(SCRIPTS / "finetune_segmentation.py"), "--dataset", str(bis5k_folder), "--output_dir",
+               str(tmp_path / "ddp"), "--image_size", "32", "--max_steps", "4", "--eval_strategy", "steps",
+               "--eval_steps", "2", "--save_strategy", "steps", "--save_steps", "2", *QUICK]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    for split in ("validation", "test"):
+        assert sum(map(sum, metrics[split]["confusion_matrix"])) == metrics["split_sizes"][split] * 32 * 32
+    assert metrics["best_checkpoint"] and (tmp_path / "ddp" / "predictions.png").exists()

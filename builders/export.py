@@ -172,20 +172,34 @@ def removed_on_exit(folder: Path):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _default_sigterm_in_forked_child():
+    """Forked children get SIGTERM's default action back (see terminate_as_exception)."""
+    if getattr(signal.getsignal(signal.SIGTERM), "medsets_owner", None) not in (None, os.getpid()):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+os.register_at_fork(after_in_child=_default_sigterm_in_forked_child)
+
+
 @contextmanager
 def terminate_as_exception():
     """Turn SIGTERM into an exception in the main thread so that cleanup (`finally`) runs.
 
-    Only in this process: worker processes forked by `datasets` (num_proc > 1) inherit the handler, and
-    the pool stops its workers with SIGTERM when a split is done; a worker that raised there instead of
-    dying could be left blocked on the pool's queue lock, and the build hung in Pool.terminate (seen in
-    about 1 of 4 two-process builds). Forked workers die at once, as with the default action."""
+    Only in this process. Worker processes forked by `datasets` (num_proc > 1) would inherit the handler,
+    and the pool stops its workers with SIGTERM when a split is done. A worker must then die as with the
+    default action: one that raised instead could be left blocked on the pool's queue lock, and so could
+    one whose signal the kernel handed to another of its threads (Arrow's pool), since a Python handler
+    only runs once the main thread wakes up, and a thread blocked on that lock never does. Either way the
+    build hung in Pool.terminate (seen in about 1 of 4 two-process builds). So a fork resets SIGTERM to
+    the default at once (os.register_at_fork), and the handler itself exits at once outside its process."""
     owner = os.getpid()
 
     def raise_exit(signum, frame):
         if os.getpid() != owner:
             os._exit(128 + signum)
         raise SystemExit(128 + signum)
+
+    raise_exit.medsets_owner = owner
 
     try:
         previous = signal.signal(signal.SIGTERM, raise_exit)

@@ -287,6 +287,15 @@ def load_best(trainer: Trainer):
                     trainer.state.best_metric)
 
 
+def train_and_save_best(trainer: Trainer, processor):
+    """Train (resuming when asked), reload the best epoch, and save it with its processor beside it."""
+    trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
+    load_best(trainer)
+    trainer.save_model()
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(trainer.args.output_dir)
+
+
 def load_metric():
     return evaluate.load(str(METRICS))
 
@@ -419,11 +428,7 @@ def set_up(argv: list[str] | None = None) -> Run:
 def main(argv: list[str] | None = None) -> dict:
     run = set_up(argv)
     trainer, args = run.trainer, run.trainer.args
-    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
-    load_best(trainer)
-    trainer.save_model()
-    if trainer.is_world_process_zero():
-        run.processor.save_pretrained(args.output_dir)
+    train_and_save_best(trainer, run.processor)
 
     # 3. Scores of the best epoch: validation, then the test split with flip TTA.
     metric = load_metric()

@@ -48,7 +48,7 @@ from transformers import (AutoImageProcessor, SegformerConfig, SegformerForSeman
 from transformers.modeling_outputs import SemanticSegmenterOutput
 
 from finetune_classification import FinetuneTrainingArguments as ClassificationTrainingArguments
-from finetune_classification import carve, load_best, parse_arguments
+from finetune_classification import carve, parse_arguments, train_and_save_best
 from image_pipeline import BatchAugment, decode_once
 
 logger = logging.getLogger("finetune_segmentation")
@@ -481,11 +481,7 @@ def set_up(argv: list[str] | None = None) -> Run:
 def main(argv: list[str] | None = None) -> dict:
     run = set_up(argv)
     trainer, args = run.trainer, run.trainer.args
-    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
-    load_best(trainer)
-    trainer.save_model()
-    if trainer.is_world_process_zero():
-        run.processor.save_pretrained(args.output_dir)
+    train_and_save_best(trainer, run.processor)
 
     # 3. Scores of the best epoch on validation and test, next to predicting background everywhere.
     results = {"dataset": run.data_args.dataset, "config": run.data_args.config, "model": run.model_name,

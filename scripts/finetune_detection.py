@@ -1,0 +1,529 @@
+#!/usr/bin/env python
+"""Train an RT-DETR mitosis detector on GZMH tiles (built by medsets) with Trainer; score it on full images.
+
+    python scripts/finetune_detection.py --dataset ./gzmh --config tiles --output_dir runs/rtdetr-gzmh
+    python scripts/finetune_detection.py --dataset ./gzmh --model PekingU/rtdetr_r18vd \\
+        --output_dir runs/rtdetr-r18-gzmh                                    # COCO weights, with a network
+
+Training sees the 512x512 tiles of `medsets build gzmh --config tiles`: every object listed in a tile
+(also those another tile counts: all are visible) is a box of class `mitosis`. Scoring follows the
+GZMH papers on whole images: each tile's detections go back to full-image pixels, a detection is kept
+only by the tile whose core (builders.objects.core_bounds: overlaps split at their middle) holds its
+centre, lower-scored detections within --dedupe_radius of a kept one are dropped, and the mitosis F1
+module (scripts/metrics/mitosis) matches centres within --match_radius (20 px) of the mitoses. The
+score threshold is the one with the best F1 on validation (whole source images carved from train);
+the best epoch is chosen by that validation F1 too. Outputs in --output_dir: the model and its image
+processor, metrics.json, table.md and detections.png (a test image reassembled from its tiles).
+
+The input pipeline is the classification script's: tiles decoded once into a memory-mapped uint8
+array, flips and 90-degree turns (boxes turned with them) in the DataLoader workers, colour jitter and
+normalisation on the device. Several GPUs: `accelerate launch` or `torchrun` (Trainer's DDP); every
+rank detects on its share of the images and the detections are gathered before scoring.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import evaluate
+import numpy as np
+import torch
+import torch.distributed as dist
+from PIL import Image, ImageDraw, ImageFont
+from scipy.spatial import cKDTree
+from transformers import (AutoImageProcessor, RTDetrConfig, RTDetrForObjectDetection, RTDetrImageProcessor,
+                          RTDetrResNetConfig, Trainer, set_seed)
+
+from finetune_classification import FinetuneTrainingArguments as ClassificationTrainingArguments
+from finetune_classification import carve, parse_arguments, train_and_save_best
+from image_pipeline import BatchAugment, decode_once
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # builders/, when run from a clone
+from builders.objects import core_bounds  # noqa: E402
+
+logger = logging.getLogger("finetune_detection")
+METRIC = Path(__file__).resolve().parent / "metrics" / "mitosis"
+PUBLISHED = {"FoCasNet (Wang et al., BSPC 2024)": 0.563, "SSD (J. Image Graphics 2024)": 0.511}  # GZMH test F1
+THRESHOLDS = [round(t, 2) for t in np.arange(0.05, 0.951, 0.05)]
+MODEL_SIZES = {
+    # RT-DETR-R18 (PekingU/rtdetr_r18vd): ResNet-18-vd, hybrid encoder 256 wide (expansion 0.5), 3 decoder layers.
+    "r18": dict(depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512], embedding_size=64, d_model=256, ffn=1024,
+                heads=8, decoder_layers=3, num_queries=300, num_denoising=100),
+    # For CPU runs and tests: ~1.7M parameters, ~60 training images/s at 128 px on 2 cores.
+    "tiny": dict(depths=[1, 1, 1, 1], hidden_sizes=[32, 64, 128, 256], embedding_size=32, d_model=64, ffn=256,
+                 heads=4, decoder_layers=2, num_queries=50, num_denoising=20),
+}
+
+
+@dataclass
+class DataArguments:
+    dataset: str = field(metadata={"help": "A folder written by `medsets build gzmh --config tiles` or a Hub id."})
+    config: str = field(default="tiles", metadata={"help": "Dataset config: tiles (with source_image_id, offset)."})
+    train_split: str = field(default="train")
+    validation_split: str | None = field(default=None, metadata={
+        "help": "Split to choose the epoch and score threshold on. Default: whole source images carved from train."})
+    test_split: str = field(default="test", metadata={"help": "Split scored at the end (GZMH V2: test = both parts)."})
+    validation_fraction: float = field(default=0.15, metadata={
+        "help": "Share of train's source images carved out (0.15)."})
+    image_size: int = field(default=512, metadata={
+        "help": "Model input size (512: the tiles' own); tiles are decoded once at it."})
+    oversample_positive: int = field(default=5, metadata={
+        "help": "Tiles holding mitoses appear this many times per epoch (5; most tiles hold none)."})
+    color_jitter: bool = field(default=True, metadata={"help": "Brightness, contrast, saturation, hue jitter."})
+    decode_workers: int | None = field(default=None, metadata={
+        "help": "Processes decoding tiles (default: all cores)."})
+
+
+@dataclass
+class ModelArguments:
+    model: str | None = field(default=None, metadata={
+        "help": "Hub id or folder of RT-DETR weights (PekingU/rtdetr_r18vd); the head is re-made for one class. "
+                "Default: a model built from a config and trained from scratch (works offline)."})
+    model_size: str = field(default="r18", metadata={
+        "help": "Size built from a config: r18 (default) or tiny (CPU runs)."})
+
+
+@dataclass
+class ScoringArguments:
+    match_radius: float = field(default=20.0, metadata={
+        "help": "A detection within this many px (20) of a mitosis is a hit."})
+    dedupe_radius: float | None = field(default=None, metadata={
+        "help": "Per full image, a detection this close (px) to a higher-scored one is dropped. Default: the match "
+                "radius, as a second detection that near one mitosis can only be a false positive."})
+    score_threshold: float | None = field(default=None, metadata={
+        "help": "Fixed score threshold. Default: the one of 0.05, 0.10, ..., 0.95 with the best validation F1."})
+
+
+@dataclass
+class FinetuneTrainingArguments(ClassificationTrainingArguments):
+    """The classification script's Trainer defaults (evaluate and keep the best epoch, cosine schedule with
+    warm-up, DataLoader workers on every core, bf16 where the GPU has it), with RT-DETR's AdamW recipe (weight
+    decay 1e-4, gradients clipped at 0.1) and the best epoch chosen by validation F1 (see `evaluate`)."""
+    output_dir: str | None = field(default="runs/rtdetr-gzmh")
+    per_device_train_batch_size: int = field(default=16)
+    per_device_eval_batch_size: int = field(default=32)
+    weight_decay: float = field(default=1e-4)
+    max_grad_norm: float = field(default=0.1)
+    warmup_steps: float = field(default=0.05)
+    metric_for_best_model: str | None = field(default="selection_score")
+
+
+@dataclass
+class DeviceAugment:
+    """What BatchAugment reads: colour jitter on or off, no random erasing (it could erase a mitosis)."""
+    color_jitter: bool
+    random_erasing: float = 0.0
+
+
+# -- tiles, boxes and full images ----------------------------------------------------------------------
+@dataclass
+class TileTable:
+    """Where each tile of a split lies in its full image, its boxes, and the mitoses each full image counts."""
+    source: np.ndarray  # (N,) source_image_id
+    offset: np.ndarray  # (N, 2) x, y of the tile in its full image
+    size: np.ndarray  # (N, 2) tile width, height in pixels
+    core: np.ndarray  # (N, 4) x0, x1, y0, y1: the part of the full image this tile scores
+    boxes: list  # per tile, (n, 4) float32 cx, cy, w, h as fractions of the tile
+    references: dict  # source_image_id -> [[x, y], ...] counted mitoses in full-image pixels
+
+
+def tile_cores(source: np.ndarray, offset: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """Each tile's core in full-image pixels, from the offsets of its image's tiles (the full image spans
+    the largest offset plus the tile size), cut as the builder cut them to decide `counted`."""
+    core = np.zeros((len(source), 4))
+    for image in np.unique(source):
+        rows = np.flatnonzero(source == image)
+        for axis in (0, 1):
+            starts = sorted({int(v) for v in offset[rows, axis]})
+            tile = int(size[rows[0], axis])
+            bounds = dict(zip(starts, core_bounds(starts, tile, starts[-1] + tile)))
+            for row in rows:
+                core[row, 2 * axis:2 * axis + 2] = bounds[int(offset[row, axis])]
+    return core
+
+
+def tile_table(ds: datasets.Dataset) -> TileTable:
+    source = np.asarray(ds["source_image_id"], np.int64)
+    offset = np.asarray(ds["offset"], np.int64).reshape(-1, 2)
+    # The tiles of one image share a size: read one PNG header per image, not every tile.
+    first = {int(s): i for i, s in reversed(list(enumerate(source)))}
+    headers = ds.select(list(first.values())).cast_column("image", datasets.Image(decode=False))["image"]
+    sizes = {s: Image.open(io.BytesIO(h["bytes"])).size for s, h in zip(first, headers)}
+    size = np.array([sizes[int(s)] for s in source], np.int64).reshape(-1, 2)
+    boxes, references = [], {int(s): [] for s in source}
+    for objects, (w, h), (x, y), s in zip(ds["objects"], size, offset, source):
+        coco = np.asarray(objects["bbox"], np.float32).reshape(-1, 4)
+        boxes.append(np.stack([(coco[:, 0] + coco[:, 2] / 2) / w, (coco[:, 1] + coco[:, 3] / 2) / h,
+                               coco[:, 2] / w, coco[:, 3] / h], axis=1))
+        references[int(s)] += [[cx + x, cy + y] for (cx, cy), counted in zip(objects["centroid"], objects["counted"])
+                               if counted]
+    return TileTable(source, offset, size, tile_cores(source, offset, size), boxes, references)
+
+
+def to_full_image(scores, boxes, offset, size, core, min_score: float) -> np.ndarray:
+    """One tile's detections (scores (Q,), boxes (Q, 4) cx, cy, w, h as fractions of the tile) as full-image
+    rows [x, y, score, w, h]; only those scoring at least min_score whose centre lies in the tile's core."""
+    scores, boxes = np.asarray(scores, np.float64), np.asarray(boxes, np.float64).reshape(-1, 4)
+    rows = np.column_stack([boxes[:, 0] * size[0] + offset[0], boxes[:, 1] * size[1] + offset[1], scores,
+                            boxes[:, 2] * size[0], boxes[:, 3] * size[1]])
+    x0, x1, y0, y1 = core
+    keep = (scores >= min_score) & (rows[:, 0] >= x0) & (rows[:, 0] < x1) & (rows[:, 1] >= y0) & (rows[:, 1] < y1)
+    return rows[keep]
+
+
+def dedupe(rows: np.ndarray, radius: float) -> np.ndarray:
+    """Greedy by score: a detection within `radius` of a higher-scored kept one is dropped (an object seen by
+    two overlapping tiles, or twice by one). Dropping depends only on higher scores, so applying a score
+    threshold before or after gives the same detections."""
+    rows = rows[np.argsort(-rows[:, 2], kind="stable")].reshape(-1, 5)
+    tree, dropped, kept = cKDTree(rows[:, :2]), np.zeros(len(rows), bool), []
+    for i in range(len(rows)):
+        if not dropped[i]:
+            kept.append(i)
+            dropped[tree.query_ball_point(rows[i, :2], radius)] = True
+    return rows[kept]
+
+
+def symmetry(pixels: torch.Tensor, boxes: torch.Tensor, transpose: bool, flip_x: bool, flip_y: bool):
+    """One of the 8 symmetries of the square (flips and turns by 90 degrees) on a (C, S, S) image and its
+    boxes (cx, cy, w, h, fractions): transposing swaps x and y, a flip mirrors the centre."""
+    boxes = boxes.clone()
+    if transpose:
+        pixels, boxes = pixels.transpose(-1, -2), boxes[:, [1, 0, 3, 2]]
+    if flip_x:
+        pixels, boxes[:, 0] = pixels.flip(-1), 1 - boxes[:, 0]
+    if flip_y:
+        pixels, boxes[:, 1] = pixels.flip(-2), 1 - boxes[:, 1]
+    return pixels, boxes
+
+
+class TileSet(torch.utils.data.Dataset):
+    """Tiles (uint8 (C, S, S), memory-mapped) with their boxes; `rows` may repeat tiles (oversampling), which
+    DDP's sampler then shards like any other index."""
+
+    def __init__(self, path: Path, table: TileTable, rows, augment: bool):
+        self.path, self.table, self.rows, self.augment = path, table, np.asarray(rows, np.int64), augment
+        self._pixels = None  # opened lazily in each DataLoader worker
+
+    def __len__(self):
+        return len(self.rows)
+
+    @property
+    def references(self) -> dict:
+        """The counted mitoses of the full images these tiles come from."""
+        return {int(s): self.table.references[int(s)] for s in np.unique(self.table.source[self.rows])}
+
+    def __getitem__(self, index):
+        if self._pixels is None:
+            self._pixels = np.load(self.path, mmap_mode="r")
+        row = int(self.rows[index])
+        pixels, boxes = torch.from_numpy(np.array(self._pixels[row])), torch.from_numpy(self.table.boxes[row])
+        if self.augment:  # torch's RNG: seeded differently in every worker, unlike numpy's
+            pixels, boxes = symmetry(pixels, boxes, *(torch.rand(3) < 0.5).tolist())
+        labels = {"class_labels": torch.zeros(len(boxes), dtype=torch.int64), "boxes": boxes.float()}
+        return {"pixel_values": pixels, "labels": labels, "row": row}
+
+    def __getstate__(self):
+        return {**self.__dict__, "_pixels": None}
+
+
+def collate(samples):
+    """DETR models take a list of per-image target dicts; pixels are stacked."""
+    return {"pixel_values": torch.stack([s["pixel_values"] for s in samples]),
+            "labels": [s["labels"] for s in samples], "row": torch.tensor([s["row"] for s in samples])}
+
+
+# -- training and scoring --------------------------------------------------------------------------------
+def best_of(grid: list[dict]) -> dict:
+    """The best F1 of a threshold grid; among equal F1s the middle threshold, furthest from both ends of the tie."""
+    ties = [s for s in grid if s["f1"] == max(t["f1"] for t in grid)]
+    return ties[len(ties) // 2]
+
+
+class DetectionTrainer(Trainer):
+    """Trainer whose tiles arrive as uint8 (jittered and normalised on the device) and whose evaluation is
+    the full-image mitosis F1 at the best threshold (eval_f1, eval_selection_score for the best epoch)."""
+
+    def __init__(self, *args, augment: BatchAugment, scoring: ScoringArguments, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.augment, self.scoring = augment, scoring
+        self.metric = evaluate.load(str(METRIC), keep_in_memory=True)  # no cache files for ranks to fight over
+        self.model_accepts_loss_kwargs = False  # the loss is RT-DETR's own; Trainer scales it for accumulation
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        pixels = self.augment(inputs["pixel_values"], train=model.training)
+        outputs = model(pixel_values=pixels, labels=inputs["labels"])
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    @torch.no_grad()
+    def detect(self, tiles: TileSet) -> dict[int, np.ndarray]:
+        """source_image_id -> deduplicated full-image detections [x, y, score, w, h] scoring at least the lowest
+        threshold. Each rank runs its share of the images; all ranks get all detections."""
+        table, model = tiles.table, self.model
+        was_training = model.training
+        model.eval()
+        images = np.unique(table.source[tiles.rows])
+        mine = images[self.args.process_index::self.args.world_size]
+        loader = torch.utils.data.DataLoader(
+            TileSet(tiles.path, table, tiles.rows[np.isin(table.source[tiles.rows], mine)], augment=False),
+            batch_size=self.args.per_device_eval_batch_size, collate_fn=collate, num_workers=0)
+        found = {int(s): [np.zeros((0, 5))] for s in mine}
+        fixed = self.scoring.score_threshold
+        low = min(THRESHOLDS + ([] if fixed is None else [fixed]))
+        for batch in loader:
+            with self.autocast_smart_context_manager():
+                out = model(pixel_values=self.augment(batch["pixel_values"].to(self.args.device), train=False))
+            scores = out.logits.float().sigmoid()[..., 0].cpu().numpy()  # RT-DETR's focal loss: a sigmoid per query
+            boxes = out.pred_boxes.float().cpu().numpy()
+            for row, tile_scores, tile_boxes in zip(batch["row"].tolist(), scores, boxes):
+                found[int(table.source[row])].append(to_full_image(
+                    tile_scores, tile_boxes, table.offset[row], table.size[row], table.core[row], low))
+        model.train(was_training)
+        found = {s: dedupe(np.concatenate(parts), self.scoring.dedupe_radius) for s, parts in found.items()}
+        if self.args.world_size > 1 and dist.is_initialized():
+            shares = [None] * self.args.world_size
+            dist.all_gather_object(shares, found)
+            found = {s: rows for share in shares for s, rows in share.items()}
+        return found
+
+    def score(self, found: dict, references: dict, threshold: float) -> dict:
+        images = sorted(references)
+        scores = self.metric.compute(predictions=[found[s][:, :3].tolist() for s in images],
+                                     references=[references[s] for s in images], radius=self.scoring.match_radius,
+                                     score_threshold=threshold)
+        return {**scores, "threshold": threshold}
+
+    def sweep(self, found: dict, references: dict) -> tuple[dict, list[dict]]:
+        """The scores at --score_threshold, else at the grid's best threshold, and the whole grid."""
+        grid = [self.score(found, references, t) for t in THRESHOLDS]
+        if self.scoring.score_threshold is not None:
+            return self.score(found, references, self.scoring.score_threshold), grid
+        return best_of(grid), grid
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        """Validation F1 on full images, logged and passed to the callbacks as Trainer's own evaluate does,
+        so best-checkpoint tracking and save_total_limit see it. The epoch is chosen by `selection_score`: the
+        F1, ties broken by the mean F1 over the threshold grid. A small validation set soon scores F1 1.0 every
+        epoch, and Trainer would keep the first of them (measured: epoch 2 of 20); the grid mean prefers the
+        model that is right over a wider range of thresholds. Its weight, 1e-9, is below the smallest step of
+        an F1 over thousands of mitoses, so it only ever breaks ties."""
+        tiles = eval_dataset if eval_dataset is not None else self.eval_dataset
+        start = time.time()
+        chosen, grid = self.sweep(self.detect(tiles), tiles.references)
+        chosen["selection_score"] = chosen["f1"] + 1e-9 * float(np.mean([s["f1"] for s in grid]))
+        metrics = {f"{metric_key_prefix}_{k}": v for k, v in chosen.items()}
+        metrics[f"{metric_key_prefix}_runtime"] = round(time.time() - start, 3)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+
+# -- model and outputs -------------------------------------------------------------------------------------
+def build_model(args: ModelArguments, image_size: int):
+    # A new class head starts at score 0.01 (RT-DETR's prior; transformers' default for one class is 0.5, which
+    # makes every query a detection until training pushes them down).
+    labels = {"id2label": {0: "mitosis"}, "label2id": {"mitosis": 0}, "initializer_bias_prior_prob": 0.01}
+    if args.model:
+        model = RTDetrForObjectDetection.from_pretrained(args.model, num_labels=1, ignore_mismatched_sizes=True,
+                                                         **labels)
+        processor = AutoImageProcessor.from_pretrained(args.model)
+        processor.size = {"height": image_size, "width": image_size}  # what the tiles are decoded at
+        return model, processor, f"{args.model} (fine-tuned)"
+    if args.model_size not in MODEL_SIZES:
+        raise SystemExit(f"--model_size {args.model_size}: choose {', '.join(MODEL_SIZES)}")
+    shape = MODEL_SIZES[args.model_size]
+    backbone = RTDetrResNetConfig(layer_type="basic", depths=shape["depths"], hidden_sizes=shape["hidden_sizes"],
+                                  embedding_size=shape["embedding_size"], out_indices=[2, 3, 4])
+    d = shape["d_model"]
+    config = RTDetrConfig(
+        backbone_config=backbone, encoder_in_channels=shape["hidden_sizes"][1:], encoder_hidden_dim=d, d_model=d,
+        decoder_in_channels=[d] * 3, encoder_ffn_dim=shape["ffn"], decoder_ffn_dim=shape["ffn"], hidden_expansion=0.5,
+        encoder_attention_heads=shape["heads"], decoder_attention_heads=shape["heads"],
+        decoder_layers=shape["decoder_layers"], num_queries=shape["num_queries"], num_denoising=shape["num_denoising"],
+        num_labels=1, freeze_backbone_batch_norms=False, **labels)  # frozen batch norms only suit pretrained weights
+    model = RTDetrForObjectDetection(config)
+    for module in model.modules():  # RT-DETR initialises batch norm scales at ~N(0, 0.01), made for loading weights
+        if isinstance(module, torch.nn.BatchNorm2d):  # over; from scratch, scale 1 learns far faster (measured)
+            torch.nn.init.ones_(module.weight)
+            torch.nn.init.zeros_(module.bias)
+    processor = RTDetrImageProcessor(size={"height": image_size, "width": image_size}, do_normalize=True)
+    return model, processor, f"RT-DETR-{args.model_size} {image_size}² (from scratch)"
+
+
+@dataclass
+class Run:
+    trainer: DetectionTrainer
+    processor: object
+    splits: dict  # name -> datasets.Dataset (the test split's tiles are drawn in detections.png)
+    sets: dict  # name -> TileSet
+    model_name: str
+    notes: list[str]
+    data_args: DataArguments
+    scoring: ScoringArguments
+
+
+def set_up(argv: list[str] | None = None) -> Run:
+    # RT-DETR's fine-tuning step for pretrained weights; from scratch a larger one (5e-4 to 2e-3 measured alike).
+    data_args, model_args, scoring, training_args = parse_arguments(
+        (DataArguments, ModelArguments, ScoringArguments, FinetuneTrainingArguments), argv, logger, (1e-4, 1e-3))
+    scoring.dedupe_radius = scoring.match_radius if scoring.dedupe_radius is None else scoring.dedupe_radius
+    set_seed(training_args.seed)
+
+    # 1. Data: validation as whole source images, every tile decoded once.
+    dataset = datasets.load_dataset(data_args.dataset, data_args.config)
+    if "offset" not in dataset[data_args.train_split].column_names:
+        raise SystemExit(f"{data_args.dataset} {data_args.config}: no tile offsets; use the tiles config")
+    if data_args.oversample_positive < 1:
+        raise SystemExit("--oversample_positive must be at least 1")
+    notes, names = [], {"train": data_args.train_split, "test": data_args.test_split}
+    if data_args.validation_split:
+        names["validation"] = data_args.validation_split
+    splits = {name: dataset[split] for name, split in names.items() if split in dataset}
+    cache = Path(datasets.config.HF_DATASETS_CACHE) / "medsets-decoded"
+    with training_args.main_process_first(desc="decoding tiles"):
+        decoded = {name: decode_once(ds, data_args.image_size, False, data_args.decode_workers or os.cpu_count() or 1,
+                                     cache) for name, ds in splits.items()}
+    tables = {name: tile_table(ds) for name, ds in splits.items()}
+    rows = {name: np.arange(len(ds)) for name, ds in splits.items()}
+    if "validation" not in splits:  # carved rows index the decoded train array: no second decode per seed
+        source = tables["train"].source
+        rows["train"], rows["validation"] = carve(np.zeros_like(source), source, data_args.validation_fraction,
+                                                  training_args.seed)
+        if not len(rows["validation"]):
+            raise SystemExit(f"too few source images in {data_args.train_split!r} to carve out "
+                             f"{data_args.validation_fraction:.0%}: raise it or pass --validation_split")
+        splits["validation"], decoded["validation"], tables["validation"] = (
+            splits["train"], decoded["train"], tables["train"])
+        notes.append(f"validation: {len(np.unique(tables['train'].source[rows['validation']]))} whole source images "
+                     f"({data_args.validation_fraction:.0%}) of {data_args.train_split!r}, seed {training_args.seed}")
+    positive = [r for r in rows["train"] if len(tables["train"].boxes[r])]
+    notes.append(f"train: {len(positive)} of {len(rows['train'])} tiles hold mitoses, each seen "
+                 f"{data_args.oversample_positive}x per epoch")
+    rows["train"] = np.concatenate([rows["train"]] + [positive] * (data_args.oversample_positive - 1))
+    sets = {name: TileSet(decoded[name], tables[name], rows[name], augment=name == "train") for name in rows}
+    logger.info("tiles per split %s; %s", {k: len(v) for k, v in sets.items()}, "; ".join(notes))
+
+    # 2. Model and Trainer.
+    model, processor, model_name = build_model(model_args, data_args.image_size)
+    normalised = getattr(processor, "do_normalize", True)  # RT-DETR's COCO weights take plain [0, 1] pixels
+    augment = BatchAugment(DeviceAugment(data_args.color_jitter), processor.image_mean if normalised else [0.0] * 3,
+                           processor.image_std if normalised else [1.0] * 3)
+    trainer = DetectionTrainer(model=model, args=training_args, train_dataset=sets["train"],
+                               eval_dataset=sets["validation"], data_collator=collate, augment=augment, scoring=scoring)
+    return Run(trainer, processor, splits, sets, model_name, notes, data_args, scoring)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    run = set_up(argv)
+    trainer, args = run.trainer, run.trainer.args
+    train_and_save_best(trainer, run.processor)
+
+    # 3. The best epoch on full images: the threshold chosen on validation, then applied to test.
+    results = {"dataset": run.data_args.dataset, "config": run.data_args.config, "model": run.model_name,
+               "settings": {"image_size": run.data_args.image_size, "match_radius": run.scoring.match_radius,
+                            "dedupe_radius": run.scoring.dedupe_radius, "thresholds": THRESHOLDS,
+                            "oversample_positive": run.data_args.oversample_positive, "seed": args.seed,
+                            "learning_rate": args.learning_rate, "epochs": args.num_train_epochs,
+                            "batch_size": args.per_device_train_batch_size * args.world_size},
+               "notes": run.notes,
+               "split_sizes": {name: {"images": len(tiles.references), "tiles": len(set(tiles.rows))}
+                               for name, tiles in run.sets.items()},
+               "train_samples_per_epoch": len(run.sets["train"]),
+               "best_checkpoint": trainer.state.best_model_checkpoint}
+    found = {}
+    for name in [n for n in ("validation", "test") if n in run.sets]:
+        references = run.sets[name].references
+        found[name] = trainer.detect(run.sets[name])
+        if name == "validation":
+            chosen, grid = trainer.sweep(found[name], references)
+            threshold = chosen["threshold"]
+        else:
+            chosen = trainer.score(found[name], references, threshold)
+            grid = trainer.sweep(found[name], references)[1]
+            results["test_best_threshold"] = best_of(grid)  # for information: chosen on the test set itself
+            results["no_detection_baseline"] = trainer.score({s: np.zeros((0, 5)) for s in references}, references, 1.0)
+        results[name] = {**chosen, "images": len(references), "mitoses": sum(map(len, references.values())),
+                         "f1_by_threshold": {s["threshold"]: s["f1"] for s in grid}}
+    if trainer.is_world_process_zero():
+        write_outputs(Path(args.output_dir), results, run, found)
+    if args.push_to_hub:
+        trainer.push_to_hub(dataset=run.data_args.dataset)
+    return results
+
+
+def write_outputs(out: Path, results: dict, run: Run, found: dict):
+    scored = "test" if "test" in results else "validation"
+    (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
+    chosen = f"{run.model_name}, threshold {results['validation']['threshold']:g} chosen on validation"
+    rows = [(chosen, results[scored])]
+    if scored == "test":
+        rows += [(f"same model, best threshold on test ({results['test_best_threshold']['threshold']:g}; "
+                  "for information only)", results["test_best_threshold"]),
+                 ("no detections (baseline)", results["no_detection_baseline"])]
+    lines = [f"Mitosis detection F1 on the {scored} split of {run.data_args.dataset} ({results[scored]['images']} full "
+             f"images, {results[scored]['mitoses']} mitoses; hit within {run.scoring.match_radius:g} px)\n",
+             "| | precision | recall | F1 | TP | FP | FN |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {name} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | {s['tp']} | {s['fp']} | "
+              f"{s['fn']} |" for name, s in rows]
+    lines += [f"| {name}: published, on the real GZMH test set | | | {f1:.3f} | | | |"
+              for name, f1 in PUBLISHED.items()]
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    draw_detections(run.splits[scored], run.sets[scored], found[scored], results[scored]["threshold"],
+                    run.scoring.match_radius, out / "detections.png")
+    logger.info("%s F1 %.3f (precision %.3f, recall %.3f) at threshold %g; written to %s", scored,
+                results[scored]["f1"], results[scored]["precision"], results[scored]["recall"],
+                results[scored]["threshold"], out)
+
+
+def draw_detections(ds: datasets.Dataset, tiles: TileSet, found: dict, threshold: float, radius: float, path: Path,
+                    view: int = 900, crop: int = 96, zoom: int = 4):
+    """The scored image with the most mitoses, reassembled from its tiles: mitoses as green circles of the
+    match radius, detections at or above the threshold as red boxes with their scores; beside it, a zoomed
+    crop around a mitosis (or the best detection)."""
+    table = tiles.table
+    image = min(tiles.references, key=lambda s: (-len(table.references[s]), s))
+    rows = [int(r) for r in tiles.rows if table.source[r] == image]
+    width, height = (table.offset[rows] + table.size[rows]).max(axis=0)
+    canvas = Image.new("RGB", (int(width), int(height)))
+    for row in rows:
+        canvas.paste(ds[row]["image"].convert("RGB"), tuple(int(v) for v in table.offset[row]))
+    truth, shown = table.references[image], found[image][found[image][:, 2] >= threshold]
+    focus = truth[0] if truth else (shown[0, :2] if len(shown) else (width / 2, height / 2))
+    left, top = (min(max(int(v) - crop // 2, 0), max(int(limit) - crop, 0)) for v, limit in zip(focus, (width, height)))
+    zoomed = canvas.crop((left, top, left + crop, top + crop)).resize((crop * zoom,) * 2, Image.Resampling.NEAREST)
+    scale = view / max(width, height)
+    overview = canvas.resize((round(width * scale), round(height * scale)), Image.Resampling.BILINEAR)
+    font = ImageFont.load_default(size=13)
+    for picture, shift, factor in ((overview, (0, 0), scale), (zoomed, (left, top), zoom)):
+        draw = ImageDraw.Draw(picture)
+        at = lambda x, y: ((x - shift[0]) * factor, (y - shift[1]) * factor)  # noqa: E731
+        for x, y in truth:
+            cx, cy = at(x, y)
+            draw.ellipse([cx - radius * factor, cy - radius * factor, cx + radius * factor, cy + radius * factor],
+                         outline=(0, 200, 0), width=2)
+        for x, y, score, w, h in shown:
+            x0, y0 = at(x - w / 2, y - h / 2)
+            x1, y1 = at(x + w / 2, y + h / 2)
+            draw.rectangle([x0, y0, x1, y1], outline=(230, 0, 0), width=2)
+            draw.text((x0, y0 - 14), f"{score:.2f}", fill=(230, 0, 0), font=font)
+    header = (f"{ds[rows[0]]['file_name']} (source image {image}): green = mitoses (circle: {radius:g} px match "
+              f"radius), red = detections scoring >= {threshold:g}; right: {crop} px around "
+              f"({left + crop // 2}, {top + crop // 2}) x{zoom}")
+    sheet = Image.new("RGB", (max(overview.width + zoomed.width + 30, int(font.getlength(header)) + 20),
+                              max(overview.height, zoomed.height) + 40), "white")
+    ImageDraw.Draw(sheet).text((10, 10), header, fill="black", font=font)
+    sheet.paste(overview, (10, 30))
+    sheet.paste(zoomed, (overview.width + 20, 30))
+    sheet.save(path)
+
+
+if __name__ == "__main__":
+    main()

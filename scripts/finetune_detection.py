@@ -462,7 +462,8 @@ def main(argv: list[str] | None = None) -> dict:
 def write_outputs(out: Path, results: dict, run: Run, found: dict):
     scored = "test" if "test" in results else "validation"
     (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
-    chosen = f"{run.model_name}, threshold {results['validation']['threshold']:g} chosen on validation"
+    how = "chosen on validation" if run.scoring.score_threshold is None else "given"
+    chosen = f"{run.model_name}, threshold {results['validation']['threshold']:g} {how}"
     rows = [(chosen, results[scored])]
     if scored == "test":
         rows += [(f"same model, best threshold on test ({results['test_best_threshold']['threshold']:g}; "

@@ -1,0 +1,33 @@
+"""scripts/benchmark.py's training benchmarks run end to end and write every number they print (a few
+steps, tiny inputs: these check that the commands a GPU session will run work, not how fast they are)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+import benchmark  # noqa: E402
+
+TIMING_KEYS = {"pipeline_img_s", "loader_alone_img_s", "sustained_img_s", "ceiling_img_s", "ratio", "precision",
+               "device", "workers", "machine"}
+
+
+@pytest.mark.parametrize("command, options", [
+    ("train-classification", ["--replica", "hep2", "--scale", "0.01", "--image_size", "32", "--patch_size", "8",
+                              "--protocol", "paper"]),
+    ("train-segmentation", ["--replica", "bis5k", "--scale", "0.01", "--image_size", "64"]),
+])
+def test_training_benchmark_writes_pipeline_loader_and_ceiling(tmp_path, capsys, command, options):
+    out = tmp_path / "result.json"
+    benchmark.main([command, *options, "--work", str(tmp_path / "work"), "--batch_size", "4", "--steps", "2",
+                    "--warmup_steps", "1", "--workers", "1", "--loader_rounds", "2", "--json", str(out)])
+    result = json.loads(out.read_text())
+    assert TIMING_KEYS <= set(result) and result["benchmark"] == command
+    assert result["sustained_img_s"] == min(result["pipeline_img_s"], result["loader_alone_img_s"])
+    assert result["ratio"] == pytest.approx(result["sustained_img_s"] / result["ceiling_img_s"])
+    assert all(result[k] > 0 for k in ("pipeline_img_s", "loader_alone_img_s", "ceiling_img_s"))
+    printed = capsys.readouterr().out
+    assert "input pipeline alone" in printed and "ratio, sustained / ceiling" in printed

@@ -25,6 +25,7 @@ Several GPUs or machines: `accelerate launch scripts/finetune_classification.py 
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -375,12 +376,17 @@ class Run:
     data_args: DataArguments
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows the script's docstring as written, then every option with its default."""
+
+
 def parse_arguments(types: tuple, argv: list[str] | None, script_logger: logging.Logger,
-                    learning_rates: tuple[float, float]) -> tuple:
+                    learning_rates: tuple[float, float], description: str) -> tuple:
     """The argument dataclasses (the last one TrainingArguments) from argv, plus what every fine-tuning
     script settles the same way: the learning rate when not given (pretrained, from scratch), no persistent
     workers without workers, and logging as the transformers examples set it."""
-    parsed = HfArgumentParser(types).parse_args_into_dataclasses(args=argv)
+    parser = HfArgumentParser(types, description=description, formatter_class=HelpFormatter)
+    parsed = parser.parse_args_into_dataclasses(args=argv)
     model_args, training_args = next(a for a in parsed if hasattr(a, "model")), parsed[-1]
     argv = sys.argv[1:] if argv is None else argv
     if training_args.dataloader_num_workers == 0:
@@ -397,7 +403,7 @@ def parse_arguments(types: tuple, argv: list[str] | None, script_logger: logging
 def set_up(argv: list[str] | None = None) -> Run:
     # From scratch needs a larger step than fine-tuning pretrained weights.
     data_args, model_args, protocol_args, training_args = parse_arguments(
-        (DataArguments, ModelArguments, ProtocolArguments, FinetuneTrainingArguments), argv, logger, (5e-5, 5e-4))
+        (DataArguments, ModelArguments, ProtocolArguments, FinetuneTrainingArguments), argv, logger, (5e-5, 5e-4), __doc__)
     protocol_name, protocol = resolve_protocol(protocol_args, data_args)
     set_seed(training_args.seed)
 

@@ -373,7 +373,7 @@ class Run:
 def set_up(argv: list[str] | None = None) -> Run:
     # RT-DETR's fine-tuning step for pretrained weights; from scratch a larger one (5e-4 to 2e-3 measured alike).
     data_args, model_args, scoring, training_args = parse_arguments(
-        (DataArguments, ModelArguments, ScoringArguments, FinetuneTrainingArguments), argv, logger, (1e-4, 1e-3))
+        (DataArguments, ModelArguments, ScoringArguments, FinetuneTrainingArguments), argv, logger, (1e-4, 1e-3), __doc__)
     scoring.dedupe_radius = scoring.match_radius if scoring.dedupe_radius is None else scoring.dedupe_radius
     set_seed(training_args.seed)
 

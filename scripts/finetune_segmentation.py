@@ -438,7 +438,7 @@ class Run:
 def set_up(argv: list[str] | None = None) -> Run:
     # SegFormer's fine-tuning rate for pretrained weights; from scratch needs a larger step.
     data_args, model_args, augment_args, training_args = parse_arguments(
-        (DataArguments, ModelArguments, AugmentationArguments, FinetuneTrainingArguments), argv, logger, (6e-5, 1e-3))
+        (DataArguments, ModelArguments, AugmentationArguments, FinetuneTrainingArguments), argv, logger, (6e-5, 1e-3), __doc__)
     set_seed(training_args.seed)
 
     # 1. Data: splits, every image and target decoded once when they fit the cache, class balance.

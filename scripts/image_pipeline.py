@@ -58,6 +58,22 @@ def _decode_range(span):
     return stop - start
 
 
+GREY_MODES = ("1", "L", "LA", "I", "I;16")
+
+
+def image_channels(ds, chunk: int = 1024) -> int:
+    """1 when every image of the split is grey, else 3, from the file headers only: the encoded bytes are
+    read a chunk of rows at a time (GZMH's training tiles alone hold ~10 GB of them), and the scan stops
+    at the first colour image."""
+    encoded = ds.select_columns(["image"]).cast_column("image", datasets.Image(decode=False))
+    for rows in encoded.iter(batch_size=chunk):
+        for cell in rows["image"]:
+            encoded_file = io.BytesIO(cell["bytes"]) if cell["bytes"] is not None else cell["path"]
+            if Image.open(encoded_file).mode not in GREY_MODES:
+                return 3
+    return 1
+
+
 def decode_once(ds, size: int, apply_mask: bool, workers: int, cache: Path, stretch: bool = False,
                 column: str = "image") -> Path:
     """All images of a split as one (N, C, size, size) uint8 .npy, written once per dataset fingerprint
@@ -65,9 +81,7 @@ def decode_once(ds, size: int, apply_mask: bool, workers: int, cache: Path, stre
     target instead: (N, 1, size, size) class ids, resized by nearest neighbour."""
     apply_mask = apply_mask and "mask" in ds.column_names and column == "image"
     if column == "image":
-        modes = {Image.open(io.BytesIO(cell["bytes"])).mode
-                 for cell in ds.select_columns(["image"]).cast_column("image", datasets.Image(decode=False))["image"]}
-        channels = 1 if modes <= {"L", "I;16", "1"} else 3
+        channels = image_channels(ds)
     else:
         channels, stretch = 1, False
     key = f"{ds._fingerprint}-{size}-{apply_mask}-{channels}-{stretch}-v1" + ("" if column == "image" else f"-{column}")

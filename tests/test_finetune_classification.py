@@ -39,6 +39,20 @@ def test_metric_module_scores_and_conventions():
         metric.compute(predictions=[0], references=[-1])
 
 
+# -- command line ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("script", ["finetune_classification", "finetune_segmentation", "finetune_detection"])
+def test_help_starts_with_the_scripts_own_description_and_lists_defaults(script, capsys):
+    import importlib
+
+    module = importlib.import_module(script)
+    with pytest.raises(SystemExit) as stopped:
+        module.set_up(["--help"])
+    assert stopped.value.code == 0
+    printed = capsys.readouterr().out
+    assert module.__doc__.splitlines()[0] in printed  # the docstring as written, line breaks kept
+    assert "--dataset DATASET" in printed and "(default: " in printed
+
+
 # -- splits ------------------------------------------------------------------------------------------------
 def test_carve_is_stratified_seeded_and_group_disjoint():
     labels = np.repeat([0, 1, 2], [40, 20, 10])
@@ -76,6 +90,20 @@ def test_decode_once_applies_the_mask_and_is_reused(tmp_path):
     assert unmasked[0, :, 0, 0].tolist() == [200] * 3
     stretched = np.load(image_pipeline.decode_once(ds, 30, apply_mask=True, workers=1, cache=tmp_path, stretch=True))
     assert stretched[0, :, 15, 15].tolist() == [255] * 3 and stretched[0, :, 0, 0].tolist() == [0] * 3
+
+
+def test_channels_come_from_every_header_chunk_by_chunk(tmp_path):
+    import datasets
+
+    grey = [Image.fromarray(np.full((8, 8), v, np.uint8)) for v in range(5)]
+    colour = Image.fromarray(np.zeros((8, 8, 3), np.uint8))
+    features = datasets.Features({"image": datasets.Image()})
+    all_grey = datasets.Dataset.from_dict({"image": grey}, features=features)
+    colour_last = datasets.Dataset.from_dict({"image": grey + [colour]}, features=features)
+    assert image_pipeline.image_channels(all_grey, chunk=2) == 1
+    assert image_pipeline.image_channels(colour_last, chunk=2) == 3  # in the last chunk: every chunk is read
+    decoded = np.load(image_pipeline.decode_once(colour_last, 8, apply_mask=False, workers=1, cache=tmp_path))
+    assert decoded.shape == (6, 3, 8, 8) and decoded[4, :, 0, 0].tolist() == [4, 4, 4]
 
 
 def test_batch_augment_is_per_sample_and_normalises():

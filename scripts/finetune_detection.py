@@ -23,36 +23,28 @@ rank detects on its share of the images and the detections are gathered before s
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
-import evaluate
 import numpy as np
 import torch
 import torch.distributed as dist
-from PIL import Image, ImageDraw, ImageFont
-from scipy.spatial import cKDTree
 from transformers import (AutoImageProcessor, RTDetrConfig, RTDetrForObjectDetection, RTDetrImageProcessor,
                           RTDetrResNetConfig, Trainer, set_seed)
 
 from finetune_classification import FinetuneTrainingArguments as ClassificationTrainingArguments
 from finetune_classification import carve, parse_arguments, train_and_save_best
+from full_images import (THRESHOLDS, MitosisScorer, ScoringArguments, TileTable, dedupe, draw_detections, tile_table,
+                         to_full_image)
 from image_pipeline import BatchAugment, decode_once
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # builders/, when run from a clone
-from builders.objects import core_bounds  # noqa: E402
 
 logger = logging.getLogger("finetune_detection")
-METRIC = Path(__file__).resolve().parent / "metrics" / "mitosis"
-PUBLISHED = {"FoCasNet (Wang et al., BSPC 2024)": 0.563, "SSD (J. Image Graphics 2024)": 0.511}  # GZMH test F1
-THRESHOLDS = [round(t, 2) for t in np.arange(0.05, 0.951, 0.05)]
 MODEL_SIZES = {
     # RT-DETR-R18 (PekingU/rtdetr_r18vd): ResNet-18-vd, hybrid encoder 256 wide (expansion 0.5), 3 decoder layers.
     "r18": dict(depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512], embedding_size=64, d_model=256, ffn=1024,
@@ -92,17 +84,6 @@ class ModelArguments:
 
 
 @dataclass
-class ScoringArguments:
-    match_radius: float = field(default=20.0, metadata={
-        "help": "A detection within this many px (20) of a mitosis is a hit."})
-    dedupe_radius: float | None = field(default=None, metadata={
-        "help": "Per full image, a detection this close (px) to a higher-scored one is dropped. Default: the match "
-                "radius, as a second detection that near one mitosis can only be a false positive."})
-    score_threshold: float | None = field(default=None, metadata={
-        "help": "Fixed score threshold. Default: the one of 0.05, 0.10, ..., 0.95 with the best validation F1."})
-
-
-@dataclass
 class FinetuneTrainingArguments(ClassificationTrainingArguments):
     """The classification script's Trainer defaults (evaluate and keep the best epoch, cosine schedule with
     warm-up, DataLoader workers on every core, bf16 where the GPU has it), with RT-DETR's AdamW recipe (weight
@@ -121,75 +102,6 @@ class DeviceAugment:
     """What BatchAugment reads: colour jitter on or off, no random erasing (it could erase a mitosis)."""
     color_jitter: bool
     random_erasing: float = 0.0
-
-
-# -- tiles, boxes and full images ----------------------------------------------------------------------
-@dataclass
-class TileTable:
-    """Where each tile of a split lies in its full image, its boxes, and the mitoses each full image counts."""
-    source: np.ndarray  # (N,) source_image_id
-    offset: np.ndarray  # (N, 2) x, y of the tile in its full image
-    size: np.ndarray  # (N, 2) tile width, height in pixels
-    core: np.ndarray  # (N, 4) x0, x1, y0, y1: the part of the full image this tile scores
-    boxes: list  # per tile, (n, 4) float32 cx, cy, w, h as fractions of the tile
-    references: dict  # source_image_id -> [[x, y], ...] counted mitoses in full-image pixels
-
-
-def tile_cores(source: np.ndarray, offset: np.ndarray, size: np.ndarray) -> np.ndarray:
-    """Each tile's core in full-image pixels, from the offsets of its image's tiles (the full image spans
-    the largest offset plus the tile size), cut as the builder cut them to decide `counted`."""
-    core = np.zeros((len(source), 4))
-    for image in np.unique(source):
-        rows = np.flatnonzero(source == image)
-        for axis in (0, 1):
-            starts = sorted({int(v) for v in offset[rows, axis]})
-            tile = int(size[rows[0], axis])
-            bounds = dict(zip(starts, core_bounds(starts, tile, starts[-1] + tile)))
-            for row in rows:
-                core[row, 2 * axis:2 * axis + 2] = bounds[int(offset[row, axis])]
-    return core
-
-
-def tile_table(ds: datasets.Dataset) -> TileTable:
-    source = np.asarray(ds["source_image_id"], np.int64)
-    offset = np.asarray(ds["offset"], np.int64).reshape(-1, 2)
-    # The tiles of one image share a size: read one PNG header per image, not every tile.
-    first = {int(s): i for i, s in reversed(list(enumerate(source)))}
-    headers = ds.select(list(first.values())).cast_column("image", datasets.Image(decode=False))["image"]
-    sizes = {s: Image.open(io.BytesIO(h["bytes"])).size for s, h in zip(first, headers)}
-    size = np.array([sizes[int(s)] for s in source], np.int64).reshape(-1, 2)
-    boxes, references = [], {int(s): [] for s in source}
-    for objects, (w, h), (x, y), s in zip(ds["objects"], size, offset, source):
-        coco = np.asarray(objects["bbox"], np.float32).reshape(-1, 4)
-        boxes.append(np.stack([(coco[:, 0] + coco[:, 2] / 2) / w, (coco[:, 1] + coco[:, 3] / 2) / h,
-                               coco[:, 2] / w, coco[:, 3] / h], axis=1))
-        references[int(s)] += [[cx + x, cy + y] for (cx, cy), counted in zip(objects["centroid"], objects["counted"])
-                               if counted]
-    return TileTable(source, offset, size, tile_cores(source, offset, size), boxes, references)
-
-
-def to_full_image(scores, boxes, offset, size, core, min_score: float) -> np.ndarray:
-    """One tile's detections (scores (Q,), boxes (Q, 4) cx, cy, w, h as fractions of the tile) as full-image
-    rows [x, y, score, w, h]; only those scoring at least min_score whose centre lies in the tile's core."""
-    scores, boxes = np.asarray(scores, np.float64), np.asarray(boxes, np.float64).reshape(-1, 4)
-    rows = np.column_stack([boxes[:, 0] * size[0] + offset[0], boxes[:, 1] * size[1] + offset[1], scores,
-                            boxes[:, 2] * size[0], boxes[:, 3] * size[1]])
-    x0, x1, y0, y1 = core
-    keep = (scores >= min_score) & (rows[:, 0] >= x0) & (rows[:, 0] < x1) & (rows[:, 1] >= y0) & (rows[:, 1] < y1)
-    return rows[keep]
-
-
-def dedupe(rows: np.ndarray, radius: float) -> np.ndarray:
-    """Greedy by score: a detection within `radius` of a higher-scored kept one is dropped (an object seen by
-    two overlapping tiles, or twice by one). Dropping depends only on higher scores, so applying a score
-    threshold before or after gives the same detections."""
-    rows = rows[np.argsort(-rows[:, 2], kind="stable")].reshape(-1, 5)
-    tree, dropped, kept = cKDTree(rows[:, :2]), np.zeros(len(rows), bool), []
-    for i in range(len(rows)):
-        if not dropped[i]:
-            kept.append(i)
-            dropped[tree.query_ball_point(rows[i, :2], radius)] = True
-    return rows[kept]
 
 
 def symmetry(pixels: torch.Tensor, boxes: torch.Tensor, transpose: bool, flip_x: bool, flip_y: bool):
@@ -219,7 +131,7 @@ class TileSet(torch.utils.data.Dataset):
     @property
     def references(self) -> dict:
         """The counted mitoses of the full images these tiles come from."""
-        return {int(s): self.table.references[int(s)] for s in np.unique(self.table.source[self.rows])}
+        return self.table.references_of(self.rows)
 
     def __getitem__(self, index):
         if self._pixels is None:
@@ -242,20 +154,13 @@ def collate(samples):
 
 
 # -- training and scoring --------------------------------------------------------------------------------
-def best_of(grid: list[dict]) -> dict:
-    """The best F1 of a threshold grid; among equal F1s the middle threshold, furthest from both ends of the tie."""
-    ties = [s for s in grid if s["f1"] == max(t["f1"] for t in grid)]
-    return ties[len(ties) // 2]
-
-
 class DetectionTrainer(Trainer):
     """Trainer whose tiles arrive as uint8 (jittered and normalised on the device) and whose evaluation is
     the full-image mitosis F1 at the best threshold (eval_f1, eval_selection_score for the best epoch)."""
 
     def __init__(self, *args, augment: BatchAugment, scoring: ScoringArguments, **kwargs):
         super().__init__(*args, **kwargs)
-        self.augment, self.scoring = augment, scoring
-        self.metric = evaluate.load(str(METRIC), keep_in_memory=True)  # no cache files for ranks to fight over
+        self.augment, self.scoring, self.scorer = augment, scoring, MitosisScorer(scoring)
         self.model_accepts_loss_kwargs = False  # the loss is RT-DETR's own; Trainer scales it for accumulation
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -294,20 +199,6 @@ class DetectionTrainer(Trainer):
             found = {s: rows for share in shares for s, rows in share.items()}
         return found
 
-    def score(self, found: dict, references: dict, threshold: float) -> dict:
-        images = sorted(references)
-        scores = self.metric.compute(predictions=[found[s][:, :3].tolist() for s in images],
-                                     references=[references[s] for s in images], radius=self.scoring.match_radius,
-                                     score_threshold=threshold)
-        return {**scores, "threshold": threshold}
-
-    def sweep(self, found: dict, references: dict) -> tuple[dict, list[dict]]:
-        """The scores at --score_threshold, else at the grid's best threshold, and the whole grid."""
-        grid = [self.score(found, references, t) for t in THRESHOLDS]
-        if self.scoring.score_threshold is not None:
-            return self.score(found, references, self.scoring.score_threshold), grid
-        return best_of(grid), grid
-
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
         """Validation F1 on full images, logged and passed to the callbacks as Trainer's own evaluate does,
         so best-checkpoint tracking and save_total_limit see it. The epoch is chosen by `selection_score`: the
@@ -317,7 +208,7 @@ class DetectionTrainer(Trainer):
         an F1 over thousands of mitoses, so it only ever breaks ties."""
         tiles = eval_dataset if eval_dataset is not None else self.eval_dataset
         start = time.time()
-        chosen, grid = self.sweep(self.detect(tiles), tiles.references)
+        chosen, grid = self.scorer.sweep(self.detect(tiles), tiles.references)
         chosen["selection_score"] = chosen["f1"] + 1e-9 * float(np.mean([s["f1"] for s in grid]))
         metrics = {f"{metric_key_prefix}_{k}": v for k, v in chosen.items()}
         metrics[f"{metric_key_prefix}_runtime"] = round(time.time() - start, 3)
@@ -374,7 +265,6 @@ def set_up(argv: list[str] | None = None) -> Run:
     # RT-DETR's fine-tuning step for pretrained weights; from scratch a larger one (5e-4 to 2e-3 measured alike).
     data_args, model_args, scoring, training_args = parse_arguments(
         (DataArguments, ModelArguments, ScoringArguments, FinetuneTrainingArguments), argv, logger, (1e-4, 1e-3), __doc__)
-    scoring.dedupe_radius = scoring.match_radius if scoring.dedupe_radius is None else scoring.dedupe_radius
     set_seed(training_args.seed)
 
     # 1. Data: validation as whole source images, every tile decoded once.
@@ -438,20 +328,9 @@ def main(argv: list[str] | None = None) -> dict:
                                for name, tiles in run.sets.items()},
                "train_samples_per_epoch": len(run.sets["train"]),
                "best_checkpoint": trainer.state.best_model_checkpoint}
-    found = {}
-    for name in [n for n in ("validation", "test") if n in run.sets]:
-        references = run.sets[name].references
-        found[name] = trainer.detect(run.sets[name])
-        if name == "validation":
-            chosen, grid = trainer.sweep(found[name], references)
-            threshold = chosen["threshold"]
-        else:
-            chosen = trainer.score(found[name], references, threshold)
-            grid = trainer.sweep(found[name], references)[1]
-            results["test_best_threshold"] = best_of(grid)  # for information: chosen on the test set itself
-            results["no_detection_baseline"] = trainer.score({s: np.zeros((0, 5)) for s in references}, references, 1.0)
-        results[name] = {**chosen, "images": len(references), "mitoses": sum(map(len, references.values())),
-                         "f1_by_threshold": {s["threshold"]: s["f1"] for s in grid}}
+    scored = [n for n in ("validation", "test") if n in run.sets]
+    found = {name: trainer.detect(run.sets[name]) for name in scored}
+    results |= trainer.scorer.report(found, {name: run.sets[name].references for name in scored})
     if trainer.is_world_process_zero():
         write_outputs(Path(args.output_dir), results, run, found)
     if args.push_to_hub:
@@ -462,68 +341,12 @@ def main(argv: list[str] | None = None) -> dict:
 def write_outputs(out: Path, results: dict, run: Run, found: dict):
     scored = "test" if "test" in results else "validation"
     (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
-    how = "chosen on validation" if run.scoring.score_threshold is None else "given"
-    chosen = f"{run.model_name}, threshold {results['validation']['threshold']:g} {how}"
-    rows = [(chosen, results[scored])]
-    if scored == "test":
-        rows += [(f"same model, best threshold on test ({results['test_best_threshold']['threshold']:g}; "
-                  "for information only)", results["test_best_threshold"]),
-                 ("no detections (baseline)", results["no_detection_baseline"])]
-    lines = [f"Mitosis detection F1 on the {scored} split of {run.data_args.dataset} ({results[scored]['images']} full "
-             f"images, {results[scored]['mitoses']} mitoses; hit within {run.scoring.match_radius:g} px)\n",
-             "| | precision | recall | F1 | TP | FP | FN |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {name} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | {s['tp']} | {s['fp']} | "
-              f"{s['fn']} |" for name, s in rows]
-    lines += [f"| {name}: published, on the real GZMH test set | | | {f1:.3f} | | | |"
-              for name, f1 in PUBLISHED.items()]
-    (out / "table.md").write_text("\n".join(lines) + "\n")
-    draw_detections(run.splits[scored], run.sets[scored], found[scored], results[scored]["threshold"],
-                    run.scoring.match_radius, out / "detections.png")
+    (out / "table.md").write_text(run.trainer.scorer.table(results, run.model_name, run.data_args.dataset))
+    draw_detections(run.splits[scored], run.sets[scored].table, run.sets[scored].rows, found[scored],
+                    results[scored]["threshold"], run.scoring.match_radius, out / "detections.png")
     logger.info("%s F1 %.3f (precision %.3f, recall %.3f) at threshold %g; written to %s", scored,
                 results[scored]["f1"], results[scored]["precision"], results[scored]["recall"],
                 results[scored]["threshold"], out)
-
-
-def draw_detections(ds: datasets.Dataset, tiles: TileSet, found: dict, threshold: float, radius: float, path: Path,
-                    view: int = 900, crop: int = 96, zoom: int = 4):
-    """The scored image with the most mitoses, reassembled from its tiles: mitoses as green circles of the
-    match radius, detections at or above the threshold as red boxes with their scores; beside it, a zoomed
-    crop around a mitosis (or the best detection)."""
-    table = tiles.table
-    image = min(tiles.references, key=lambda s: (-len(table.references[s]), s))
-    rows = [int(r) for r in tiles.rows if table.source[r] == image]
-    width, height = (table.offset[rows] + table.size[rows]).max(axis=0)
-    canvas = Image.new("RGB", (int(width), int(height)))
-    for row in rows:
-        canvas.paste(ds[row]["image"].convert("RGB"), tuple(int(v) for v in table.offset[row]))
-    truth, shown = table.references[image], found[image][found[image][:, 2] >= threshold]
-    focus = truth[0] if truth else (shown[0, :2] if len(shown) else (width / 2, height / 2))
-    left, top = (min(max(int(v) - crop // 2, 0), max(int(limit) - crop, 0)) for v, limit in zip(focus, (width, height)))
-    zoomed = canvas.crop((left, top, left + crop, top + crop)).resize((crop * zoom,) * 2, Image.Resampling.NEAREST)
-    scale = view / max(width, height)
-    overview = canvas.resize((round(width * scale), round(height * scale)), Image.Resampling.BILINEAR)
-    font = ImageFont.load_default(size=13)
-    for picture, shift, factor in ((overview, (0, 0), scale), (zoomed, (left, top), zoom)):
-        draw = ImageDraw.Draw(picture)
-        at = lambda x, y: ((x - shift[0]) * factor, (y - shift[1]) * factor)  # noqa: E731
-        for x, y in truth:
-            cx, cy = at(x, y)
-            draw.ellipse([cx - radius * factor, cy - radius * factor, cx + radius * factor, cy + radius * factor],
-                         outline=(0, 200, 0), width=2)
-        for x, y, score, w, h in shown:
-            x0, y0 = at(x - w / 2, y - h / 2)
-            x1, y1 = at(x + w / 2, y + h / 2)
-            draw.rectangle([x0, y0, x1, y1], outline=(230, 0, 0), width=2)
-            draw.text((x0, y0 - 14), f"{score:.2f}", fill=(230, 0, 0), font=font)
-    header = (f"{ds[rows[0]]['file_name']} (source image {image}): green = mitoses (circle: {radius:g} px match "
-              f"radius), red = detections scoring >= {threshold:g}; right: {crop} px around "
-              f"({left + crop // 2}, {top + crop // 2}) x{zoom}")
-    sheet = Image.new("RGB", (max(overview.width + zoomed.width + 30, int(font.getlength(header)) + 20),
-                              max(overview.height, zoomed.height) + 40), "white")
-    ImageDraw.Draw(sheet).text((10, 10), header, fill="black", font=font)
-    sheet.paste(overview, (10, 30))
-    sheet.paste(zoomed, (overview.width + 20, 30))
-    sheet.save(path)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from PIL import Image
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 import finetune_detection as fd  # noqa: E402
+import full_images as fi  # noqa: E402
 
 from builders import GZMH, synthetic  # noqa: E402
 from builders.export import build  # noqa: E402
@@ -35,11 +36,11 @@ def three_by_three():
 
 def test_tile_cores_are_the_builders_cores():
     cut, source, offset, size = three_by_three()
-    cores = fd.tile_cores(source, offset, size)
+    cores = fi.tile_cores(source, offset, size)
     assert cores.tolist() == [list(t.core) for t in cut]
     assert sorted({c[0] for c in cores}) == [0, 384, 640]  # overlaps split at their middle
     # Two images side by side in one split keep their own geometry (one 512x512 tile: its core is all of it).
-    both = fd.tile_cores(np.r_[source, [7]], np.r_[offset, [[0, 0]]], np.r_[size, [[512, 512]]])
+    both = fi.tile_cores(np.r_[source, [7]], np.r_[offset, [[0, 0]]], np.r_[size, [[512, 512]]])
     assert both[-1].tolist() == [0, 512, 0, 512] and both[:-1].tolist() == cores.tolist()
 
 
@@ -51,17 +52,17 @@ def tile_prediction(x, y, offset, score, tile=512, w=16, h=16):
 def full_image_detections(predictions, min_score=0.05, dedupe_radius=10.0):
     """predictions: tile index -> [(score, box)]; the pipeline of DetectionTrainer.detect for one image."""
     _, source, offset, size = three_by_three()
-    cores = fd.tile_cores(source, offset, size)
+    cores = fi.tile_cores(source, offset, size)
     parts = [np.zeros((0, 5))]
     for tile, found in predictions.items():
         scores = [s for s, _ in found]
         boxes = [b for _, b in found]
-        parts.append(fd.to_full_image(scores, boxes, offset[tile], size[tile], cores[tile], min_score))
-    return fd.dedupe(np.concatenate(parts), dedupe_radius)
+        parts.append(fi.to_full_image(scores, boxes, offset[tile], size[tile], cores[tile], min_score))
+    return fi.dedupe(np.concatenate(parts), dedupe_radius)
 
 
 def test_a_mitosis_seen_by_two_overlapping_tiles_is_counted_once():
-    metric_module = evaluate.load(str(fd.METRIC), keep_in_memory=True)
+    metric_module = evaluate.load(str(fi.METRIC), keep_in_memory=True)
     _, _, offset, _ = three_by_three()
     # A mitosis at x = 384.5, right on the seam between the cores of tiles 0 (x < 384) and 1 (x >= 384). Both
     # tiles see it whole and each places it a little differently, on its own side of the seam.
@@ -87,20 +88,20 @@ def test_a_mitosis_seen_by_two_overlapping_tiles_is_counted_once():
 
 def test_empty_images_and_threshold_independence():
     assert full_image_detections({}).shape == (0, 5)
-    assert fd.dedupe(np.zeros((0, 5)), 10).shape == (0, 5)
+    assert fi.dedupe(np.zeros((0, 5)), 10).shape == (0, 5)
     rng = np.random.default_rng(0)
     rows = np.column_stack([rng.uniform(0, 200, (300, 2)), rng.uniform(0, 1, 300), np.ones((300, 2))])
-    kept = fd.dedupe(rows, 10)
+    kept = fi.dedupe(rows, 10)
     gaps = np.hypot(*(kept[:, None, :2] - kept[None, :, :2]).transpose(2, 0, 1)) + np.eye(len(kept)) * 1e9
     assert gaps.min() > 10 and np.all(np.diff(kept[:, 2]) <= 0)
     for threshold in (0.3, 0.7):  # dropping depends only on higher scores: threshold first or last, same rows
-        assert fd.dedupe(rows[rows[:, 2] >= threshold], 10).tolist() == kept[kept[:, 2] >= threshold].tolist()
+        assert fi.dedupe(rows[rows[:, 2] >= threshold], 10).tolist() == kept[kept[:, 2] >= threshold].tolist()
 
 
 def test_best_threshold_is_the_middle_of_a_tie():
     grid = [{"threshold": t, "f1": f} for t, f in [(0.1, 0.5), (0.2, 0.8), (0.3, 0.8), (0.4, 0.8), (0.5, 0.6)]]
-    assert fd.best_of(grid)["threshold"] == 0.3  # furthest from both ends of the 0.2-0.4 tie
-    assert fd.best_of(grid[:2])["threshold"] == 0.2
+    assert fi.best_of(grid)["threshold"] == 0.3  # furthest from both ends of the 0.2-0.4 tie
+    assert fi.best_of(grid[:2])["threshold"] == 0.2
 
 
 # -- boxes follow the pixels -----------------------------------------------------------------------------------
@@ -147,7 +148,7 @@ def test_tile_table_agrees_with_the_builders_counted_flags(gzmh_tiles):
     import datasets
 
     split = datasets.load_dataset(str(gzmh_tiles), "tiles", split="test")
-    table = fd.tile_table(split)
+    table = fi.tile_table(split)
     counted = [(row, i) for row, objects in enumerate(split["objects"]) for i, c in enumerate(objects["counted"]) if c]
     assert sum(map(len, table.references.values())) == len(counted) > 0
     for row, i in counted:  # the builder counts an object in the tile whose core holds its centroid: so do we

@@ -1,0 +1,230 @@
+"""Mitosis scoring on full images from tile predictions, shared by the detection and segmentation scripts.
+
+GZMH is scored per full image (the papers' F1 with a 20 px centroid radius), while the models see the
+512x512 tiles of `medsets build gzmh --config tiles`. Here: where each tile lies (`tile_table`), a tile's
+detections mapped back to full-image pixels and kept only by the tile whose core holds their centre
+(`to_full_image`, the builder's own rule for `counted`), duplicates from overlapping tiles dropped
+(`dedupe`), the F1 at the threshold chosen on validation (`MitosisScorer`), the table beside the
+published numbers, and a picture of one full image with its detections.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import evaluate
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from scipy.spatial import cKDTree
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # builders/, when run from a clone
+from builders.objects import core_bounds  # noqa: E402
+
+METRIC = Path(__file__).resolve().parent / "metrics" / "mitosis"
+PUBLISHED = {"FoCasNet (Wang et al., BSPC 2024)": 0.563, "SSD (J. Image Graphics 2024)": 0.511}  # GZMH test F1
+THRESHOLDS = [round(t, 2) for t in np.arange(0.05, 0.951, 0.05)]
+
+
+@dataclass
+class ScoringArguments:
+    match_radius: float = field(default=20.0, metadata={
+        "help": "A detection within this many px (20) of a mitosis is a hit."})
+    dedupe_radius: float | None = field(default=None, metadata={
+        "help": "Per full image, a detection this close (px) to a higher-scored one is dropped. Default: the match "
+                "radius, as a second detection that near one mitosis can only be a false positive."})
+    score_threshold: float | None = field(default=None, metadata={
+        "help": "Fixed score threshold. Default: the one of 0.05, 0.10, ..., 0.95 with the best validation F1."})
+
+    def __post_init__(self):
+        if self.dedupe_radius is None:
+            self.dedupe_radius = self.match_radius
+
+
+# -- tiles and full images -------------------------------------------------------------------------------
+@dataclass
+class TileTable:
+    """Where each tile of a split lies in its full image, its boxes, and the mitoses each full image counts."""
+    source: np.ndarray  # (N,) source_image_id
+    offset: np.ndarray  # (N, 2) x, y of the tile in its full image
+    size: np.ndarray  # (N, 2) tile width, height in pixels
+    core: np.ndarray  # (N, 4) x0, x1, y0, y1: the part of the full image this tile scores
+    boxes: list  # per tile, (n, 4) float32 cx, cy, w, h as fractions of the tile
+    references: dict  # source_image_id -> [[x, y], ...] counted mitoses in full-image pixels
+
+    def references_of(self, rows) -> dict:
+        """The counted mitoses of the full images that these tile rows come from."""
+        return {int(s): self.references[int(s)] for s in np.unique(self.source[np.asarray(rows, np.int64)])}
+
+
+def tile_cores(source: np.ndarray, offset: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """Each tile's core in full-image pixels, from the offsets of its image's tiles (the full image spans
+    the largest offset plus the tile size), cut as the builder cut them to decide `counted`."""
+    core = np.zeros((len(source), 4))
+    for image in np.unique(source):
+        rows = np.flatnonzero(source == image)
+        for axis in (0, 1):
+            starts = sorted({int(v) for v in offset[rows, axis]})
+            tile = int(size[rows[0], axis])
+            bounds = dict(zip(starts, core_bounds(starts, tile, starts[-1] + tile)))
+            for row in rows:
+                core[row, 2 * axis:2 * axis + 2] = bounds[int(offset[row, axis])]
+    return core
+
+
+def has_tiles(ds: datasets.Dataset) -> bool:
+    return {"source_image_id", "offset", "objects"} <= set(ds.column_names)
+
+
+def tile_table(ds: datasets.Dataset) -> TileTable:
+    source = np.asarray(ds["source_image_id"], np.int64)
+    offset = np.asarray(ds["offset"], np.int64).reshape(-1, 2)
+    # The tiles of one image share a size: read one PNG header per image, not every tile.
+    first = {int(s): i for i, s in reversed(list(enumerate(source)))}
+    headers = ds.select(list(first.values())).cast_column("image", datasets.Image(decode=False))["image"]
+    sizes = {s: Image.open(io.BytesIO(h["bytes"])).size for s, h in zip(first, headers)}
+    size = np.array([sizes[int(s)] for s in source], np.int64).reshape(-1, 2)
+    boxes, references = [], {int(s): [] for s in source}
+    for objects, (w, h), (x, y), s in zip(ds["objects"], size, offset, source):
+        coco = np.asarray(objects["bbox"], np.float32).reshape(-1, 4)
+        boxes.append(np.stack([(coco[:, 0] + coco[:, 2] / 2) / w, (coco[:, 1] + coco[:, 3] / 2) / h,
+                               coco[:, 2] / w, coco[:, 3] / h], axis=1))
+        references[int(s)] += [[cx + x, cy + y] for (cx, cy), counted in zip(objects["centroid"], objects["counted"])
+                               if counted]
+    return TileTable(source, offset, size, tile_cores(source, offset, size), boxes, references)
+
+
+def to_full_image(scores, boxes, offset, size, core, min_score: float) -> np.ndarray:
+    """One tile's detections (scores (Q,), boxes (Q, 4) cx, cy, w, h as fractions of the tile) as full-image
+    rows [x, y, score, w, h]; only those scoring at least min_score whose centre lies in the tile's core."""
+    scores, boxes = np.asarray(scores, np.float64), np.asarray(boxes, np.float64).reshape(-1, 4)
+    rows = np.column_stack([boxes[:, 0] * size[0] + offset[0], boxes[:, 1] * size[1] + offset[1], scores,
+                            boxes[:, 2] * size[0], boxes[:, 3] * size[1]])
+    x0, x1, y0, y1 = core
+    keep = (scores >= min_score) & (rows[:, 0] >= x0) & (rows[:, 0] < x1) & (rows[:, 1] >= y0) & (rows[:, 1] < y1)
+    return rows[keep]
+
+
+def dedupe(rows: np.ndarray, radius: float) -> np.ndarray:
+    """Greedy by score: a detection within `radius` of a higher-scored kept one is dropped (an object seen by
+    two overlapping tiles, or twice by one). Dropping depends only on higher scores, so applying a score
+    threshold before or after gives the same detections."""
+    rows = rows[np.argsort(-rows[:, 2], kind="stable")].reshape(-1, 5)
+    tree, dropped, kept = cKDTree(rows[:, :2]), np.zeros(len(rows), bool), []
+    for i in range(len(rows)):
+        if not dropped[i]:
+            kept.append(i)
+            dropped[tree.query_ball_point(rows[i, :2], radius)] = True
+    return rows[kept]
+
+
+# -- scores ------------------------------------------------------------------------------------------------
+def best_of(grid: list[dict]) -> dict:
+    """The best F1 of a threshold grid; among equal F1s the middle threshold, furthest from both ends of the tie."""
+    ties = [s for s in grid if s["f1"] == max(t["f1"] for t in grid)]
+    return ties[len(ties) // 2]
+
+
+class MitosisScorer:
+    """The mitosis F1 module (scripts/metrics/mitosis) on full-image detections [x, y, score, w, h]."""
+
+    def __init__(self, scoring: ScoringArguments):
+        self.scoring = scoring
+        self.metric = evaluate.load(str(METRIC), keep_in_memory=True)  # no cache files for ranks to fight over
+
+    def score(self, found: dict, references: dict, threshold: float) -> dict:
+        images = sorted(references)
+        scores = self.metric.compute(predictions=[found[s][:, :3].tolist() for s in images],
+                                     references=[references[s] for s in images], radius=self.scoring.match_radius,
+                                     score_threshold=threshold)
+        return {**scores, "threshold": threshold}
+
+    def sweep(self, found: dict, references: dict) -> tuple[dict, list[dict]]:
+        """The scores at --score_threshold, else at the grid's best threshold, and the whole grid."""
+        grid = [self.score(found, references, t) for t in THRESHOLDS]
+        if self.scoring.score_threshold is not None:
+            return self.score(found, references, self.scoring.score_threshold), grid
+        return best_of(grid), grid
+
+    def report(self, found: dict, references: dict) -> dict:
+        """found, references: split name -> per source image. Validation chooses the threshold (unless one is
+        given); test is scored at it, and also at its own best threshold and with no detections, for information."""
+        results = {}
+        for name in [n for n in ("validation", "test") if n in found]:
+            if name == "validation":
+                chosen, grid = self.sweep(found[name], references[name])
+                threshold = chosen["threshold"]
+            else:
+                chosen = self.score(found[name], references[name], threshold)
+                grid = self.sweep(found[name], references[name])[1]
+                results["test_best_threshold"] = best_of(grid)
+                results["no_detection_baseline"] = self.score({s: np.zeros((0, 5)) for s in references[name]},
+                                                              references[name], 1.0)
+            results[name] = {**chosen, "images": len(references[name]),
+                             "mitoses": sum(map(len, references[name].values())),
+                             "f1_by_threshold": {s["threshold"]: s["f1"] for s in grid}}
+        return results
+
+    def table(self, results: dict, model_name: str, dataset: str) -> str:
+        """precision, recall, F1, TP, FP, FN of ours, the test's own best threshold, no detections, published."""
+        scored = "test" if "test" in results else "validation"
+        how = "chosen on validation" if self.scoring.score_threshold is None else "given"
+        rows = [(f"{model_name}, threshold {results['validation']['threshold']:g} {how}", results[scored])]
+        if scored == "test":
+            rows += [(f"same model, best threshold on test ({results['test_best_threshold']['threshold']:g}; "
+                      "for information only)", results["test_best_threshold"]),
+                     ("no detections (baseline)", results["no_detection_baseline"])]
+        lines = [f"Mitosis detection F1 on the {scored} split of {dataset} ({results[scored]['images']} full images, "
+                 f"{results[scored]['mitoses']} mitoses; hit within {self.scoring.match_radius:g} px)\n",
+                 "| | precision | recall | F1 | TP | FP | FN |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | {s['tp']} | {s['fp']} | "
+                  f"{s['fn']} |" for name, s in rows]
+        lines += [f"| {name}: published, on the real GZMH test set | | | {f1:.3f} | | | |"
+                  for name, f1 in PUBLISHED.items()]
+        return "\n".join(lines) + "\n"
+
+
+# -- picture -----------------------------------------------------------------------------------------------
+def draw_detections(ds: datasets.Dataset, table: TileTable, rows, found: dict, threshold: float, radius: float,
+                    path: Path, view: int = 900, crop: int = 96, zoom: int = 4):
+    """The image with the most mitoses among these tile rows, reassembled from its tiles: mitoses as green
+    circles of the match radius, detections at or above the threshold as red boxes with their scores;
+    beside it, a zoomed crop around a mitosis (or the best detection)."""
+    references = table.references_of(rows)
+    image = min(references, key=lambda s: (-len(references[s]), s))
+    rows = [int(r) for r in np.unique(rows) if table.source[r] == image]
+    width, height = (table.offset[rows] + table.size[rows]).max(axis=0)
+    canvas = Image.new("RGB", (int(width), int(height)))
+    for row in rows:
+        canvas.paste(ds[row]["image"].convert("RGB"), tuple(int(v) for v in table.offset[row]))
+    truth, shown = references[image], found[image][found[image][:, 2] >= threshold]
+    focus = truth[0] if truth else (shown[0, :2] if len(shown) else (width / 2, height / 2))
+    left, top = (min(max(int(v) - crop // 2, 0), max(int(limit) - crop, 0)) for v, limit in zip(focus, (width, height)))
+    zoomed = canvas.crop((left, top, left + crop, top + crop)).resize((crop * zoom,) * 2, Image.Resampling.NEAREST)
+    scale = view / max(width, height)
+    overview = canvas.resize((round(width * scale), round(height * scale)), Image.Resampling.BILINEAR)
+    font = ImageFont.load_default(size=13)
+    for picture, shift, factor in ((overview, (0, 0), scale), (zoomed, (left, top), zoom)):
+        draw = ImageDraw.Draw(picture)
+        at = lambda x, y: ((x - shift[0]) * factor, (y - shift[1]) * factor)  # noqa: E731
+        for x, y in truth:
+            cx, cy = at(x, y)
+            draw.ellipse([cx - radius * factor, cy - radius * factor, cx + radius * factor, cy + radius * factor],
+                         outline=(0, 200, 0), width=2)
+        for x, y, score, w, h in shown:
+            x0, y0 = at(x - w / 2, y - h / 2)
+            x1, y1 = at(x + w / 2, y + h / 2)
+            draw.rectangle([x0, y0, x1, y1], outline=(230, 0, 0), width=2)
+            draw.text((x0, y0 - 14), f"{score:.2f}", fill=(230, 0, 0), font=font)
+    header = (f"{ds[rows[0]]['file_name']} (source image {image}): green = mitoses (circle: {radius:g} px match "
+              f"radius), red = detections scoring >= {threshold:g}; right: {crop} px around "
+              f"({left + crop // 2}, {top + crop // 2}) x{zoom}")
+    sheet = Image.new("RGB", (max(overview.width + zoomed.width + 30, int(font.getlength(header)) + 20),
+                              max(overview.height, zoomed.height) + 40), "white")
+    ImageDraw.Draw(sheet).text((10, 10), header, fill="black", font=font)
+    sheet.paste(overview, (10, 30))
+    sheet.paste(zoomed, (overview.width + 20, 30))
+    sheet.save(path)

@@ -39,8 +39,8 @@ from transformers import (AutoImageProcessor, RTDetrConfig, RTDetrForObjectDetec
 
 from finetune_classification import FinetuneTrainingArguments as ClassificationTrainingArguments
 from finetune_classification import carve, parse_arguments, train_and_save_best
-from full_images import (THRESHOLDS, MitosisScorer, ScoringArguments, TileTable, dedupe, draw_detections, tile_table,
-                         to_full_image)
+from full_images import (THRESHOLDS, MitosisScorer, ScoringArguments, TileTable, dedupe, draw_detections, f1_table,
+                         tile_table, to_full_image)
 from image_pipeline import BatchAugment, decode_once
 
 
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> dict:
 def write_outputs(out: Path, results: dict, run: Run, found: dict):
     scored = "test" if "test" in results else "validation"
     (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "table.md").write_text(run.trainer.scorer.table(results, run.model_name, run.data_args.dataset))
+    (out / "table.md").write_text(f1_table(results, run.model_name, run.data_args.dataset, run.scoring))
     draw_detections(run.splits[scored], run.sets[scored].table, run.sets[scored].rows, found[scored],
                     results[scored]["threshold"], run.scoring.match_radius, out / "detections.png")
     logger.info("%s F1 %.3f (precision %.3f, recall %.3f) at threshold %g; written to %s", scored,

@@ -18,8 +18,11 @@ frequency; both can be set by hand (`--oversample_positive`, `--class_weights`) 
 Scores: mean IoU and Dice per class from the pixel confusion matrix (the best epoch is chosen by validation
 mean IoU), and for two-class datasets the BIS5k toolkit columns (meanDic, meanIoU, wFm, Sm, meanEm, mae,
 maxEm, maxDic, maxIoU: scripts/metrics/segmentation) on the foreground probability, next to the trivial
-all-background prediction. Outputs in --output_dir: the model and its image processor, metrics.json,
-table.md and predictions.png (images, ground truth and prediction side by side).
+all-background prediction. On GZMH tiles also the papers' mitosis F1 on full images, as the detection
+script scores its boxes (scripts/full_images.py): each connected region of foreground probability >= 0.5
+is a detection at its centroid, scored by its highest probability; the threshold is chosen on validation.
+Outputs in --output_dir: the model and its image processor, metrics.json, table.md, predictions.png
+(images, ground truth and prediction side by side) and, on GZMH tiles, detections.png (a full test image).
 
 Several GPUs or machines: `accelerate launch scripts/finetune_segmentation.py ...` or
 `torchrun --nproc_per_node 8 scripts/finetune_segmentation.py ...` (Trainer's DDP).
@@ -41,6 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 from transformers import (AutoImageProcessor, SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor,
@@ -49,6 +53,8 @@ from transformers.modeling_outputs import SemanticSegmenterOutput
 
 from finetune_classification import FinetuneTrainingArguments as ClassificationTrainingArguments
 from finetune_classification import carve, parse_arguments, train_and_save_best
+from full_images import (THRESHOLDS, MitosisScorer, ScoringArguments, TileTable, dedupe, draw_detections, f1_table, has_tiles,
+                         tile_table, to_full_image)
 from image_pipeline import BatchAugment, decode_once
 
 logger = logging.getLogger("finetune_segmentation")
@@ -350,6 +356,29 @@ def compute_metrics_for(names: list[str]):
     return compute
 
 
+def mask_detections(maps: np.ndarray, table: TileTable, dedupe_radius: float) -> dict[int, np.ndarray]:
+    """source_image_id -> full-image detections [x, y, score, w, h] from the foreground probability maps of
+    its tiles (uint8, in the table's row order): each connected region of p >= 0.5, centred at its centroid
+    (pixel centres, as the builder's objects), scored by its highest probability; then the tiles' core rule
+    and the dedupe that the detection script applies to its boxes."""
+    found = {int(s): [np.zeros((0, 5))] for s in np.unique(table.source)}
+    side = maps.shape[-1]
+    for row, grey in enumerate(maps):
+        regions, count = ndimage.label(grey >= 128)
+        if not count:
+            continue
+        index = np.arange(1, count + 1)
+        peak = np.asarray(ndimage.maximum(grey, regions, index), np.float64) / 255
+        cy, cx = np.asarray(ndimage.center_of_mass(np.ones(grey.shape), regions, index)).reshape(-1, 2).T
+        spans = ndimage.find_objects(regions)
+        width = np.array([x.stop - x.start for _, x in spans])
+        height = np.array([y.stop - y.start for y, _ in spans])
+        boxes = np.column_stack([cx + 0.5, cy + 0.5, width, height]) / side  # fractions of the tile
+        found[int(table.source[row])].append(to_full_image(peak, boxes, table.offset[row], table.size[row],
+                                                           table.core[row], 0.0))
+    return {s: dedupe(np.concatenate(parts), dedupe_radius) for s, parts in found.items()}
+
+
 def toolkit_scores(maps: np.ndarray, targets: np.ndarray, workers: int) -> dict:
     """The BIS5k toolkit's columns on the foreground probability maps (two-class datasets)."""
     metric = evaluate.load(str(TOOLKIT))
@@ -433,12 +462,14 @@ class Run:
     model_name: str
     notes: list[str]
     data_args: DataArguments
+    scoring: ScoringArguments  # mitosis F1 on full images (GZMH tiles)
 
 
 def set_up(argv: list[str] | None = None) -> Run:
     # SegFormer's fine-tuning rate for pretrained weights; from scratch needs a larger step.
-    data_args, model_args, augment_args, training_args = parse_arguments(
-        (DataArguments, ModelArguments, AugmentationArguments, FinetuneTrainingArguments), argv, logger, (6e-5, 1e-3), __doc__)
+    data_args, model_args, augment_args, scoring, training_args = parse_arguments(
+        (DataArguments, ModelArguments, AugmentationArguments, ScoringArguments, FinetuneTrainingArguments), argv, logger,
+        (6e-5, 1e-3), __doc__)
     set_seed(training_args.seed)
 
     # 1. Data: splits, every image and target decoded once when they fit the cache, class balance.
@@ -475,7 +506,7 @@ def set_up(argv: list[str] | None = None) -> Run:
                                   eval_dataset=sets["validation"], compute_metrics=compute_metrics_for(names),
                                   preprocess_logits_for_metrics=score_maps, augment=augment, class_weights=weights,
                                   dice_loss=dice)
-    return Run(trainer, processor, sets, names, model_name, notes, data_args)
+    return Run(trainer, processor, sets, names, model_name, notes, data_args, scoring)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -488,7 +519,7 @@ def main(argv: list[str] | None = None) -> dict:
                "image_size": run.data_args.image_size, "notes": run.notes,
                "split_sizes": {k: len(v.split) for k, v in run.sets.items()},
                "best_checkpoint": trainer.state.best_model_checkpoint}
-    shown = None
+    shown, tiles = None, {}
     for name in [n for n in ("validation", "test") if n in run.sets]:
         output = trainer.predict(run.sets[name], metric_key_prefix=name)
         maps, targets = output.predictions, output.label_ids
@@ -502,18 +533,34 @@ def main(argv: list[str] | None = None) -> dict:
             results[name]["all_background"] |= toolkit_scores(background, targets, workers)
         results[name]["loss"] = output.metrics.get(f"{name}_loss")
         shown = (name, maps, targets, predicted)
+        if len(run.names) == 2 and has_tiles(run.sets[name].split) and trainer.is_world_process_zero():
+            table = tile_table(run.sets[name].split)
+            tiles[name] = (table, table.references_of(np.arange(len(table.source))),
+                           mask_detections(maps, table, run.scoring.dedupe_radius))
+    if tiles:  # GZMH: the papers' mitosis F1 on full images, threshold chosen on validation
+        # Regions are where p >= 0.5, so lower thresholds would only repeat 0.5's scores.
+        scorer = MitosisScorer(run.scoring, [t for t in THRESHOLDS if t >= 0.5])
+        results["mitosis_f1"] = scorer.report({k: found for k, (_, _, found) in tiles.items()},
+                                              {k: references for k, (_, references, _) in tiles.items()})
     if trainer.is_world_process_zero():
-        write_outputs(Path(args.output_dir), results, run, shown)
+        write_outputs(Path(args.output_dir), results, run, shown, tiles)
     if args.push_to_hub:
         trainer.push_to_hub(dataset=run.data_args.dataset)
     return results
 
 
-def write_outputs(out: Path, results: dict, run: Run, shown):
+def write_outputs(out: Path, results: dict, run: Run, shown, tiles: dict):
     split, maps, targets, predicted = shown
     (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "table.md").write_text(f"{run.data_args.dataset} {run.data_args.config or ''}: {run.model_name}\n\n"
-                                  + table(results, run.names, run.model_name))
+    text = f"{run.data_args.dataset} {run.data_args.config or ''}: {run.model_name}\n\n" + table(results, run.names,
+                                                                                               run.model_name)
+    if "mitosis_f1" in results:
+        mitoses = results["mitosis_f1"]
+        text += "\n" + f1_table(mitoses, run.model_name + " (regions of p >= 0.5)", run.data_args.dataset, run.scoring)
+        table_of_split, _, found = tiles[split]
+        draw_detections(run.sets[split].split, table_of_split, np.arange(len(table_of_split.source)), found,
+                        mitoses[split]["threshold"], run.scoring.match_radius, out / "detections.png")
+    (out / "table.md").write_text(text)
     # A few examples, those with the most foreground first (mitoses are rare: most tiles show nothing).
     foreground = (targets == 1).reshape(len(targets), -1).sum(1)
     chosen = np.argsort(-foreground, kind="stable")[:4]

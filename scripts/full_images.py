@@ -131,8 +131,8 @@ def best_of(grid: list[dict]) -> dict:
 class MitosisScorer:
     """The mitosis F1 module (scripts/metrics/mitosis) on full-image detections [x, y, score, w, h]."""
 
-    def __init__(self, scoring: ScoringArguments):
-        self.scoring = scoring
+    def __init__(self, scoring: ScoringArguments, thresholds: list[float] = THRESHOLDS):
+        self.scoring, self.thresholds = scoring, thresholds
         self.metric = evaluate.load(str(METRIC), keep_in_memory=True)  # no cache files for ranks to fight over
 
     def score(self, found: dict, references: dict, threshold: float) -> dict:
@@ -144,7 +144,7 @@ class MitosisScorer:
 
     def sweep(self, found: dict, references: dict) -> tuple[dict, list[dict]]:
         """The scores at --score_threshold, else at the grid's best threshold, and the whole grid."""
-        grid = [self.score(found, references, t) for t in THRESHOLDS]
+        grid = [self.score(found, references, t) for t in self.thresholds]
         if self.scoring.score_threshold is not None:
             return self.score(found, references, self.scoring.score_threshold), grid
         return best_of(grid), grid
@@ -168,23 +168,25 @@ class MitosisScorer:
                              "f1_by_threshold": {s["threshold"]: s["f1"] for s in grid}}
         return results
 
-    def table(self, results: dict, model_name: str, dataset: str) -> str:
-        """precision, recall, F1, TP, FP, FN of ours, the test's own best threshold, no detections, published."""
-        scored = "test" if "test" in results else "validation"
-        how = "chosen on validation" if self.scoring.score_threshold is None else "given"
-        rows = [(f"{model_name}, threshold {results['validation']['threshold']:g} {how}", results[scored])]
-        if scored == "test":
-            rows += [(f"same model, best threshold on test ({results['test_best_threshold']['threshold']:g}; "
-                      "for information only)", results["test_best_threshold"]),
-                     ("no detections (baseline)", results["no_detection_baseline"])]
-        lines = [f"Mitosis detection F1 on the {scored} split of {dataset} ({results[scored]['images']} full images, "
-                 f"{results[scored]['mitoses']} mitoses; hit within {self.scoring.match_radius:g} px)\n",
-                 "| | precision | recall | F1 | TP | FP | FN |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {name} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | {s['tp']} | {s['fp']} | "
-                  f"{s['fn']} |" for name, s in rows]
-        lines += [f"| {name}: published, on the real GZMH test set | | | {f1:.3f} | | | |"
-                  for name, f1 in PUBLISHED.items()]
-        return "\n".join(lines) + "\n"
+
+def f1_table(results: dict, model_name: str, dataset: str, scoring: ScoringArguments) -> str:
+    """precision, recall, F1, TP, FP, FN of ours (MitosisScorer.report's results), the test's own best
+    threshold, no detections, and the published GZMH numbers."""
+    scored = "test" if "test" in results else "validation"
+    how = "chosen on validation" if scoring.score_threshold is None else "given"
+    rows = [(f"{model_name}, threshold {results['validation']['threshold']:g} {how}", results[scored])]
+    if scored == "test":
+        rows += [(f"same model, best threshold on test ({results['test_best_threshold']['threshold']:g}; "
+                  "for information only)", results["test_best_threshold"]),
+                 ("no detections (baseline)", results["no_detection_baseline"])]
+    lines = [f"Mitosis detection F1 on the {scored} split of {dataset} ({results[scored]['images']} full images, "
+             f"{results[scored]['mitoses']} mitoses; hit within {scoring.match_radius:g} px)\n",
+             "| | precision | recall | F1 | TP | FP | FN |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {name} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | {s['tp']} | {s['fp']} | "
+              f"{s['fn']} |" for name, s in rows]
+    lines += [f"| {name}: published, on the real GZMH test set | | | {f1:.3f} | | | |"
+              for name, f1 in PUBLISHED.items()]
+    return "\n".join(lines) + "\n"
 
 
 # -- picture -----------------------------------------------------------------------------------------------

@@ -107,6 +107,28 @@ def test_overlap_scores_from_the_confusion_matrix_and_ignored_pixels():
     assert ft.predicted_classes(maps, 2).tolist() == [[[0, 0, 1, 1]]]  # probability >= 0.5 is foreground
 
 
+def test_mask_regions_become_full_image_detections_counted_once():
+    """Two 512 px tiles of one 960 px wide image, overlapping by 64 px (cores split at x = 480), maps at
+    128 px. A blob in the overlap, seen by both tiles, is kept once, by the tile whose core holds it; its
+    score is the region's highest probability and its centre the region's centroid in full-image pixels."""
+    from full_images import TileTable, tile_cores
+
+    source, offset, size = np.array([0, 0]), np.array([[0, 0], [448, 0]]), np.array([[512, 512], [512, 512]])
+    table = TileTable(source, offset, size, tile_cores(source, offset, size), [np.zeros((0, 4))] * 2, {0: []})
+    maps = np.zeros((2, 128, 128), np.uint8)
+    maps[0, 40:44, 118:122] = 200  # tile 0: x 472-488 px, centre 480 (the core boundary): tile 1's
+    maps[0, 41, 119] = 250
+    maps[1, 40:44, 6:10] = 180  # the same blob seen by tile 1: 448 + 24..40 = 472-488
+    maps[1, 100:102, 100:102] = 127  # below p = 0.5: no region
+    maps[0, 10:12, 10:12] = 255  # a second mitosis, tile 0 only: centre (44, 44)
+    found = ft.mask_detections(maps, table, dedupe_radius=20.0)[0]
+    assert found.shape == (2, 5)
+    by_x = found[np.argsort(found[:, 0])]
+    assert by_x[0, :3].tolist() == pytest.approx([44.0, 44.0, 1.0])
+    assert by_x[1, :3].tolist() == pytest.approx([480.0, 168.0, 180 / 255])  # tile 1's view of the blob
+    assert by_x[1, 3:].tolist() == pytest.approx([16.0, 16.0])
+
+
 # -- short runs ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def bis5k_folder(tmp_path_factory):
@@ -155,6 +177,11 @@ def test_short_run_on_gzmh_tiles_finds_mitoses(gzmh_tiles_folder, tmp_path):
     assert test["dice_by_class"]["mitosis"] > 0.1 and test["all_background"]["dice_by_class"]["mitosis"] == 0
     assert any("validation" in n and "with and without objects" in n for n in results["notes"])
     assert (out / "predictions.png").exists()
+    # The papers' measure on full images, from the mask's regions (the detection script's scoring).
+    mitoses = results["mitosis_f1"]
+    assert mitoses["test"]["images"] * 9 == results["split_sizes"]["test"] and mitoses["test"]["mitoses"] > 0
+    assert mitoses["test"]["f1"] > 0.2 and mitoses["no_detection_baseline"]["f1"] == 0
+    assert "Mitosis detection F1" in (out / "table.md").read_text() and (out / "detections.png").exists()
 
 
 def test_two_processes_on_cpu_with_torchrun(bis5k_folder, tmp_path):

@@ -81,6 +81,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections import Counter
 from importlib.metadata import version
 from pathlib import Path
@@ -943,24 +944,42 @@ def pipeline_vs_ceiling(run, args, random_batch, loss_of) -> dict:
 
     cuda = torch.cuda.is_available()
     total_steps = args.warmup_steps + args.steps
+    if args.warmup_steps < 1 or args.steps < 1:
+        sys.exit("--warmup_steps and --steps must be at least 1 (the clock starts after the last warm-up step)")
 
     def sync():
         if cuda:
             torch.cuda.synchronize()
 
     class StepClock(TrainerCallback):
+        """Reads the clock after the last warm-up step and after the last step, synchronising only there: a
+        synchronisation every step would leave the GPU idle while the host prepares the next one. On a GPU
+        it also lists the host synchronisations of the last warm-up step, batch fetch included (torch's
+        sync debug mode), since each one costs every step that idle time."""
+
         def __init__(self):
-            self.times = []
+            self.times, self.watching, self.syncs = {}, False, []
 
         def on_step_end(self, training_args, state, control, **kwargs):
-            sync()
-            self.times.append(time.perf_counter())
+            if cuda and state.global_step == args.warmup_steps - 1:
+                torch.cuda.set_sync_debug_mode("warn")
+                self.watching = True
+            if state.global_step in (args.warmup_steps, total_steps):
+                if self.watching:
+                    torch.cuda.set_sync_debug_mode("default")
+                    self.watching = False
+                    self.syncs = [f"{Path(w.filename).name}:{w.lineno}" for w in caught
+                                  if "synchronizing CUDA operation" in str(w.message)]
+                sync()
+                self.times[state.global_step] = time.perf_counter()
 
     clock = StepClock()
     run.trainer.add_callback(clock)
-    run.trainer.train()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run.trainer.train()
     images = args.steps * args.batch_size * run.trainer.args.world_size
-    pipeline = images / (clock.times[-1] - clock.times[args.warmup_steps - 1])
+    pipeline = images / (clock.times[total_steps] - clock.times[args.warmup_steps])
 
     model = run.trainer.model
     model.train()
@@ -968,16 +987,17 @@ def pipeline_vs_ceiling(run, args, random_batch, loss_of) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=cuda)
     batch = random_batch(model, device)
     dtype = torch.bfloat16 if run.trainer.args.bf16 else None
-    times = []
-    for _ in range(total_steps):
+    for step in range(1, total_steps + 1):
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             loss = loss_of(model, batch)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        sync()
-        times.append(time.perf_counter())
-    ceiling = args.steps * args.batch_size / (times[-1] - times[args.warmup_steps - 1])
+        if step == args.warmup_steps:
+            sync()
+            start = time.perf_counter()
+    sync()
+    ceiling = args.steps * args.batch_size / (time.perf_counter() - start)
     del optimizer, batch
 
     loader = loader_alone(run.trainer, args.batch_size, args.loader_rounds) if args.loader_rounds else None
@@ -985,6 +1005,7 @@ def pipeline_vs_ceiling(run, args, random_batch, loss_of) -> dict:
     device_name = torch.cuda.get_device_name() if cuda else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
     return {"pipeline_img_s": pipeline, "loader_alone_img_s": loader, "sustained_img_s": sustained,
             "ceiling_img_s": ceiling, "ratio": sustained / ceiling,
+            "host_syncs_in_one_step": clock.syncs if cuda and args.warmup_steps > 1 else None,
             "precision": "bf16" if dtype else "fp32", "device": device_name,
             "workers": run.trainer.args.dataloader_num_workers}
 
@@ -1009,6 +1030,9 @@ def report_training(args, name: str, dataset: str, config, run, model_name: str,
                   "sustained rate)")
     print(f"  model-only ceiling (random tensors on the device):   {timing['ceiling_img_s']:8.1f} img/s")
     print(f"  ratio, sustained / ceiling: {timing['ratio']:.3f}")
+    if timing["host_syncs_in_one_step"] is not None:
+        where = ", ".join(sorted(set(timing["host_syncs_in_one_step"]))) or "none"
+        print(f"  host synchronisations in one training step: {len(timing['host_syncs_in_one_step'])} ({where})")
     write_json(args.json, {"benchmark": args.command, "dataset": dataset, "config": config, "model": model_name,
                            "batch_size": args.batch_size, "steps": args.steps, "warmup_steps": args.warmup_steps,
                            **timing, "machine": machine_info()})

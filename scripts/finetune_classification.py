@@ -16,7 +16,7 @@ plain` is the usual recipe (random resized crop and flips). Every part can be sw
 The input pipeline keeps a GPU busy: every image is decoded once, at the model's input size, into a
 uint8 array on disk (memory-mapped, shared by the DataLoader workers, reused by later runs); workers
 crop, flip and RandAugment uint8 tensors; colour jitter, random erasing, mixup and cutmix run on the
-whole batch on the GPU. Outputs in --output_dir: the model and its image processor, metrics.json,
+whole batch on the GPU, and no step waits for the GPU (non-blocking copies, no per-step NaN test). Outputs in --output_dir: the model and its image processor, metrics.json,
 table.md (laid out like the report's Table 3) and confusion_matrix.png.
 
 Several GPUs or machines: `accelerate launch scripts/finetune_classification.py ...` or
@@ -135,6 +135,12 @@ class FinetuneTrainingArguments(TrainingArguments):
     metric_for_best_model: str | None = field(default="selection_score")
     greater_is_better: bool | None = field(default=True)
     remove_unused_columns: bool = field(default=False)
+    # Trainer's default (True) tests every step's loss for NaN on the host: a GPU synchronisation per step,
+    # which leaves the GPU idle while the host prepares the next step. Off, a NaN shows in the logged loss.
+    logging_nan_inf_filter: bool = field(default=False)
+    # Batches are copied to the GPU from pinned memory without waiting: a blocking copy waits for the whole
+    # previous step to finish first, and the GPU then idles while the host prepares the next one.
+    accelerator_config: dict | str | None = field(default_factory=lambda: {"non_blocking": True})
     dataloader_num_workers: int = field(default_factory=lambda: min(16, os.cpu_count() or 1))
     dataloader_persistent_workers: bool = field(default=True)
     dataloader_pin_memory: bool = field(default_factory=torch.cuda.is_available)

@@ -69,7 +69,8 @@ class DataArguments:
         "help": "Model input size (512: the tiles' own); tiles are decoded once at it."})
     oversample_positive: int = field(default=5, metadata={
         "help": "Tiles holding mitoses appear this many times per epoch (5; most tiles hold none)."})
-    color_jitter: bool = field(default=True, metadata={"help": "Brightness, contrast, saturation, hue jitter."})
+    color_jitter: bool = field(default=True, metadata={
+        "help": "Stain-level jitter on the device: brightness 0.8-1.2, contrast and saturation 0.2, hue 0.02."})
     decode_workers: int | None = field(default=None, metadata={
         "help": "Processes decoding tiles (default: all cores)."})
 
@@ -305,7 +306,7 @@ def set_up(argv: list[str] | None = None) -> Run:
     model, processor, model_name = build_model(model_args, data_args.image_size)
     normalised = getattr(processor, "do_normalize", True)  # RT-DETR's COCO weights take plain [0, 1] pixels
     augment = BatchAugment(DeviceAugment(data_args.color_jitter), processor.image_mean if normalised else [0.0] * 3,
-                           processor.image_std if normalised else [1.0] * 3)
+                           processor.image_std if normalised else [1.0] * 3, jitter=BatchAugment.STAIN_JITTER)
     trainer = DetectionTrainer(model=model, args=training_args, train_dataset=sets["train"],
                                eval_dataset=sets["validation"], data_collator=collate, augment=augment, scoring=scoring)
     return Run(trainer, processor, splits, sets, model_name, notes, data_args, scoring)

@@ -61,9 +61,6 @@ logger = logging.getLogger("finetune_segmentation")
 TOOLKIT = Path(__file__).resolve().parent / "metrics" / "segmentation"
 TOOLKIT_COLUMNS = ("meanDic", "meanIoU", "wFm", "Sm", "meanEm", "mae", "maxEm", "maxDic", "maxIoU")  # BIS5k's table
 IGNORE = 255  # target value left out of loss and scores
-# Milder than the HEp-2 report's Table 1 (brightness 0.3-1.5): H&E stain varies between labs and scanners by
-# about this much, and mitoses are told from other nuclei by how dark they are.
-STAIN_JITTER = dict(brightness=(0.8, 1.2), contrast=0.2, saturation=0.2, hue=0.02)
 SEGFORMER_SIZES = {  # the MiT-B0 and MiT-B2 encoders of the SegFormer paper, with their decode heads
     "b0": dict(depths=[2, 2, 2, 2], hidden_sizes=[32, 64, 160, 256], num_attention_heads=[1, 2, 5, 8],
                decoder_hidden_size=256),
@@ -299,8 +296,9 @@ class SegmentationTrainer(Trainer):
         labels = inputs["labels"].long()
         logits = model(pixel_values=self.augment(inputs["pixel_values"], train=model.training)).logits
         logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)
-        weight = None if self.class_weights is None else self.class_weights.to(logits.device)
-        loss = F.cross_entropy(logits, labels, weight=weight, ignore_index=IGNORE)
+        if self.class_weights is not None and self.class_weights.device != logits.device:
+            self.class_weights = self.class_weights.to(logits.device)  # once: a copy every step would synchronise
+        loss = F.cross_entropy(logits, labels, weight=self.class_weights, ignore_index=IGNORE)
         if self.dice_loss:
             loss = loss + self.dice_loss * soft_dice_loss(logits, labels)
         return (loss, SemanticSegmenterOutput(logits=logits)) if return_outputs else loss
@@ -501,7 +499,7 @@ def set_up(argv: list[str] | None = None) -> Run:
     # 2. Model and Trainer.
     model, processor, model_name = build_model(model_args, id2label, size)
     augment = BatchAugment(SimpleNamespace(color_jitter=augment_args.color_jitter, random_erasing=0.0),
-                           processor.image_mean, processor.image_std, jitter=STAIN_JITTER)
+                           processor.image_mean, processor.image_std, jitter=BatchAugment.STAIN_JITTER)
     trainer = SegmentationTrainer(model=model, args=training_args, train_dataset=sets["train"],
                                   eval_dataset=sets["validation"], compute_metrics=compute_metrics_for(names),
                                   preprocess_logits_for_metrics=score_maps, augment=augment, class_weights=weights,

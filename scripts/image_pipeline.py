@@ -147,7 +147,7 @@ def worker_transform(protocol, size: int):
 
 
 TO_YIQ = [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]]
-FROM_YIQ = np.linalg.inv(np.array(TO_YIQ)).astype(np.float32).tolist()  # once, on the host: no device sync
+FROM_YIQ = np.linalg.inv(np.array(TO_YIQ)).astype(np.float32).tolist()
 
 
 class BatchAugment:
@@ -156,12 +156,24 @@ class BatchAugment:
     report unless `jitter` says otherwise), normalisation, random erasing."""
 
     TABLE1_JITTER = dict(brightness=(0.3, 1.5), contrast=0.5, saturation=0.3, hue=0.01)  # the HEp-2 report's
+    # For H&E (segmentation, mitosis detection): stain varies between labs and scanners by about this much,
+    # and mitoses are told from other nuclei by how dark they are, which Table 1's brightness range blurs.
+    STAIN_JITTER = dict(brightness=(0.8, 1.2), contrast=0.2, saturation=0.2, hue=0.02)
 
     def __init__(self, protocol, mean: list[float], std: list[float], jitter: dict | None = None):
         self.protocol = protocol
         self.jitter = {**self.TABLE1_JITTER, **(jitter or {})}
-        self.mean = torch.tensor(mean).view(1, -1, 1, 1)
-        self.std = torch.tensor(std).view(1, -1, 1, 1)
+        self.constants = {"mean": torch.tensor(mean).view(1, -1, 1, 1), "std": torch.tensor(std).view(1, -1, 1, 1),
+                          "to_yiq": torch.tensor(TO_YIQ), "from_yiq": torch.tensor(FROM_YIQ)}
+        self._on_device = {}
+
+    def constant(self, name: str, device: torch.device) -> torch.Tensor:
+        """A constant, copied to the device once: a copy from the host every step would wait for the GPU to
+        finish all queued work first (torch's blocking host-to-device copy synchronises the stream)."""
+        key = (name, str(device))
+        if key not in self._on_device:
+            self._on_device[key] = self.constants[name].to(device)
+        return self._on_device[key]
 
     def color_jitter(self, x: torch.Tensor) -> torch.Tensor:
         b = len(x)
@@ -177,17 +189,21 @@ class BatchAugment:
         if x.shape[1] == 3:
             grey = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:])
             x = (x - grey) * uniform(1 - j["saturation"], 1 + j["saturation"]) + grey
-            x = self.rotate_hue(x, torch.empty(b, device=x.device).uniform_(-j["hue"], j["hue"]))
+            x = self.rotate_hue(x, torch.empty(b, device=x.device).uniform_(-j["hue"], j["hue"]),
+                                self.constant("to_yiq", x.device), self.constant("from_yiq", x.device))
         return x.clamp(0, 1)
 
     @staticmethod
-    def rotate_hue(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
+    def rotate_hue(x: torch.Tensor, turns: torch.Tensor, to_yiq: torch.Tensor | None = None,
+                   from_yiq: torch.Tensor | None = None) -> torch.Tensor:
         """Hue shift as a rotation of the chroma plane in YIQ space (a 3x3 matrix per sample)."""
+        to_yiq = torch.tensor(TO_YIQ, device=x.device) if to_yiq is None else to_yiq
+        from_yiq = torch.tensor(FROM_YIQ, device=x.device) if from_yiq is None else from_yiq
         cos, sin = torch.cos(2 * math.pi * turns), torch.sin(2 * math.pi * turns)
         rotation = torch.zeros(len(x), 3, 3, device=x.device)
         rotation[:, 0, 0] = 1
         rotation[:, 1, 1], rotation[:, 1, 2], rotation[:, 2, 1], rotation[:, 2, 2] = cos, -sin, sin, cos
-        matrix = torch.tensor(FROM_YIQ, device=x.device) @ rotation @ torch.tensor(TO_YIQ, device=x.device)
+        matrix = from_yiq @ rotation @ to_yiq
         return torch.einsum("bij,bjhw->bihw", matrix, x)
 
     def random_erasing(self, x: torch.Tensor, p: float) -> torch.Tensor:
@@ -211,7 +227,7 @@ class BatchAugment:
         if train and self.protocol.color_jitter:
             x = self.color_jitter(x)
         x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
-        x = (x - self.mean.to(x.device)) / self.std.to(x.device)
+        x = (x - self.constant("mean", x.device)) / self.constant("std", x.device)
         if train and self.protocol.random_erasing:
             x = self.random_erasing(x, self.protocol.random_erasing)
         return x

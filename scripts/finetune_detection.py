@@ -16,7 +16,7 @@ the best epoch is chosen by that validation F1 too. Outputs in --output_dir: the
 processor, metrics.json, table.md and detections.png (a test image reassembled from its tiles).
 
 The input pipeline is the classification script's: tiles decoded once into a memory-mapped uint8
-array, flips and 90-degree turns (boxes turned with them) in the DataLoader workers, colour jitter and
+array when it fits --decode_cache_gb (else the DataLoader workers decode them), flips and 90-degree turns (boxes turned with them) in the DataLoader workers, colour jitter and
 normalisation on the device. Several GPUs: `accelerate launch` or `torchrun` (Trainer's DDP); every
 rank detects on its share of the images and the detections are gathered before scoring.
 """
@@ -34,6 +34,7 @@ import datasets
 import numpy as np
 import torch
 import torch.distributed as dist
+from PIL import Image
 from transformers import (AutoImageProcessor, RTDetrConfig, RTDetrForObjectDetection, RTDetrImageProcessor,
                           RTDetrResNetConfig, Trainer, set_seed)
 
@@ -67,6 +68,9 @@ class DataArguments:
         "help": "Share of train's source images carved out (0.15)."})
     image_size: int = field(default=512, metadata={
         "help": "Model input size (512: the tiles' own); tiles are decoded once at it."})
+    decode_cache_gb: float = field(default=16.0, metadata={
+        "help": "Decode every tile once into a memory-mapped cache when it needs at most this many GB (all real "
+                "GZMH tiles at 512 px: ~30 GB); above, the DataLoader workers decode them every epoch."})
     oversample_positive: int = field(default=5, metadata={
         "help": "Tiles holding mitoses appear this many times per epoch (5; most tiles hold none)."})
     color_jitter: bool = field(default=True, metadata={
@@ -119,12 +123,27 @@ def symmetry(pixels: torch.Tensor, boxes: torch.Tensor, transpose: bool, flip_x:
 
 
 class TileSet(torch.utils.data.Dataset):
-    """Tiles (uint8 (C, S, S), memory-mapped) with their boxes; `rows` may repeat tiles (oversampling), which
-    DDP's sampler then shards like any other index."""
+    """Tiles (uint8 (3, S, S), from the memory-mapped cache at `path`, or decoded from `split` when there is
+    none) with their boxes; `rows` may repeat tiles (oversampling), which DDP's sampler then shards like any
+    other index."""
 
-    def __init__(self, path: Path, table: TileTable, rows, augment: bool):
-        self.path, self.table, self.rows, self.augment = path, table, np.asarray(rows, np.int64), augment
+    def __init__(self, path: Path | None, split: datasets.Dataset, size: int, table: TileTable, rows, augment: bool):
+        self.path, self.split, self.size, self.table = path, split, size, table
+        self.rows, self.augment = np.asarray(rows, np.int64), augment
         self._pixels = None  # opened lazily in each DataLoader worker
+
+    def with_rows(self, rows, augment: bool = False) -> TileSet:
+        return TileSet(self.path, self.split, self.size, self.table, rows, augment)
+
+    def tile(self, row: int) -> np.ndarray:
+        if self.path is None:
+            image = self.split[row]["image"].convert("RGB")
+            if image.size != (self.size, self.size):
+                image = image.resize((self.size, self.size), Image.Resampling.BILINEAR)
+            return np.asarray(image).transpose(2, 0, 1)
+        if self._pixels is None:
+            self._pixels = np.load(self.path, mmap_mode="r")
+        return self._pixels[row]
 
     def __len__(self):
         return len(self.rows)
@@ -135,10 +154,8 @@ class TileSet(torch.utils.data.Dataset):
         return self.table.references_of(self.rows)
 
     def __getitem__(self, index):
-        if self._pixels is None:
-            self._pixels = np.load(self.path, mmap_mode="r")
         row = int(self.rows[index])
-        pixels, boxes = torch.from_numpy(np.array(self._pixels[row])), torch.from_numpy(self.table.boxes[row])
+        pixels, boxes = torch.from_numpy(np.array(self.tile(row))), torch.from_numpy(self.table.boxes[row])
         if self.augment:  # torch's RNG: seeded differently in every worker, unlike numpy's
             pixels, boxes = symmetry(pixels, boxes, *(torch.rand(3) < 0.5).tolist())
         labels = {"class_labels": torch.zeros(len(boxes), dtype=torch.int64), "boxes": boxes.float()}
@@ -179,7 +196,7 @@ class DetectionTrainer(Trainer):
         images = np.unique(table.source[tiles.rows])
         mine = images[self.args.process_index::self.args.world_size]
         loader = torch.utils.data.DataLoader(
-            TileSet(tiles.path, table, tiles.rows[np.isin(table.source[tiles.rows], mine)], augment=False),
+            tiles.with_rows(tiles.rows[np.isin(table.source[tiles.rows], mine)]),
             batch_size=self.args.per_device_eval_batch_size, collate_fn=collate, num_workers=0)
         found = {int(s): [np.zeros((0, 5))] for s in mine}
         fixed = self.scoring.score_threshold
@@ -279,9 +296,15 @@ def set_up(argv: list[str] | None = None) -> Run:
         names["validation"] = data_args.validation_split
     splits = {name: dataset[split] for name, split in names.items() if split in dataset}
     cache = Path(datasets.config.HF_DATASETS_CACHE) / "medsets-decoded"
-    with training_args.main_process_first(desc="decoding tiles"):
-        decoded = {name: decode_once(ds, data_args.image_size, False, data_args.decode_workers or os.cpu_count() or 1,
-                                     cache) for name, ds in splits.items()}
+    cache_gb = sum(len(ds) for ds in splits.values()) * 3 * data_args.image_size ** 2 / 1e9
+    decoded = {name: None for name in splits}
+    if cache_gb <= data_args.decode_cache_gb:
+        with training_args.main_process_first(desc="decoding tiles"):
+            decoded = {name: decode_once(ds, data_args.image_size, False,
+                                         data_args.decode_workers or os.cpu_count() or 1, cache)
+                       for name, ds in splits.items()}
+    else:
+        notes.append(f"tiles decoded by the DataLoader workers each epoch (a cache would need {cache_gb:.0f} GB)")
     tables = {name: tile_table(ds) for name, ds in splits.items()}
     rows = {name: np.arange(len(ds)) for name, ds in splits.items()}
     if "validation" not in splits:  # carved rows index the decoded train array: no second decode per seed
@@ -299,7 +322,8 @@ def set_up(argv: list[str] | None = None) -> Run:
     notes.append(f"train: {len(positive)} of {len(rows['train'])} tiles hold mitoses, each seen "
                  f"{data_args.oversample_positive}x per epoch")
     rows["train"] = np.concatenate([rows["train"]] + [positive] * (data_args.oversample_positive - 1))
-    sets = {name: TileSet(decoded[name], tables[name], rows[name], augment=name == "train") for name in rows}
+    sets = {name: TileSet(decoded[name], splits[name], data_args.image_size, tables[name], rows[name],
+                          augment=name == "train") for name in rows}
     logger.info("tiles per split %s; %s", {k: len(v) for k, v in sets.items()}, "; ".join(notes))
 
     # 2. Model and Trainer.

@@ -162,6 +162,21 @@ def test_tile_table_agrees_with_the_builders_counted_flags(gzmh_tiles):
     assert (boxes >= 0).all() and (boxes <= 1).all()
 
 
+def test_tiles_decoded_as_read_equal_the_decoded_cache(gzmh_tiles, tmp_path):
+    import datasets
+
+    from image_pipeline import decode_once
+
+    split = datasets.load_dataset(str(gzmh_tiles), "tiles", split="test")
+    table, rows = fi.tile_table(split), np.arange(len(split))
+    cached = fd.TileSet(decode_once(split, 128, False, 1, tmp_path), split, 128, table, rows, augment=False)
+    as_read = fd.TileSet(None, split, 128, table, rows, augment=False)
+    for index in (0, 4, len(split) - 1):
+        assert torch.equal(cached[index]["pixel_values"], as_read[index]["pixel_values"])
+        assert cached[index]["pixel_values"].shape == (3, 128, 128)
+    assert as_read.with_rows([2, 2]).rows.tolist() == [2, 2] and as_read.with_rows([2]).path is None
+
+
 def test_short_run_learns_and_writes_everything(gzmh_tiles, tmp_path):
     """RT-DETR-tiny from scratch at 128 px, 3 epochs with mitosis tiles 8x (~35 s on 2 cores): test F1 (10 images,
     15 mitoses) measured 0.97-1.00 over seeds 1-4 with the stain jitter (0.80-0.94 with Table 1's); the
@@ -200,7 +215,7 @@ def test_two_processes_on_cpu_with_torchrun(gzmh_tiles, tmp_path):
                str(SCRIPTS / "finetune_detection.py"), "--dataset", str(gzmh_tiles),
                "--output_dir", str(tmp_path / "ddp"),
                "--max_steps", "2", "--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "no",
-               "--per_device_train_batch_size", "4", *QUICK]
+               "--per_device_train_batch_size", "4", "--decode_cache_gb", "0", *QUICK]  # tiles decoded as read
     result = subprocess.run(command, capture_output=True, text=True, timeout=600,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -208,3 +223,4 @@ def test_two_processes_on_cpu_with_torchrun(gzmh_tiles, tmp_path):
     test = metrics["test"]
     assert test["images"] == 10 and test["tp"] + test["fn"] == test["mitoses"]
     assert (tmp_path / "ddp" / "detections.png").exists()
+    assert any("decoded by the DataLoader workers" in n for n in metrics["notes"])

@@ -16,7 +16,8 @@ are repeated to make about half of every epoch and the loss weights classes by i
 frequency; both can be set by hand (`--oversample_positive`, `--class_weights`) or switched off.
 
 Scores: mean IoU and Dice per class from the pixel confusion matrix (the best epoch is chosen by validation
-mean IoU), and for two-class datasets the BIS5k toolkit columns (meanDic, meanIoU, wFm, Sm, meanEm, mae,
+mean IoU; the final scores are taken at each target's stored size, as the BIS5k toolkit does, unless
+`--score_size input`), and for two-class datasets the BIS5k toolkit columns (meanDic, meanIoU, wFm, Sm, meanEm, mae,
 maxEm, maxDic, maxIoU: scripts/metrics/segmentation) on the foreground probability, next to the trivial
 all-background prediction. On GZMH tiles also the papers' mitosis F1 on full images, as the detection
 script scores its boxes (scripts/full_images.py): each connected region of foreground probability >= 0.5
@@ -80,6 +81,10 @@ class DataArguments:
     validation_fraction: float = field(default=0.1, metadata={
         "help": "Share of the train split carved out for validation, by whole source images for tiles."})
     image_size: int = field(default=512, metadata={"help": "Model input size; images and targets are resized to it."})
+    score_size: str = field(default="source", metadata={
+        "help": "Final scores: `source` compares each prediction, resized to its target's stored size (bilinear on "
+                "probabilities), with the stored target, as the BIS5k toolkit evaluates (its reference code trains at "
+                "352 px); `input` scores at --image_size. The best epoch is chosen at --image_size either way."})
     decode_workers: int | None = field(default=None, metadata={"help": "Processes decoding images (default: all cores)."})
     decode_cache_gb: float = field(default=16, metadata={
         "help": "Decode images once into a memory-mapped uint8 cache when it needs at most this many GB; larger "
@@ -322,6 +327,33 @@ def score_maps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return logits.argmax(1).to(torch.uint8)
 
 
+def at_source_size(maps: np.ndarray, split: datasets.Dataset, classes: int) -> tuple[list, list]:
+    """The stored targets of a split, and each score map resized to its target's size: bilinear on two-class
+    foreground probabilities (the toolkit's grey levels), nearest on class ids."""
+    resample = Image.Resampling.BILINEAR if classes == 2 else Image.Resampling.NEAREST
+    sized, targets = [], []
+    for score_map, row in zip(maps, split.select_columns(["label"])):  # one target decoded at a time
+        target = np.asarray(row["label"].convert("L"))
+        if score_map.shape != target.shape:
+            score_map = np.asarray(Image.fromarray(score_map).resize(target.shape[::-1], resample))
+        sized.append(score_map)
+        targets.append(target)
+    return sized, targets
+
+
+def split_scores(maps, targets, names: list[str], toolkit_workers: int | None) -> dict:
+    """Ours and the all-background prediction on one split (maps and targets: pairs of equal shape): IoU and
+    Dice per class from the pixel confusion matrix and, for two classes, the toolkit's columns."""
+    classes = len(names)
+    scores = overlap_scores(sum(confusion(predicted_classes(m, classes), t, classes) for m, t in zip(maps, targets)),
+                            names)
+    scores["all_background"] = overlap_scores(sum(confusion(np.zeros_like(t), t, classes) for t in targets), names)
+    if classes == 2 and toolkit_workers:
+        scores |= toolkit_scores(maps, targets, toolkit_workers)
+        scores["all_background"] |= toolkit_scores([np.zeros_like(t) for t in targets], targets, toolkit_workers)
+    return scores
+
+
 def predicted_classes(maps: np.ndarray, classes: int) -> np.ndarray:
     return (maps >= 128).astype(np.uint8) if classes == 2 else maps
 
@@ -440,7 +472,7 @@ def table(results: dict, names: list[str], model_name: str) -> str:
         rows = [(model_name, results[split]), ("all background (trivial)", results[split]["all_background"])]
         columns = [c for c in TOOLKIT_COLUMNS if c in results[split]] + ["mean_iou", "mean_dice"]
         columns += [f"{kind} {name}" for name in names for kind in ("IoU", "Dice")]
-        lines += [f"**{split}** ({results['split_sizes'][split]} images)", "",
+        lines += [f"**{split}** ({results['split_sizes'][split]} images, scored at {results['scored_at']})", "",
                   "| | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
         for label, scores in rows:
             cells = [scores[c] if c in scores else scores[f"{c.split()[0].lower()}_by_class"][c.split()[1]]
@@ -469,6 +501,9 @@ def set_up(argv: list[str] | None = None) -> Run:
         (DataArguments, ModelArguments, AugmentationArguments, ScoringArguments, FinetuneTrainingArguments), argv, logger,
         (6e-5, 1e-3), __doc__)
     set_seed(training_args.seed)
+
+    if data_args.score_size not in ("source", "input"):
+        raise SystemExit(f"--score_size {data_args.score_size}: choose source or input")
 
     # 1. Data: splits, every image and target decoded once when they fit the cache, class balance.
     dataset = datasets.load_dataset(data_args.dataset, data_args.config)
@@ -515,22 +550,20 @@ def main(argv: list[str] | None = None) -> dict:
     # 3. Scores of the best epoch on validation and test, next to predicting background everywhere.
     results = {"dataset": run.data_args.dataset, "config": run.data_args.config, "model": run.model_name,
                "image_size": run.data_args.image_size, "notes": run.notes,
+               "scored_at": "each target's stored size" if run.data_args.score_size == "source" else
+                            f"{run.data_args.image_size}x{run.data_args.image_size}",
                "split_sizes": {k: len(v.split) for k, v in run.sets.items()},
                "best_checkpoint": trainer.state.best_model_checkpoint}
     shown, tiles = None, {}
     for name in [n for n in ("validation", "test") if n in run.sets]:
         output = trainer.predict(run.sets[name], metric_key_prefix=name)
-        maps, targets = output.predictions, output.label_ids
-        predicted = predicted_classes(maps, len(run.names))
-        results[name] = overlap_scores(confusion(predicted, targets, len(run.names)), run.names)
-        background = np.zeros_like(maps)
-        results[name]["all_background"] = overlap_scores(confusion(background, targets, len(run.names)), run.names)
-        if len(run.names) == 2 and trainer.is_world_process_zero():
-            workers = run.data_args.decode_workers or os.cpu_count() or 1
-            results[name] |= toolkit_scores(maps, targets, workers)
-            results[name]["all_background"] |= toolkit_scores(background, targets, workers)
+        maps, targets = output.predictions, output.label_ids  # at the input size
+        scored = (at_source_size(maps, run.sets[name].split, len(run.names)) if run.data_args.score_size == "source"
+                  else (maps, targets))
+        toolkit_workers = (run.data_args.decode_workers or os.cpu_count() or 1) if trainer.is_world_process_zero() else None
+        results[name] = split_scores(*scored, run.names, toolkit_workers)
         results[name]["loss"] = output.metrics.get(f"{name}_loss")
-        shown = (name, maps, targets, predicted)
+        shown = (name, maps, targets, predicted_classes(maps, len(run.names)))
         if len(run.names) == 2 and has_tiles(run.sets[name].split) and trainer.is_world_process_zero():
             table = tile_table(run.sets[name].split)
             tiles[name] = (table, table.references_of(np.arange(len(table.source))),

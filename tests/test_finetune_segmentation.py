@@ -129,6 +129,23 @@ def test_mask_regions_become_full_image_detections_counted_once():
     assert by_x[1, 3:].tolist() == pytest.approx([16.0, 16.0])
 
 
+def test_scores_at_source_size_resize_predictions_not_targets():
+    target = np.zeros((8, 12), np.uint8)
+    target[2:6, 4:8] = 1
+    ds = pairs_dataset([np.zeros((8, 12, 3), np.uint8)], [target])
+    probabilities = np.zeros((1, 4, 4), np.uint8)
+    probabilities[0, 1:3, 1:3] = 255  # the same square at a third of the width, half the height
+    maps, targets = ft.at_source_size(probabilities, ds, classes=2)
+    assert targets[0].shape == (8, 12) and (targets[0] == target).all()
+    assert maps[0].shape == (8, 12) and maps[0].dtype == np.uint8
+    assert 0 < maps[0][1, 3] < 255  # bilinear: grey levels at the edge, as the toolkit reads probabilities
+    scores = ft.split_scores(maps, targets, ["background", "cancer"], toolkit_workers=1)
+    assert scores["dice_by_class"]["cancer"] > 0.7 and scores["all_background"]["dice_by_class"]["cancer"] == 0
+    assert sum(map(sum, scores["confusion_matrix"])) == 8 * 12 and scores["meanDic"] > 0.5
+    ids = np.array([[[0, 2], [1, 0]]], np.uint8)  # more than two classes: class ids, resized by nearest neighbour
+    assert set(np.unique(ft.at_source_size(ids, ds, classes=3)[0][0])) == {0, 1, 2}
+
+
 # -- short runs ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def bis5k_folder(tmp_path_factory):
@@ -195,6 +212,6 @@ def test_two_processes_on_cpu_with_torchrun(bis5k_folder, tmp_path):
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
-    for split in ("validation", "test"):
-        assert sum(map(sum, metrics[split]["confusion_matrix"])) == metrics["split_sizes"][split] * 32 * 32
+    for split in ("validation", "test"):  # scored at the replica's stored 128 px, not the 32 px input
+        assert sum(map(sum, metrics[split]["confusion_matrix"])) == metrics["split_sizes"][split] * 128 * 128
     assert metrics["best_checkpoint"] and (tmp_path / "ddp" / "predictions.png").exists()

@@ -140,7 +140,7 @@ class FinetuneTrainingArguments(TrainingArguments):
     logging_nan_inf_filter: bool = field(default=False)
     # Batches are copied to the GPU from pinned memory without waiting: a blocking copy waits for the whole
     # previous step to finish first, and the GPU then idles while the host prepares the next one.
-    accelerator_config: dict | str | None = field(default_factory=lambda: {"non_blocking": True})
+    accelerator_config: dict | str | None = field(default_factory=lambda: {"non_blocking": torch.cuda.is_available()})
     dataloader_num_workers: int = field(default_factory=lambda: min(16, os.cpu_count() or 1))
     dataloader_persistent_workers: bool = field(default=True)
     dataloader_pin_memory: bool = field(default_factory=torch.cuda.is_available)

@@ -1190,7 +1190,25 @@ def main(argv=None):
         sub.add_argument("--work", metavar="DIR", help="keep the replica here instead of a temporary folder, and "
                          "reuse it if DIR already holds one of this --scale")
 
-    def timing_options(sub, name: str):
+    def training_benchmark(name: str, script: str, example: str, replicas: list[str], replica_help: str,
+                           scale: float, scale_help: str, model_sizes: list[str], image_size: int, batch_size: int,
+                           on_a_gpu: str):
+        """A train-* subcommand with the options every training benchmark shares; returns it for its own."""
+        sub = commands.add_parser(
+            name, help=f"training img/s of {script}.py vs the model-only ceiling",
+            description=f"Train with scripts/{script}.py for --steps steps and then run the same model on random "
+            "tensors already on the device, in one process with one batch size and precision; then time the "
+            f"script's DataLoader alone. Prints the three img/s and the ratio. On a GPU: {on_a_gpu}.")
+        data = sub.add_mutually_exclusive_group()
+        data.add_argument("--dataset", help=f"a built folder ({example}); default: a replica built in --work")
+        data.add_argument("--replica", default=replicas[0], choices=replicas,
+                          help=f"replica to build when no --dataset{replica_help} (default: %(default)s)")
+        sub.add_argument("--config", help="config of --dataset")
+        sub.add_argument("--scale", type=float, default=scale, help=f"replica size (default: %(default)s{scale_help})")
+        sub.add_argument("--work", metavar="DIR", help="keep the replica and run folder here (reused)")
+        sub.add_argument("--model_size", default=model_sizes[0], choices=model_sizes, help="(default: %(default)s)")
+        sub.add_argument("--image_size", type=int, default=image_size, help="(default: %(default)s)")
+        sub.add_argument("--batch_size", type=int, default=batch_size, help="(default: %(default)s)")
         sub.add_argument("--steps", type=int, default=30, help="timed steps (default: %(default)s)")
         sub.add_argument("--warmup_steps", type=int, default=5, help="untimed steps first (default: %(default)s)")
         sub.add_argument("--loader_rounds", type=int, default=3, help="then time the DataLoader alone for this many "
@@ -1198,6 +1216,7 @@ def main(argv=None):
         sub.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1),
                          help="DataLoader workers (default: %(default)s)")
         sub.add_argument("--json", default=f"benchmark-results/{name}.json", help="(default: %(default)s)")
+        return sub
 
     hep2 = commands.add_parser("build-hep2", help="raw read vs imagefolder vs medsets build on HEp-2 ICPR 2014",
                                description="Time raw read, imagefolder (+to_parquet) and medsets build on one "
@@ -1246,44 +1265,17 @@ def main(argv=None):
     seg.add_argument("--reference-sample", type=int, default=5, metavar="N",
                      help="pairs scored by the slow reference; its time is extrapolated (default %(default)s)")
     seg.add_argument("--json", default="benchmark-results/segmentation-metric.json", help="(default: %(default)s)")
-    train = commands.add_parser(
-        "train-classification", help="training img/s of finetune_classification.py vs the model-only ceiling",
-        description="Train with scripts/finetune_classification.py for --steps steps and then run the same model on "
-        "random tensors already on the device, in one process with one batch size and precision; print both "
-        "img/s and their ratio. On a GPU: --model_size base --batch_size 256 (ViT-B/16 at 224, bf16).")
-    data = train.add_mutually_exclusive_group()
-    data.add_argument("--dataset", help="a built folder (./hep2); default: a replica built in --work")
-    data.add_argument("--replica", default="hep2", choices=["hep2", "hep2-2012", "leukemia"],
-                      help="replica to build when no --dataset (default: %(default)s)")
-    train.add_argument("--config", help="config of --dataset")
-    train.add_argument("--scale", type=float, default=0.05, help="replica size (default: %(default)s)")
-    train.add_argument("--work", metavar="DIR", help="keep the replica and run folder here (reused)")
-    train.add_argument("--model_size", default="tiny", choices=["tiny", "small", "base"], help="(default: %(default)s)")
-    train.add_argument("--image_size", type=int, default=224, help="(default: %(default)s)")
+    train = training_benchmark("train-classification", "finetune_classification", "./hep2",
+                               ["hep2", "hep2-2012", "leukemia"], "", 0.05, "", ["tiny", "small", "base"], 224, 32,
+                               "--model_size base --batch_size 256 (ViT-B/16 at 224, bf16)")
     train.add_argument("--patch_size", type=int, default=16, help="(default: %(default)s)")
-    train.add_argument("--batch_size", type=int, default=32, help="(default: %(default)s)")
     train.add_argument("--protocol", default="plain", choices=["plain", "paper"], help="(default: %(default)s)")
-    timing_options(train, "train-classification")
-    segtrain = commands.add_parser(
-        "train-segmentation", help="training img/s of finetune_segmentation.py vs the model-only ceiling",
-        description="Train with scripts/finetune_segmentation.py for --steps steps and then run the same model on "
-        "random tensors already on the device, in one process with one batch size and precision; print both "
-        "img/s and their ratio. On a GPU: --model_size b0 --image_size 512 --batch_size 32 (bf16).")
-    data = segtrain.add_mutually_exclusive_group()
-    data.add_argument("--dataset", help="a built folder (./bis5k); default: a replica built in --work")
-    data.add_argument("--replica", default="bis5k", choices=["bis5k", "gzmh-tiles"],
-                      help="replica to build when no --dataset: BIS5k at 512x512, or GZMH V2 2084x2084 fields "
-                      "cut into 512x512 tiles (default: %(default)s)")
-    segtrain.add_argument("--config", help="config of --dataset (gzmh: tiles)")
-    segtrain.add_argument("--scale", type=float, default=0.02, help="replica size (default: %(default)s: 100 BIS5k "
-                          "train images, or 31 GZMH fields = 775 tiles)")
-    segtrain.add_argument("--work", metavar="DIR", help="keep the replica and run folder here (reused)")
-    segtrain.add_argument("--model_size", default="b0", choices=["b0", "b2"], help="(default: %(default)s)")
-    segtrain.add_argument("--image_size", type=int, default=512, help="(default: %(default)s)")
-    segtrain.add_argument("--batch_size", type=int, default=8, help="(default: %(default)s; 32 on a GPU)")
+    segtrain = training_benchmark("train-segmentation", "finetune_segmentation", "./bis5k", ["bis5k", "gzmh-tiles"],
+                                  ": BIS5k at 512x512, or GZMH V2 2084x2084 fields cut into 512x512 tiles", 0.02,
+                                  ": 100 BIS5k train images, or 31 GZMH fields = 775 tiles", ["b0", "b2"], 512, 8,
+                                  "--batch_size 32 (SegFormer-B0 at 512, bf16)")
     segtrain.add_argument("--decode_cache_gb", type=float, help="the script's option (default: 16, but 0 for the "
                           "gzmh-tiles replica: the real GZMH tiles, ~40 GB decoded, are decoded by the workers)")
-    timing_options(segtrain, "train-segmentation")
     args = parser.parse_args(argv)
     {"build-hep2": build_hep2, "build-leukemia": build_leukemia, "build-gzmh": build_gzmh,
      "png-levels": png_levels_command, "segmentation-metric": segmentation_metric,

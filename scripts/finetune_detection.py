@@ -304,7 +304,8 @@ def set_up(argv: list[str] | None = None) -> Run:
                                          data_args.decode_workers or os.cpu_count() or 1, cache)
                        for name, ds in splits.items()}
     else:
-        notes.append(f"tiles decoded by the DataLoader workers each epoch (a cache would need {cache_gb:.0f} GB)")
+        notes.append(f"tiles decoded by the DataLoader workers each epoch (a cache would need {cache_gb:.1f} GB, "
+                     f"--decode_cache_gb {data_args.decode_cache_gb:g})")
     tables = {name: tile_table(ds) for name, ds in splits.items()}
     rows = {name: np.arange(len(ds)) for name, ds in splits.items()}
     if "validation" not in splits:  # carved rows index the decoded train array: no second decode per seed

@@ -521,7 +521,8 @@ def set_up(argv: list[str] | None = None) -> Run:
                                                                                        column="label"))
                       for name, ds in splits.items()}
     else:
-        notes.append(f"decoded by the DataLoader workers each epoch (a cache would need {cache_gb:.0f} GB)")
+        notes.append(f"decoded by the DataLoader workers each epoch (a cache would need {cache_gb:.1f} GB, "
+                     f"--decode_cache_gb {data_args.decode_cache_gb:g})")
     counts, positive = pixel_counts(SegmentationPairs(splits["train"], size, cached["train"]), len(names))
     weights, repeat, dice = class_balance(augment_args, counts, positive, notes)
     sets = {name: SegmentationPairs(ds, size, cached[name]) for name, ds in splits.items()}

@@ -16,8 +16,9 @@ plain` is the usual recipe (random resized crop and flips). Every part can be sw
 The input pipeline keeps a GPU busy: every image is decoded once, at the model's input size, into a
 uint8 array on disk (memory-mapped, shared by the DataLoader workers, reused by later runs); workers
 crop, flip and RandAugment uint8 tensors; colour jitter, random erasing, mixup and cutmix run on the
-whole batch on the GPU, and no step waits for the GPU (non-blocking copies, no per-step NaN test). Outputs in --output_dir: the model and its image processor, metrics.json,
-table.md (laid out like the report's Table 3) and confusion_matrix.png.
+whole batch on the GPU, and no step waits for the GPU (non-blocking copies, no per-step NaN test).
+Outputs in --output_dir: the model and its image processor, metrics.json, table.md (laid out like the
+report's Table 3) and confusion_matrix.png.
 
 Several GPUs or machines: `accelerate launch scripts/finetune_classification.py ...` or
 `torchrun --nproc_per_node 8 scripts/finetune_classification.py ...` (Trainer's DDP).

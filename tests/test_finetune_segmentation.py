@@ -1,5 +1,5 @@
 """scripts/finetune_segmentation.py and its pieces: target decoding, joint augmentation, class balance,
-scores, and short runs on the BIS5k and GZMH tiles replicas that must learn."""
+scores (segmentation_scores.py), and short runs on the BIS5k and GZMH tiles replicas that must learn."""
 
 import json
 import os
@@ -16,6 +16,7 @@ from PIL import Image
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 import finetune_segmentation as ft  # noqa: E402
+import segmentation_scores as ss  # noqa: E402
 import image_pipeline  # noqa: E402
 
 from builders import BIS5k, GZMH, synthetic  # noqa: E402
@@ -96,15 +97,15 @@ def test_rare_foreground_gets_weights_and_oversampling_unless_switched_off():
 def test_overlap_scores_from_the_confusion_matrix_and_ignored_pixels():
     target = np.array([[0, 0, 1, 1], [0, 0, 1, 255]], np.uint8)
     predicted = np.array([[0, 1, 1, 0], [0, 0, 1, 1]], np.uint8)
-    matrix = ft.confusion(predicted, target, 2)
+    matrix = ss.confusion(predicted, target, 2)
     assert matrix.tolist() == [[3, 1], [1, 2]]  # the 255 pixel is left out
-    scores = ft.overlap_scores(matrix, ["background", "cancer"])
+    scores = ss.overlap_scores(matrix, ["background", "cancer"])
     assert scores["iou_by_class"] == {"background": pytest.approx(3 / 5), "cancer": pytest.approx(2 / 4)}
     assert scores["dice_by_class"]["cancer"] == pytest.approx(4 / 6)
     assert scores["mean_iou"] == pytest.approx((0.6 + 0.5) / 2) and scores["pixel_accuracy"] == pytest.approx(5 / 7)
-    assert np.isnan(ft.overlap_scores(np.array([[5, 0], [0, 0]]), ["a", "b"])["iou_by_class"]["b"])
+    assert np.isnan(ss.overlap_scores(np.array([[5, 0], [0, 0]]), ["a", "b"])["iou_by_class"]["b"])
     maps = np.array([[[0, 127, 128, 255]]], np.uint8)
-    assert ft.predicted_classes(maps, 2).tolist() == [[[0, 0, 1, 1]]]  # probability >= 0.5 is foreground
+    assert ss.predicted_classes(maps, 2).tolist() == [[[0, 0, 1, 1]]]  # probability >= 0.5 is foreground
 
 
 def test_mask_regions_become_full_image_detections_counted_once():
@@ -121,7 +122,7 @@ def test_mask_regions_become_full_image_detections_counted_once():
     maps[1, 40:44, 6:10] = 180  # the same blob seen by tile 1: 448 + 24..40 = 472-488
     maps[1, 100:102, 100:102] = 127  # below p = 0.5: no region
     maps[0, 10:12, 10:12] = 255  # a second mitosis, tile 0 only: centre (44, 44)
-    found = ft.mask_detections(maps, table, dedupe_radius=20.0)[0]
+    found = ss.mask_detections(maps, table, dedupe_radius=20.0)[0]
     assert found.shape == (2, 5)
     by_x = found[np.argsort(found[:, 0])]
     assert by_x[0, :3].tolist() == pytest.approx([44.0, 44.0, 1.0])
@@ -135,15 +136,15 @@ def test_scores_at_source_size_resize_predictions_not_targets():
     ds = pairs_dataset([np.zeros((8, 12, 3), np.uint8)], [target])
     probabilities = np.zeros((1, 4, 4), np.uint8)
     probabilities[0, 1:3, 1:3] = 255  # the same square at a third of the width, half the height
-    maps, targets = ft.at_source_size(probabilities, ds, classes=2)
+    maps, targets = ss.at_source_size(probabilities, ds, classes=2)
     assert targets[0].shape == (8, 12) and (targets[0] == target).all()
     assert maps[0].shape == (8, 12) and maps[0].dtype == np.uint8
     assert 0 < maps[0][1, 3] < 255  # bilinear: grey levels at the edge, as the toolkit reads probabilities
-    scores = ft.split_scores(maps, targets, ["background", "cancer"], toolkit_workers=1)
+    scores = ss.split_scores(maps, targets, ["background", "cancer"], toolkit_workers=1)
     assert scores["dice_by_class"]["cancer"] > 0.7 and scores["all_background"]["dice_by_class"]["cancer"] == 0
     assert sum(map(sum, scores["confusion_matrix"])) == 8 * 12 and scores["meanDic"] > 0.5
     ids = np.array([[[0, 2], [1, 0]]], np.uint8)  # more than two classes: class ids, resized by nearest neighbour
-    assert set(np.unique(ft.at_source_size(ids, ds, classes=3)[0][0])) == {0, 1, 2}
+    assert set(np.unique(ss.at_source_size(ids, ds, classes=3)[0][0])) == {0, 1, 2}
 
 
 # -- short runs ----------------------------------------------------------------------------------------------

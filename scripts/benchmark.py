@@ -906,13 +906,18 @@ def replica_dataset(work: Path, kind: str, scale: float) -> tuple[str, str]:
     return str(out), config
 
 
+def sync_device():
+    """Wait for the GPU's queued work (nothing to wait for on the CPU): the ends of every timed window."""
+    import torch
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def loader_alone(trainer, batch_size: int, rounds: int = 3) -> float:
     """Sustained img/s of the script's training DataLoader (workers, collation, pinning, the copy to the
     device) with nothing else to do. Timed from the end of the first round of batches (one per worker,
     which includes starting them) over `rounds` more rounds: every batch then is one the workers made
     while being timed, none drawn from what they had prefetched."""
-    import torch
-
     loader = trainer.get_train_dataloader()
     workers = max(trainer.args.dataloader_num_workers, 1)
     skip, timed = workers, max(rounds * workers, 8)
@@ -921,11 +926,11 @@ def loader_alone(trainer, batch_size: int, rounds: int = 3) -> float:
         for batch in loader:
             seen += 1
             if seen == skip:
-                torch.cuda.synchronize() if torch.cuda.is_available() else None
+                sync_device()
                 start = time.perf_counter()
             if seen == skip + timed:
                 break
-    torch.cuda.synchronize() if torch.cuda.is_available() else None
+    sync_device()
     return timed * batch_size / (time.perf_counter() - start)
 
 
@@ -947,10 +952,6 @@ def pipeline_vs_ceiling(run, args, random_batch, loss_of) -> dict:
     if args.warmup_steps < 1 or args.steps < 1:
         sys.exit("--warmup_steps and --steps must be at least 1 (the clock starts after the last warm-up step)")
 
-    def sync():
-        if cuda:
-            torch.cuda.synchronize()
-
     class StepClock(TrainerCallback):
         """Reads the clock after the last warm-up step and after the last step, synchronising only there: a
         synchronisation every step would leave the GPU idle while the host prepares the next one. On a GPU
@@ -970,7 +971,7 @@ def pipeline_vs_ceiling(run, args, random_batch, loss_of) -> dict:
                     self.watching = False
                     self.syncs = [f"{Path(w.filename).name}:{w.lineno}" for w in caught
                                   if "synchronizing CUDA operation" in str(w.message)]
-                sync()
+                sync_device()
                 self.times[state.global_step] = time.perf_counter()
 
     clock = StepClock()
@@ -994,9 +995,9 @@ def pipeline_vs_ceiling(run, args, random_batch, loss_of) -> dict:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if step == args.warmup_steps:
-            sync()
+            sync_device()
             start = time.perf_counter()
-    sync()
+    sync_device()
     ceiling = args.steps * args.batch_size / (time.perf_counter() - start)
     del optimizer, batch
 
@@ -1082,9 +1083,10 @@ def train_segmentation(args):
     ceiling's loss is SegFormer's own (logits upsampled to the target, cross-entropy), as the script's."""
     import torch
     cache_gb = args.decode_cache_gb
-    if cache_gb is None:  # as the full dataset would be: real GZMH tiles (~40 GB decoded) are decoded by the workers
-        cache_gb = 0.0 if (args.replica == "gzmh-tiles" and not args.dataset) else 16.0
-    dataset, config, run = set_up_run(args, "finetune_segmentation", ["--decode_cache_gb", str(cache_gb)])
+    if cache_gb is None and args.replica == "gzmh-tiles" and not args.dataset:
+        cache_gb = 0.0  # as the full dataset would be: real GZMH tiles (~40 GB decoded) are decoded by the workers
+    options = [] if cache_gb is None else ["--decode_cache_gb", str(cache_gb)]  # else the script's default
+    dataset, config, run = set_up_run(args, "finetune_segmentation", options)
 
     def random_batch(model, device):
         return (torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device),

@@ -16,9 +16,10 @@ the best epoch is chosen by that validation F1 too. Outputs in --output_dir: the
 processor, metrics.json, table.md and detections.png (a test image reassembled from its tiles).
 
 The input pipeline is the classification script's: tiles decoded once into a memory-mapped uint8
-array when it fits --decode_cache_gb (else the DataLoader workers decode them), flips and 90-degree turns (boxes turned with them) in the DataLoader workers, colour jitter and
-normalisation on the device. Several GPUs: `accelerate launch` or `torchrun` (Trainer's DDP); every
-rank detects on its share of the images and the detections are gathered before scoring.
+array when it fits --decode_cache_gb (else the DataLoader workers decode them), flips and 90-degree
+turns (boxes turned with them) in the DataLoader workers, colour jitter and normalisation on the device.
+Several GPUs: `accelerate launch` or `torchrun` (Trainer's DDP); every rank detects on its share of the
+images and the detections are gathered before scoring.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from finetune_classification import FinetuneTrainingArguments as ClassificationT
 from finetune_classification import carve, parse_arguments, train_and_save_best
 from full_images import (THRESHOLDS, MitosisScorer, ScoringArguments, TileTable, dedupe, draw_detections, f1_table,
                          tile_table, to_full_image)
-from image_pipeline import BatchAugment, decode_once
+from image_pipeline import BatchAugment, decode_once, fits_decode_cache
 
 
 logger = logging.getLogger("finetune_detection")
@@ -296,16 +297,12 @@ def set_up(argv: list[str] | None = None) -> Run:
         names["validation"] = data_args.validation_split
     splits = {name: dataset[split] for name, split in names.items() if split in dataset}
     cache = Path(datasets.config.HF_DATASETS_CACHE) / "medsets-decoded"
-    cache_gb = sum(len(ds) for ds in splits.values()) * 3 * data_args.image_size ** 2 / 1e9
     decoded = {name: None for name in splits}
-    if cache_gb <= data_args.decode_cache_gb:
+    if fits_decode_cache(splits, 3 * data_args.image_size ** 2, data_args.decode_cache_gb, notes):
         with training_args.main_process_first(desc="decoding tiles"):
             decoded = {name: decode_once(ds, data_args.image_size, False,
                                          data_args.decode_workers or os.cpu_count() or 1, cache)
                        for name, ds in splits.items()}
-    else:
-        notes.append(f"tiles decoded by the DataLoader workers each epoch (a cache would need {cache_gb:.1f} GB, "
-                     f"--decode_cache_gb {data_args.decode_cache_gb:g})")
     tables = {name: tile_table(ds) for name, ds in splits.items()}
     rows = {name: np.arange(len(ds)) for name, ds in splits.items()}
     if "validation" not in splits:  # carved rows index the decoded train array: no second decode per seed

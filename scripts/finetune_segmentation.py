@@ -52,7 +52,7 @@ from transformers.modeling_outputs import SemanticSegmenterOutput
 from finetune_classification import FinetuneTrainingArguments as ClassificationTrainingArguments
 from finetune_classification import carve, parse_arguments, train_and_save_best
 from full_images import THRESHOLDS, MitosisScorer, ScoringArguments, draw_detections, f1_table, has_tiles, tile_table
-from image_pipeline import BatchAugment, decode_once
+from image_pipeline import BatchAugment, decode_once, fits_decode_cache
 from segmentation_scores import (IGNORE, at_source_size, compute_metrics_for, mask_detections, predicted_classes,
                                  score_maps, split_scores, table)
 
@@ -387,18 +387,14 @@ def set_up(argv: list[str] | None = None) -> Run:
     names = [id2label[k] for k in sorted(id2label)]
     splits, notes = choose_splits(dataset, data_args, training_args.seed)
     size = data_args.image_size
-    cache_gb = sum(len(s) for s in splits.values()) * 4 * size * size / 1e9
     cache = Path(datasets.config.HF_DATASETS_CACHE) / "medsets-decoded"
     workers = data_args.decode_workers or os.cpu_count() or 1
     cached = {name: None for name in splits}
-    if cache_gb <= data_args.decode_cache_gb:
+    if fits_decode_cache(splits, 4 * size * size, data_args.decode_cache_gb, notes):  # RGB image + target
         with training_args.main_process_first(desc="decoding images"):
             cached = {name: (decode_once(ds, size, False, workers, cache), decode_once(ds, size, False, workers, cache,
                                                                                        column="label"))
                       for name, ds in splits.items()}
-    else:
-        notes.append(f"decoded by the DataLoader workers each epoch (a cache would need {cache_gb:.1f} GB, "
-                     f"--decode_cache_gb {data_args.decode_cache_gb:g})")
     counts, positive = pixel_counts(SegmentationPairs(splits["train"], size, cached["train"]), len(names))
     weights, repeat, dice = class_balance(augment_args, counts, positive, notes)
     sets = {name: SegmentationPairs(ds, size, cached[name]) for name, ds in splits.items()}
@@ -442,14 +438,13 @@ def main(argv: list[str] | None = None) -> dict:
         results[name]["loss"] = output.metrics.get(f"{name}_loss")
         shown = (name, maps, targets, predicted_classes(maps, len(run.names)))
         if len(run.names) == 2 and has_tiles(run.sets[name].split) and trainer.is_world_process_zero():
-            table = tile_table(run.sets[name].split)
-            tiles[name] = (table, table.references_of(np.arange(len(table.source))),
-                           mask_detections(maps, table, run.scoring.dedupe_radius))
+            layout = tile_table(run.sets[name].split)
+            tiles[name] = (layout, mask_detections(maps, layout, run.scoring.dedupe_radius))
     if tiles:  # GZMH: the papers' mitosis F1 on full images, threshold chosen on validation
         # Regions are where p >= 0.5, so lower thresholds would only repeat 0.5's scores.
         scorer = MitosisScorer(run.scoring, [t for t in THRESHOLDS if t >= 0.5])
-        results["mitosis_f1"] = scorer.report({k: found for k, (_, _, found) in tiles.items()},
-                                              {k: references for k, (_, references, _) in tiles.items()})
+        results["mitosis_f1"] = scorer.report({k: found for k, (_, found) in tiles.items()},
+                                              {k: layout.references for k, (layout, _) in tiles.items()})
     if trainer.is_world_process_zero():
         write_outputs(Path(args.output_dir), results, run, shown, tiles)
     if args.push_to_hub:
@@ -465,8 +460,8 @@ def write_outputs(out: Path, results: dict, run: Run, shown, tiles: dict):
     if "mitosis_f1" in results:
         mitoses = results["mitosis_f1"]
         text += "\n" + f1_table(mitoses, run.model_name + " (regions of p >= 0.5)", run.data_args.dataset, run.scoring)
-        table_of_split, _, found = tiles[split]
-        draw_detections(run.sets[split].split, table_of_split, np.arange(len(table_of_split.source)), found,
+        layout, found = tiles[split]
+        draw_detections(run.sets[split].split, layout, np.arange(len(layout.source)), found,
                         mitoses[split]["threshold"], run.scoring.match_radius, out / "detections.png")
     (out / "table.md").write_text(text)
     # A few examples, those with the most foreground first (mitoses are rare: most tiles show nothing).

@@ -111,6 +111,17 @@ def decode_once(ds, size: int, apply_mask: bool, workers: int, cache: Path, stre
     return path
 
 
+def fits_decode_cache(splits: dict, bytes_per_image: int, limit_gb: float, notes: list[str]) -> bool:
+    """Whether every split, decoded once (`bytes_per_image` each), fits --decode_cache_gb. When not, the
+    notes say so: the DataLoader workers then decode every epoch."""
+    needed_gb = sum(len(ds) for ds in splits.values()) * bytes_per_image / 1e9
+    if needed_gb <= limit_gb:
+        return True
+    notes.append(f"decoded by the DataLoader workers each epoch (a cache would need {needed_gb:.1f} GB, "
+                 f"--decode_cache_gb {limit_gb:g})")
+    return False
+
+
 class DecodedImages(torch.utils.data.Dataset):
     """uint8 (C, H, W) tensors from the decoded array, with a per-sample transform (crop, flips)."""
 

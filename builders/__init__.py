@@ -1,12 +1,8 @@
-"""medsets: raw biomedical microscopy downloads to Hugging Face datasets.
+"""One module per source dataset, each a description of its raw download: its facts as class attributes
+(classes, published counts, split-folder names, card notes) and how its layout is read. The mechanisms
+they share (source access, layout search, checks, report, export) live once in the `medsets` package.
 
-`BUILDERS` maps the names used on the command line to builder classes, which are ordinary
-`datasets.GeneratorBasedBuilder`s:
-
-    from builders import HEp2
-    builder = HEp2(config_name="icpr2014", data_dir="~/Downloads/ICIP2013_training_1.0.zip")
-    builder.download_and_prepare()
-    ds = builder.as_dataset()
+This folder is installed as `medsets.builders` (pyproject.toml maps it).
 """
 
 from .bis5k import BIS5k

@@ -12,10 +12,10 @@ import re
 
 import datasets
 
-from .base import LayoutNotFound, MedsetsBuilder, MedsetsConfig, Scan
-from .checks import Problem
-from .schema import segmentation_features
-from .source import Source, parent, stem, suffix
+from ..builder import LayoutNotFound, MedsetsBuilder, MedsetsConfig, Scan
+from ..checks import Problem
+from ..schema import segmentation_features
+from ..source import Source, parent, stem, suffix
 
 ID2LABEL = {0: "background", 1: "cancer"}
 PUBLISHED = {"train": {"total": 5000}, "test": {"total": 929}}

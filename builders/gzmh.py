@@ -24,12 +24,12 @@ import datasets
 import numpy as np
 from PIL import Image
 
-from .base import LayoutNotFound, MedsetsBuilder, MedsetsConfig, RowProblems, Scan
-from .boxes import BoxFileError, box_format, coco_image_keys, read_boxes
-from .checks import BuildError, Problem
-from .objects import components, cross_check, objects_in_tile, tiles
-from .schema import UnreadableImage, decode, detection_features, image_value, png_bytes
-from .source import Source, parent, stem, suffix
+from ..boxes import BoxFileError, box_format, coco_image_keys, read_boxes
+from ..builder import LayoutNotFound, MedsetsBuilder, MedsetsConfig, RowProblems, Scan
+from ..checks import BuildError, Problem
+from ..objects import components, cross_check, objects_in_tile, tiles
+from ..schema import UnreadableImage, decode, detection_features, image_value, png_bytes
+from ..source import Source, parent, stem, suffix
 
 CATEGORIES = ["mitosis"]
 ID2LABEL = {0: "background", 1: "mitosis"}
@@ -71,7 +71,7 @@ class GZMH(MedsetsBuilder):
     ID2LABEL = ID2LABEL
     DEFAULT_NUM_PROC = os.cpu_count() or 1  # decoding 2084x2084 images dominates (~5/s per core)
     RECORDS_PER_JOB = 16
-    PNG_COMPRESS_LEVEL = 1  # tiles are re-encoded; level 1 as measured for C-NMC (benchmark.py png-levels)
+    PNG_COMPRESS_LEVEL = 1  # tiles are re-encoded; level 1 as measured for C-NMC (python -m benchmarks png-levels)
     CARD_NOTES = (
         "`objects` come from the masks' connected components (8-connectivity): `bbox` COCO [x, y, w, h] and "
         "`centroid` [x, y] in pixels (pixel (i, j) covers [i, i+1) x [j, j+1)), `area` in pixels. A mitosis "

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import datasets
 
-from .base import LayoutNotFound, MedsetsBuilder, MedsetsConfig, Scan, canonical
-from .checks import Problem
-from .schema import classification_features
-from .source import Source, parent, stem, suffix
+from ..builder import LayoutNotFound, MedsetsBuilder, MedsetsConfig, Scan, canonical
+from ..checks import Problem
+from ..schema import classification_features
+from ..source import Source, parent, stem, suffix
 
 ICPR2014_LABELS = ["homogeneous", "speckled", "nucleolar", "centromere", "numem", "golgi"]
 ICPR2014_ALIASES = {"nuclear_membrane": "numem", "nucmem": "numem", "nuclearmembrane": "numem"}

@@ -15,10 +15,10 @@ import re
 
 import datasets
 
-from .base import LayoutNotFound, MedsetsBuilder, MedsetsConfig, Scan
-from .checks import Problem
-from .schema import classification_features
-from .source import Source, parent, stem, suffix
+from ..builder import LayoutNotFound, MedsetsBuilder, MedsetsConfig, Scan
+from ..checks import Problem
+from ..schema import classification_features
+from ..source import Source, parent, stem, suffix
 
 LABELS = ["normal", "leukemia"]  # 0 = hem, 1 = all, as in the challenge CSV
 LABEL_SPELLINGS = {"0": "normal", "hem": "normal", "normal": "normal",
@@ -65,7 +65,7 @@ class Leukemia(MedsetsBuilder):
     DEFAULT_CONFIG_NAME = "cnmc"
     COUNTED_COLUMNS = ("label", "fold", "fold+label")
     GROUP_COLUMN = "patient_id"
-    # 450x450 cells on a black background; level chosen by scripts/benchmark.py build-leukemia.
+    # 450x450 cells on a black background; level chosen by `python -m benchmarks build-leukemia`.
     PNG_COMPRESS_LEVEL = 1
     DEFAULT_NUM_PROC = os.cpu_count()
     CARD_NOTES = (

@@ -26,11 +26,9 @@ Several GPUs or machines: `accelerate launch scripts/finetune_classification.py 
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,16 +37,25 @@ import evaluate
 import numpy as np
 import torch
 import torch.nn.functional as F
-import transformers
 from PIL import Image, ImageDraw, ImageFont
-from transformers import (AutoImageProcessor, HfArgumentParser, Trainer, TrainingArguments, ViTConfig,
-                          ViTForImageClassification, ViTImageProcessor, set_seed)
+from transformers import AutoImageProcessor, Trainer, ViTConfig, ViTForImageClassification, ViTImageProcessor, set_seed
 from transformers.modeling_outputs import ImageClassifierOutput
 
-from image_pipeline import BatchAugment, DecodedImages, decode_once, mix, worker_transform
+from medsets import metric_path
+from medsets.training.arguments import FinetuneTrainingArguments as SharedTrainingArguments
+from medsets.training.arguments import parse_arguments
+from medsets.training.checkpoints import train_and_save_best
+from medsets.training.image_pipeline import (
+    AugmentOptions,
+    BatchAugment,
+    DecodedImages,
+    decode_once,
+    mix,
+    worker_transform,
+)
+from medsets.training.splits import carve
 
 logger = logging.getLogger("finetune_classification")
-METRICS = Path(__file__).resolve().parent / "metrics" / "classification"
 # Table 3 of the report (shared/seeds/002): F1 per class and accuracy on the ICPR 2012 test set.
 PAPER_TABLE3 = {
     "ConvNeXt-B ImageNet-22K 224²": {"nucleolar": 0.78, "homogeneous": 0.70, "coarse_speckled": 0.75,
@@ -112,40 +119,11 @@ class ProtocolArguments:
     tta: bool | None = field(default=None, metadata={"help": "Average over flips when scoring the test split."})
 
 
-def _bf16_available() -> bool:
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-
-
 @dataclass
-class FinetuneTrainingArguments(TrainingArguments):
-    """Trainer's arguments with defaults for this task: evaluate and keep the best model every epoch,
+class FinetuneTrainingArguments(SharedTrainingArguments):
+    """The shared defaults of medsets.training.arguments: evaluate and keep the best model every epoch,
     cosine schedule with warm-up, DataLoader workers on every core, bf16 where the GPU has it."""
     output_dir: str | None = field(default="runs/vit-classification")
-    num_train_epochs: float = field(default=30)
-    per_device_train_batch_size: int = field(default=32)
-    per_device_eval_batch_size: int = field(default=128)
-    lr_scheduler_type: str = field(default="cosine")
-    warmup_steps: float = field(default=0.1)
-    eval_strategy: str = field(default="epoch")
-    save_strategy: str = field(default="epoch")
-    logging_strategy: str = field(default="epoch")
-    save_total_limit: int | None = field(default=2)
-    # The best epoch is reloaded by `load_best` below: Trainer's own reload (load_best_model_at_end) loads
-    # transformers 5.23's checkpoints without their key renaming and silently keeps the last epoch.
-    load_best_model_at_end: bool = field(default=False)
-    metric_for_best_model: str | None = field(default="selection_score")
-    greater_is_better: bool | None = field(default=True)
-    remove_unused_columns: bool = field(default=False)
-    # Trainer's default (True) tests every step's loss for NaN on the host: a GPU synchronisation per step,
-    # which leaves the GPU idle while the host prepares the next step. Off, a NaN shows in the logged loss.
-    logging_nan_inf_filter: bool = field(default=False)
-    # Batches are copied to the GPU from pinned memory without waiting: a blocking copy waits for the whole
-    # previous step to finish first, and the GPU then idles while the host prepares the next one.
-    accelerator_config: dict | str | None = field(default_factory=lambda: {"non_blocking": torch.cuda.is_available()})
-    dataloader_num_workers: int = field(default_factory=lambda: min(16, os.cpu_count() or 1))
-    dataloader_persistent_workers: bool = field(default=True)
-    dataloader_pin_memory: bool = field(default_factory=torch.cuda.is_available)
-    bf16: bool = field(default_factory=_bf16_available)
 
 
 @dataclass
@@ -162,6 +140,9 @@ class Protocol:
     apply_mask: bool
     mean: float  # Table 1 normalises with mean 0.5, std 0.25 (pretrained weights bring their own)
     std: float
+
+    def augment_options(self) -> AugmentOptions:
+        return AugmentOptions(color_jitter=self.color_jitter, random_erasing=self.random_erasing)
 
 
 PROTOCOLS = {
@@ -185,27 +166,6 @@ def resolve_protocol(args: ProtocolArguments, data_args: DataArguments) -> tuple
     if data_args.apply_mask is not None:
         overrides["apply_mask"] = data_args.apply_mask
     return name, Protocol(**{**asdict(chosen), **overrides})
-
-
-# -- splits ---------------------------------------------------------------------------------------------
-def carve(labels: np.ndarray, groups: np.ndarray | None, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, validation): per class, a seeded shuffle and the first `fraction` to validation.
-    With groups, whole groups move (each class's groups by their majority label), one kept in train."""
-    rng = np.random.default_rng(seed)
-    validation = []
-    if groups is None:
-        for label in np.unique(labels):
-            members = rng.permutation(np.flatnonzero(labels == label))
-            validation += members[:round(len(members) * fraction)].tolist()
-    else:
-        majority = {g: np.bincount(labels[groups == g]).argmax() for g in np.unique(groups)}
-        for label in sorted(set(majority.values())):
-            class_groups = rng.permutation([g for g, m in majority.items() if m == label])
-            take = min(round(len(class_groups) * fraction), len(class_groups) - 1)
-            for g in class_groups[:take]:
-                validation += np.flatnonzero(groups == g).tolist()
-    validation = np.sort(np.asarray(validation, dtype=np.int64))
-    return np.setdiff1d(np.arange(len(labels)), validation), validation
 
 
 def choose_splits(dataset, data_args: DataArguments, protocol_name: str, protocol: Protocol, seed: int):
@@ -285,27 +245,8 @@ def build_model(args: ModelArguments, label_names: list[str], image_size: int, p
     return ViTForImageClassification(config), processor, f"ViT-{args.model_size} /{args.patch_size} {image_size}² (from scratch)"
 
 
-def load_best(trainer: Trainer):
-    """The best epoch's weights into the trained model, through from_pretrained (which maps the saved names)."""
-    best = trainer.state.best_model_checkpoint
-    if best:
-        weights = type(trainer.model).from_pretrained(best).state_dict()
-        trainer.model.load_state_dict(weights)  # strict: a renamed key fails loudly here
-        logger.info("best epoch reloaded from %s (%s %.4f)", best, trainer.args.metric_for_best_model,
-                    trainer.state.best_metric)
-
-
-def train_and_save_best(trainer: Trainer, processor):
-    """Train (resuming when asked), reload the best epoch, and save it with its processor beside it."""
-    trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
-    load_best(trainer)
-    trainer.save_model()
-    if trainer.is_world_process_zero():
-        processor.save_pretrained(trainer.args.output_dir)
-
-
 def load_metric():
-    return evaluate.load(str(METRICS))
+    return evaluate.load(metric_path("classification"))
 
 
 def compute_metrics_for(metric, label_names):
@@ -371,7 +312,7 @@ def confusion_picture(matrix, label_names: list[str], title: str, path: Path, ce
 
 @dataclass
 class Run:
-    """Everything `main` needs after set-up; `scripts/benchmark.py train-classification` times `trainer`."""
+    """Everything `main` needs after set-up; `python -m benchmarks train-classification` times `trainer`."""
     trainer: ProtocolTrainer
     processor: object
     sets: dict
@@ -381,30 +322,6 @@ class Run:
     protocol: Protocol
     notes: list[str]
     data_args: DataArguments
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """--help shows the script's docstring as written, then every option with its default."""
-
-
-def parse_arguments(types: tuple, argv: list[str] | None, script_logger: logging.Logger,
-                    learning_rates: tuple[float, float], description: str) -> tuple:
-    """The argument dataclasses (the last one TrainingArguments) from argv, plus what every fine-tuning
-    script settles the same way: the learning rate when not given (pretrained, from scratch), no persistent
-    workers without workers, and logging as the transformers examples set it."""
-    parser = HfArgumentParser(types, description=description, formatter_class=HelpFormatter)
-    parsed = parser.parse_args_into_dataclasses(args=argv)
-    model_args, training_args = next(a for a in parsed if hasattr(a, "model")), parsed[-1]
-    argv = sys.argv[1:] if argv is None else argv
-    if training_args.dataloader_num_workers == 0:
-        training_args.dataloader_persistent_workers = False
-    if not any(a.split("=")[0] == "--learning_rate" for a in argv):
-        training_args.learning_rate = learning_rates[0] if model_args.model else learning_rates[1]
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if training_args.should_log and training_args.log_level == "passive":
-        transformers.utils.logging.set_verbosity_info()  # as the transformers examples: info unless told otherwise
-    script_logger.setLevel(training_args.get_process_log_level())  # --log_level; other ranks: warnings only
-    return parsed
 
 
 def set_up(argv: list[str] | None = None) -> Run:
@@ -423,7 +340,7 @@ def set_up(argv: list[str] | None = None) -> Run:
         decoded = {name: decode_once(ds, data_args.image_size, protocol.apply_mask,
                                      data_args.decode_workers or os.cpu_count() or 1, cache, data_args.stretch_contrast)
                    for name, ds in splits.items()}
-    crop = worker_transform(protocol, data_args.image_size)
+    crop = worker_transform(data_args.image_size, protocol.crop_scale_min, protocol.randaugment)
     sets = {name: DecodedImages(decoded[name], ds["label"], crop if name == "train" else None)
             for name, ds in splits.items()}
     logger.info("protocol %s: %s; splits %s; %s", protocol_name, protocol,
@@ -431,7 +348,7 @@ def set_up(argv: list[str] | None = None) -> Run:
 
     # 2. Model and Trainer.
     model, processor, model_name = build_model(model_args, label_names, data_args.image_size, protocol)
-    augment = BatchAugment(protocol, processor.image_mean, processor.image_std)
+    augment = BatchAugment(protocol.augment_options(), processor.image_mean, processor.image_std)
     trainer = ProtocolTrainer(model=model, args=training_args, train_dataset=sets["train"],
                               eval_dataset=sets["validation"], compute_metrics=compute_metrics_for(load_metric(), label_names),
                               augment=augment, protocol=protocol)

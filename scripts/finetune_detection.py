@@ -10,7 +10,7 @@ Training sees the 512x512 tiles of `medsets build gzmh --config tiles`: every ob
 GZMH papers on whole images: each tile's detections go back to full-image pixels, a detection is kept
 only by the tile whose core (builders.objects.core_bounds: overlaps split at their middle) holds its
 centre, lower-scored detections within --dedupe_radius of a kept one are dropped, and the mitosis F1
-module (scripts/metrics/mitosis) matches centres within --match_radius (20 px) of the mitoses. The
+module (medsets.metrics.mitosis) matches centres within --match_radius (20 px) of the mitoses. The
 score threshold is the one with the best F1 on validation (whole source images carved from train);
 the best epoch is chosen by that validation F1 too. Outputs in --output_dir: the model and its image
 processor, metrics.json, table.md and detections.png (a test image reassembled from its tiles).
@@ -36,15 +36,32 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from PIL import Image
-from transformers import (AutoImageProcessor, RTDetrConfig, RTDetrForObjectDetection, RTDetrImageProcessor,
-                          RTDetrResNetConfig, Trainer, set_seed)
+from transformers import (
+    AutoImageProcessor,
+    RTDetrConfig,
+    RTDetrForObjectDetection,
+    RTDetrImageProcessor,
+    RTDetrResNetConfig,
+    Trainer,
+    set_seed,
+)
 
-from finetune_classification import FinetuneTrainingArguments as ClassificationTrainingArguments
-from finetune_classification import carve, parse_arguments, train_and_save_best
-from full_images import (THRESHOLDS, MitosisScorer, ScoringArguments, TileTable, dedupe, draw_detections, f1_table,
-                         tile_table, to_full_image)
-from image_pipeline import BatchAugment, decode_once, fits_decode_cache
-
+from medsets.training.arguments import FinetuneTrainingArguments as SharedTrainingArguments
+from medsets.training.arguments import parse_arguments
+from medsets.training.checkpoints import train_and_save_best
+from medsets.training.full_images import (
+    THRESHOLDS,
+    MitosisScorer,
+    ScoringArguments,
+    TileTable,
+    dedupe,
+    draw_detections,
+    f1_table,
+    tile_table,
+    to_full_image,
+)
+from medsets.training.image_pipeline import AugmentOptions, BatchAugment, decode_once, fits_decode_cache
+from medsets.training.splits import carve
 
 logger = logging.getLogger("finetune_detection")
 MODEL_SIZES = {
@@ -90,7 +107,7 @@ class ModelArguments:
 
 
 @dataclass
-class FinetuneTrainingArguments(ClassificationTrainingArguments):
+class FinetuneTrainingArguments(SharedTrainingArguments):
     """The classification script's Trainer defaults (evaluate and keep the best epoch, cosine schedule with
     warm-up, DataLoader workers on every core, bf16 where the GPU has it), with RT-DETR's AdamW recipe (weight
     decay 1e-4, gradients clipped at 0.1) and the best epoch chosen by validation F1 (see `evaluate`)."""
@@ -101,13 +118,6 @@ class FinetuneTrainingArguments(ClassificationTrainingArguments):
     max_grad_norm: float = field(default=0.1)
     warmup_steps: float = field(default=0.05)
     metric_for_best_model: str | None = field(default="selection_score")
-
-
-@dataclass
-class DeviceAugment:
-    """What BatchAugment reads: colour jitter on or off, no random erasing (it could erase a mitosis)."""
-    color_jitter: bool
-    random_erasing: float = 0.0
 
 
 def symmetry(pixels: torch.Tensor, boxes: torch.Tensor, transpose: bool, flip_x: bool, flip_y: bool):
@@ -327,7 +337,7 @@ def set_up(argv: list[str] | None = None) -> Run:
     # 2. Model and Trainer.
     model, processor, model_name = build_model(model_args, data_args.image_size)
     normalised = getattr(processor, "do_normalize", True)  # RT-DETR's COCO weights take plain [0, 1] pixels
-    augment = BatchAugment(DeviceAugment(data_args.color_jitter), processor.image_mean if normalised else [0.0] * 3,
+    augment = BatchAugment(AugmentOptions(color_jitter=data_args.color_jitter), processor.image_mean if normalised else [0.0] * 3,
                            processor.image_std if normalised else [1.0] * 3, jitter=BatchAugment.STAIN_JITTER)
     trainer = DetectionTrainer(model=model, args=training_args, train_dataset=sets["train"],
                                eval_dataset=sets["validation"], data_collator=collate, augment=augment, scoring=scoring)

@@ -18,7 +18,7 @@ frequency; both can be set by hand (`--oversample_positive`, `--class_weights`) 
 Scores: mean IoU and Dice per class from the pixel confusion matrix (the best epoch is chosen by validation
 mean IoU; the final scores are taken at each target's stored size, as the BIS5k toolkit does, unless
 `--score_size input`), and for two-class datasets the BIS5k toolkit columns (meanDic, meanIoU, wFm, Sm, meanEm, mae,
-maxEm, maxDic, maxIoU: scripts/metrics/segmentation) on the foreground probability, next to the trivial
+maxEm, maxDic, maxIoU: medsets.metrics.segmentation) on the foreground probability, next to the trivial
 all-background prediction. On GZMH tiles also the papers' mitosis F1 on full images, as the detection
 script scores its boxes (scripts/full_images.py): each connected region of foreground probability >= 0.5
 is a detection at its centroid, scored by its highest probability; the threshold is chosen on validation.
@@ -36,7 +36,6 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import datasets
 import numpy as np
@@ -45,16 +44,40 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
-from transformers import (AutoImageProcessor, SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor,
-                          Trainer, set_seed)
+from transformers import (
+    AutoImageProcessor,
+    SegformerConfig,
+    SegformerForSemanticSegmentation,
+    SegformerImageProcessor,
+    Trainer,
+    set_seed,
+)
 from transformers.modeling_outputs import SemanticSegmenterOutput
 
-from finetune_classification import FinetuneTrainingArguments as ClassificationTrainingArguments
-from finetune_classification import carve, parse_arguments, train_and_save_best
-from full_images import THRESHOLDS, MitosisScorer, ScoringArguments, draw_detections, f1_table, has_tiles, tile_table
-from image_pipeline import BatchAugment, decode_once, fits_decode_cache
-from segmentation_scores import (IGNORE, at_source_size, compute_metrics_for, mask_detections, predicted_classes,
-                                 score_maps, split_scores, table)
+from medsets.training.arguments import FinetuneTrainingArguments as SharedTrainingArguments
+from medsets.training.arguments import parse_arguments
+from medsets.training.checkpoints import train_and_save_best
+from medsets.training.full_images import (
+    THRESHOLDS,
+    MitosisScorer,
+    ScoringArguments,
+    draw_detections,
+    f1_table,
+    has_tiles,
+    tile_table,
+)
+from medsets.training.image_pipeline import AugmentOptions, BatchAugment, decode_once, fits_decode_cache
+from medsets.training.segmentation_scores import (
+    IGNORE,
+    at_source_size,
+    compute_metrics_for,
+    mask_detections,
+    predicted_classes,
+    score_maps,
+    split_scores,
+    table,
+)
+from medsets.training.splits import carve
 
 logger = logging.getLogger("finetune_segmentation")
 SEGFORMER_SIZES = {  # the MiT-B0 and MiT-B2 encoders of the SegFormer paper, with their decode heads
@@ -119,7 +142,7 @@ class AugmentationArguments:
 
 
 @dataclass
-class FinetuneTrainingArguments(ClassificationTrainingArguments):
+class FinetuneTrainingArguments(SharedTrainingArguments):
     """The classification script's Trainer defaults (evaluate and keep the best epoch, cosine schedule with
     warm-up, DataLoader workers on every core, bf16 where the GPU has it), with this task's sizes and measure."""
     output_dir: str | None = field(default="runs/segformer")
@@ -360,7 +383,7 @@ def predictions_picture(images, targets, predicted, title: str, path: Path, pane
 
 @dataclass
 class Run:
-    """Everything `main` needs after set-up; `scripts/benchmark.py train-segmentation` times `trainer`."""
+    """Everything `main` needs after set-up; `python -m benchmarks train-segmentation` times `trainer`."""
     trainer: SegmentationTrainer
     processor: object
     sets: dict
@@ -406,7 +429,7 @@ def set_up(argv: list[str] | None = None) -> Run:
 
     # 2. Model and Trainer.
     model, processor, model_name = build_model(model_args, id2label, size)
-    augment = BatchAugment(SimpleNamespace(color_jitter=augment_args.color_jitter, random_erasing=0.0),
+    augment = BatchAugment(AugmentOptions(color_jitter=augment_args.color_jitter),
                            processor.image_mean, processor.image_std, jitter=BatchAugment.STAIN_JITTER)
     trainer = SegmentationTrainer(model=model, args=training_args, train_dataset=sets["train"],
                                   eval_dataset=sets["validation"], compute_metrics=compute_metrics_for(names),

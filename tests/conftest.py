@@ -9,13 +9,13 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="medsets-test-cache-"))
 os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
 
-import hashlib  # noqa: E402
-from pathlib import Path  # noqa: E402
+import hashlib
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from builders import HEp2, synthetic  # noqa: E402
-from builders.export import build  # noqa: E402
+from medsets import HEp2, synthetic
+from medsets.export import build
 
 
 @pytest.fixture(scope="session")

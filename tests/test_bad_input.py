@@ -11,9 +11,9 @@ import pytest
 from datasets import load_dataset
 from PIL import Image
 
-from builders import synthetic
-from builders.cli import main
-from builders.export import recover_interrupted, terminate_as_exception
+from medsets import synthetic
+from medsets.cli import main
+from medsets.export import recover_interrupted, terminate_as_exception
 
 
 def cli(*args) -> int:
@@ -156,7 +156,7 @@ def test_a_folder_not_built_by_medsets_is_never_replaced(organisers, tmp_path, c
 
 
 def start_build(source, out):
-    return subprocess.Popen([sys.executable, "-m", "builders.cli", "build", "hep2", "--source", str(source),
+    return subprocess.Popen([sys.executable, "-m", "medsets", "build", "hep2", "--source", str(source),
                              "--out", str(out), "--overwrite", "--num-proc", "1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

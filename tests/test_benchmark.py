@@ -1,15 +1,11 @@
-"""scripts/benchmark.py's training benchmarks run end to end and write every number they print (a few
+"""The training benchmarks (python -m benchmarks train-*) benchmarks run end to end and write every number they print (a few
 steps, tiny inputs: these check that the commands a GPU session will run work, not how fast they are)."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-sys.path.insert(0, str(SCRIPTS))
-import benchmark  # noqa: E402
+from benchmarks.__main__ import main as benchmark_main
 
 TIMING_KEYS = {"pipeline_img_s", "loader_alone_img_s", "sustained_img_s", "ceiling_img_s", "ratio", "precision",
                "device", "workers", "machine"}
@@ -22,7 +18,7 @@ TIMING_KEYS = {"pipeline_img_s", "loader_alone_img_s", "sustained_img_s", "ceili
 ])
 def test_training_benchmark_writes_pipeline_loader_and_ceiling(tmp_path, capsys, command, options):
     out = tmp_path / "result.json"
-    benchmark.main([command, *options, "--work", str(tmp_path / "work"), "--batch_size", "4", "--steps", "2",
+    benchmark_main([command, *options, "--work", str(tmp_path / "work"), "--batch_size", "4", "--steps", "2",
                     "--warmup_steps", "1", "--workers", "1", "--loader_rounds", "2", "--json", str(out)])
     result = json.loads(out.read_text())
     assert TIMING_KEYS <= set(result) and result["benchmark"] == command

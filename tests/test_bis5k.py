@@ -9,9 +9,9 @@ import pytest
 from datasets import load_dataset
 from PIL import Image
 
-from builders import BIS5k, synthetic
-from builders.cli import main
-from builders.export import build
+from medsets import BIS5k, synthetic
+from medsets.cli import main
+from medsets.export import build
 
 
 @pytest.mark.parametrize("as_zip", [False, True], ids=["folder", "zip"])

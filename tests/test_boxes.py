@@ -1,6 +1,6 @@
 import pytest
 
-from builders.boxes import (
+from medsets.boxes import (
     BOX_FORMATS,
     BoxFileError,
     FileBox,

@@ -7,9 +7,9 @@ from datasets import load_dataset, load_dataset_builder
 from huggingface_hub import DatasetCard, DatasetCardData
 from PIL import Image
 
-from builders import BIS5k, HEp2, Leukemia
-from builders.export import build
-from builders.picture import CELL, MARGIN
+from medsets import BIS5k, HEp2, Leukemia
+from medsets.export import build
+from medsets.picture import CELL, MARGIN
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_card_numbers_are_the_data(hep2_folder, tmp_path):
 @pytest.mark.parametrize("builder_cls, kind, config, rows", [
     (HEp2, "icpr2012", "icpr2012", 6), (Leukemia, "kaggle", "cnmc", 2), (BIS5k, None, "default", 2)])
 def test_sample_picture_has_a_row_per_class(replicas, tmp_path, builder_cls, kind, config, rows):
-    from builders import synthetic
+    from medsets import synthetic
 
     source = replicas(kind) if kind else synthetic.write_bis5k(tmp_path / "raw", scale=0.002, size=64)
     folder, _ = build(builder_cls, source, config, tmp_path / "out", num_proc=1)

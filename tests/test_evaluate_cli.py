@@ -7,10 +7,10 @@ import pytest
 from datasets import load_dataset
 from PIL import Image
 
-from builders import BIS5k, synthetic
-from builders.cli import main
-from builders.evaluation import load_metric_module
-from builders.export import build
+from medsets import BIS5k, synthetic
+from medsets.cli import main
+from medsets.export import build
+from medsets.metrics import segmentation as toolkit
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,6 @@ def read_csv(path):
 
 
 def test_scores_predictions_with_known_damage(built, tmp_path, capsys):
-    toolkit = load_metric_module("segmentation")
     gts = truths(built)
     names = sorted(gts)
     predictions = tmp_path / "BCSNet"

@@ -11,13 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-sys.path.insert(0, str(SCRIPTS))
-import finetune_classification as ft  # noqa: E402
-import image_pipeline  # noqa: E402
-
-from builders import HEp2, Leukemia, synthetic  # noqa: E402
-from builders.export import build  # noqa: E402
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"  # run as programs, as users do
+from medsets import HEp2, Leukemia, metric_path, synthetic
+from medsets.export import build
+from medsets.training import image_pipeline
+from scripts import finetune_classification as ft
 
 QUICK = ["--model_size", "tiny", "--image_size", "32", "--patch_size", "8", "--dataloader_num_workers", "0",
          "--per_device_train_batch_size", "32", "--disable_tqdm", "True", "--use_cpu", "True"]
@@ -25,7 +23,7 @@ QUICK = ["--model_size", "tiny", "--image_size", "32", "--patch_size", "8", "--d
 
 # -- the metric module -----------------------------------------------------------------------------------
 def test_metric_module_scores_and_conventions():
-    metric = evaluate.load(str(SCRIPTS / "metrics" / "classification"))
+    metric = evaluate.load(metric_path("classification"))
     r = metric.compute(predictions=[0, 0, 1, 2, 2, 2], references=[0, 1, 1, 2, 2, 0], num_labels=4,
                        label_names=["a", "b", "c", "d"])
     assert r["confusion_matrix"] == [[1, 0, 1, 0], [1, 1, 0, 0], [0, 0, 2, 0], [0, 0, 0, 0]]
@@ -44,7 +42,7 @@ def test_metric_module_scores_and_conventions():
 def test_help_starts_with_the_scripts_own_description_and_lists_defaults(script, capsys):
     import importlib
 
-    module = importlib.import_module(script)
+    module = importlib.import_module(f"scripts.{script}")
     with pytest.raises(SystemExit) as stopped:
         module.set_up(["--help"])
     assert stopped.value.code == 0
@@ -108,13 +106,13 @@ def test_channels_come_from_every_header_chunk_by_chunk(tmp_path):
 
 def test_batch_augment_is_per_sample_and_normalises():
     torch.manual_seed(0)
-    augment = image_pipeline.BatchAugment(ft.PROTOCOLS["paper"], [0.5] * 3, [0.25] * 3)
+    augment = image_pipeline.BatchAugment(ft.PROTOCOLS["paper"].augment_options(), [0.5] * 3, [0.25] * 3)
     batch = torch.randint(0, 256, (64, 1, 32, 32), dtype=torch.uint8)
     same = batch[:1].repeat(64, 1, 1, 1)
     out = augment(same.clone(), train=True)
     assert out.shape == (64, 3, 32, 32) and out.dtype == torch.float32
     assert len({tuple(o.flatten()[:50].tolist()) for o in out}) > 50  # samples drew different augmentations
-    plain = image_pipeline.BatchAugment(ft.PROTOCOLS["plain"], [0.5] * 3, [0.5] * 3)
+    plain = image_pipeline.BatchAugment(ft.PROTOCOLS["plain"].augment_options(), [0.5] * 3, [0.5] * 3)
     evaluated = plain(batch, train=False)
     assert torch.allclose(evaluated[:, 0], (batch[:, 0].float() / 255 - 0.5) / 0.5)
     rgb = torch.rand(4, 3, 8, 8)
@@ -122,7 +120,7 @@ def test_batch_augment_is_per_sample_and_normalises():
 
 
 def test_worker_transform_on_grey_and_colour_uint8():
-    transform = image_pipeline.worker_transform(ft.PROTOCOLS["paper"], 32)
+    transform = image_pipeline.worker_transform(32, ft.PROTOCOLS["paper"].crop_scale_min, ft.PROTOCOLS["paper"].randaugment)
     for channels in (1, 3):
         out = transform(torch.randint(0, 256, (channels, 40, 40), dtype=torch.uint8))
         assert out.shape == (channels, 32, 32) and out.dtype == torch.uint8

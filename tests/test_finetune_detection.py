@@ -13,14 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-sys.path.insert(0, str(SCRIPTS))
-import finetune_detection as fd  # noqa: E402
-import full_images as fi  # noqa: E402
-
-from builders import GZMH, synthetic  # noqa: E402
-from builders.export import build  # noqa: E402
-from builders.objects import tiles  # noqa: E402
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"  # run as programs, as users do
+from medsets import GZMH, metric_path, synthetic
+from medsets.export import build
+from medsets.objects import tiles
+from medsets.training import full_images as fi
+from scripts import finetune_detection as fd
 
 QUICK = ["--model_size", "tiny", "--image_size", "128", "--dataloader_num_workers", "0", "--disable_tqdm", "True",
          "--use_cpu", "True", "--log_level", "warning"]
@@ -62,7 +60,7 @@ def full_image_detections(predictions, min_score=0.05, dedupe_radius=10.0):
 
 
 def test_a_mitosis_seen_by_two_overlapping_tiles_is_counted_once():
-    metric_module = evaluate.load(str(fi.METRIC), keep_in_memory=True)
+    metric_module = evaluate.load(metric_path("mitosis"), keep_in_memory=True)
     _, _, offset, _ = three_by_three()
     # A mitosis at x = 384.5, right on the seam between the cores of tiles 0 (x < 384) and 1 (x >= 384). Both
     # tiles see it whole and each places it a little differently, on its own side of the seam.
@@ -164,8 +162,7 @@ def test_tile_table_agrees_with_the_builders_counted_flags(gzmh_tiles):
 
 def test_tiles_decoded_as_read_equal_the_decoded_cache(gzmh_tiles, tmp_path):
     import datasets
-
-    from image_pipeline import decode_once
+    from medsets.training.image_pipeline import decode_once
 
     split = datasets.load_dataset(str(gzmh_tiles), "tiles", split="test")
     table, rows = fi.tile_table(split), np.arange(len(split))

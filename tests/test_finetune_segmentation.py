@@ -13,14 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-sys.path.insert(0, str(SCRIPTS))
-import finetune_segmentation as ft  # noqa: E402
-import segmentation_scores as ss  # noqa: E402
-import image_pipeline  # noqa: E402
-
-from builders import BIS5k, GZMH, synthetic  # noqa: E402
-from builders.export import build  # noqa: E402
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"  # run as programs, as users do
+from medsets import GZMH, BIS5k, synthetic
+from medsets.export import build
+from medsets.training import image_pipeline
+from medsets.training import segmentation_scores as ss
+from scripts import finetune_segmentation as ft
 
 QUICK = ["--model_size", "b0", "--dataloader_num_workers", "0", "--per_device_train_batch_size", "8",
          "--disable_tqdm", "True", "--use_cpu", "True", "--save_total_limit", "1"]
@@ -112,7 +110,7 @@ def test_mask_regions_become_full_image_detections_counted_once():
     """Two 512 px tiles of one 960 px wide image, overlapping by 64 px (cores split at x = 480), maps at
     128 px. A blob in the overlap, seen by both tiles, is kept once, by the tile whose core holds it; its
     score is the region's highest probability and its centre the region's centroid in full-image pixels."""
-    from full_images import TileTable, tile_cores
+    from medsets.training.full_images import TileTable, tile_cores
 
     source, offset, size = np.array([0, 0]), np.array([[0, 0], [448, 0]]), np.array([[512, 512], [512, 512]])
     table = TileTable(source, offset, size, tile_cores(source, offset, size), [np.zeros((0, 4))] * 2, {0: []})

@@ -13,10 +13,10 @@ import pytest
 from datasets import load_dataset
 from PIL import Image
 
-from builders import GZMH, synthetic
-from builders.cli import main
-from builders.export import build
-from builders.objects import components, tile_starts, tiles
+from medsets import GZMH, synthetic
+from medsets.cli import main
+from medsets.export import build
+from medsets.objects import components, tile_starts, tiles
 
 SMALL = {"scale": 0.004, "size": 256}  # 6 (v1) or 7 (v2) images of 256x256
 
@@ -295,7 +295,7 @@ def test_multiprocess_build_equals_single_process(tmp_path):
     the test instead of hanging CI."""
     source = synthetic.write_gzmh(tmp_path / "raw", "v1", scale=0.026, size=128, as_zip=True)
     for num_proc in (1, 2):
-        result = subprocess.run([sys.executable, "-m", "builders.cli", "build", "gzmh", "--config", "tiles",
+        result = subprocess.run([sys.executable, "-m", "medsets", "build", "gzmh", "--config", "tiles",
                                  "--tile-size", "64", "--tile-overlap", "8", "--source", str(source),
                                  "--num-proc", str(num_proc), "--out", str(tmp_path / f"np{num_proc}")],
                                 capture_output=True, text=True, timeout=300)

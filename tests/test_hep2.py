@@ -11,9 +11,9 @@ import pytest
 from datasets import Image, load_dataset
 from PIL import Image as PILImage
 
-from builders import hep2
-from builders.base import canonical
-from builders.source import Source
+from medsets.builder import canonical
+from medsets.builders import hep2
+from medsets.source import Source
 
 ICPR2014_VARIANTS = [
     ("organisers", {}, "organisers' release", ["train"]),
@@ -82,7 +82,7 @@ def test_icpr2012_contest_layout(replicas, build_hep2, tmp_path):
 
 
 def test_icpr2012_at_full_size_matches_published_counts(tmp_path, build_hep2):
-    from builders import synthetic
+    from medsets import synthetic
 
     source = synthetic.write_hep2_icpr2012(tmp_path / "raw", scale=1.0)
     _, report = build_hep2(source, "icpr2012", num_proc=2)
@@ -144,7 +144,7 @@ def test_loads_by_name_streaming_and_without_the_raw_source(replicas, build_hep2
 
 def test_label_columns_found_by_content_without_header(tmp_path, build_hep2):
     """A card-layout CSV with no header, tab-separated, class first, lower-case names."""
-    from builders import synthetic
+    from medsets import synthetic
 
     source = synthetic.write_hep2_icpr2014(tmp_path / "raw", "card", scale=0.005)
     written = {}
@@ -159,7 +159,7 @@ def test_label_columns_found_by_content_without_header(tmp_path, build_hep2):
 
 
 def test_extra_columns_of_the_organisers_file_are_kept(tmp_path, build_hep2):
-    from builders import synthetic
+    from medsets import synthetic
 
     source = synthetic.write_hep2_icpr2014(tmp_path / "raw", "organisers", scale=0.005, extra_columns=True)
     folder, report = build_hep2(source)
@@ -169,7 +169,7 @@ def test_extra_columns_of_the_organisers_file_are_kept(tmp_path, build_hep2):
 
 
 def test_cross_split_duplicates_and_specimen_overlap_are_reported(tmp_path, build_hep2):
-    from builders import synthetic
+    from medsets import synthetic
 
     source = synthetic.write_hep2_icpr2012(tmp_path / "raw", scale=0.05)
     contest = source / "ICPR2012_Cells_Classification_Contest"

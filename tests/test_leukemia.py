@@ -11,11 +11,11 @@ import pytest
 from datasets import load_dataset
 from PIL import Image
 
-from builders import Leukemia, synthetic
-from builders.cli import main
-from builders.export import build
-from builders.leukemia import LABELS, parse_original_name
-from builders.source import Source
+from medsets import Leukemia, synthetic
+from medsets.builders.leukemia import LABELS, parse_original_name
+from medsets.cli import main
+from medsets.export import build
+from medsets.source import Source
 
 SPLITS = ["train", "validation", "test"]
 
@@ -165,7 +165,7 @@ def test_bad_inputs_are_all_listed_and_nothing_is_written(tmp_path, capsys):
 
 def test_default_build_uses_every_core_and_loads_by_name(replicas, tmp_path, monkeypatch):
     """The CLI as a user runs it (num_proc = all cores), in a subprocess so a stuck pool cannot hang CI."""
-    result = subprocess.run([sys.executable, "-m", "builders.cli", "build", "leukemia",
+    result = subprocess.run([sys.executable, "-m", "medsets", "build", "leukemia",
                              "--source", str(replicas("kaggle", as_zip=True))],
                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

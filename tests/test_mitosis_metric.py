@@ -1,14 +1,10 @@
-"""scripts/metrics/mitosis: centroid-matching detection F1 (GZMH), on hand-checked cases."""
+"""medsets.metrics.mitosis: centroid-matching detection F1 (GZMH), on hand-checked cases."""
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 
-MODULE_DIR = Path(__file__).resolve().parents[1] / "scripts" / "metrics" / "mitosis"
-_spec = importlib.util.spec_from_file_location("mitosis_metric", MODULE_DIR / "mitosis.py")
-mit = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(mit)
+from medsets import metric_path
+from medsets.metrics.mitosis import mitosis as mit
 
 
 def scores(pred, true, **kwargs):
@@ -151,7 +147,7 @@ def test_evaluate_matches_pure_functions(tmp_path):
         ([[[1.0, 1.0, 0.2], [40.0, 40.0, 0.7]], [[300.0, 300.0]], []],
          [[[0.0, 0.0]], [], []]),
     ]
-    metric = evaluate.load(str(MODULE_DIR), cache_dir=str(tmp_path))
+    metric = evaluate.load(metric_path("mitosis"), cache_dir=str(tmp_path))
     assert "Wang, Huadeng" in metric.citation
     for predictions, references in batches:
         metric.add_batch(predictions=predictions, references=references)

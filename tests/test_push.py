@@ -9,10 +9,10 @@ import pytest
 from huggingface_hub import constants
 from huggingface_hub.utils import _http
 
-from builders import HEp2
-from builders.cli import main
-from builders.export import build
-from builders.push import git_blob_sha1
+from medsets import HEp2
+from medsets.cli import main
+from medsets.export import build
+from medsets.push import git_blob_sha1
 
 TOKEN = "hf_not_a_real_token_0123456789"
 

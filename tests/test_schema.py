@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from builders.schema import UnreadableImage, image_value, mask_value, pixel_hash
+from medsets.schema import UnreadableImage, image_value, mask_value, pixel_hash
 
 
 def encoded(image: Image.Image, fmt: str, **options) -> bytes:

@@ -3,7 +3,7 @@ import zipfile
 
 import pytest
 
-from builders.source import Source, SourceError, parse_rows
+from medsets.source import Source, SourceError, parse_rows
 
 
 @pytest.fixture

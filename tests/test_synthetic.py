@@ -7,7 +7,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from builders import hep2, synthetic
+from medsets import synthetic
+from medsets.builders import hep2
 
 
 def test_organisers_replica_quirks(tmp_path):

@@ -20,15 +20,10 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-import datasets
-from datasets.info import DatasetInfosDict
-from datasets.utils.metadata import MetadataConfigs
-from huggingface_hub import DatasetCard, DatasetCardData
-
-from .checks import BuildError, BuildReport
+from .card import write_card
+from .checks import BuildError
 from .picture import sample_picture
 
-CARDS = Path(__file__).resolve().parents[1] / "cards"  # the prose of each card, one file per dataset
 TEMP_TAG = ".tmp-"
 OLD_TAG = ".old-"
 
@@ -210,91 +205,3 @@ def terminate_as_exception():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-# -- the card -----------------------------------------------------------------------------------------
-def size_category(n: int) -> str:
-    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
-        if n < limit:
-            return name
-    return "1M<n<10M"
-
-
-def card_prose(name: str) -> DatasetCard:
-    """cards/<name>.md: YAML front matter (pretty_name, license, task_categories, tags) and the prose."""
-    path = CARDS / f"{name}.md"
-    return DatasetCard(path.read_text(encoding="utf-8")) if path.exists() else DatasetCard("---\n---\n")
-
-
-def write_card(folder: Path, builder_cls, info: datasets.DatasetInfo, config: str):
-    """README.md: YAML (the prose's metadata, configs, dataset_info) merged with what is already there,
-    then the prose and the tables computed from every config's build report."""
-    readme = folder / "README.md"
-    card_data = DatasetCard.load(readme).data if readme.exists() else DatasetCardData()
-    name = builder_cls.__module__.rsplit(".", 1)[-1]
-    prose = card_prose(name)
-    for key, value in prose.data.to_dict().items():
-        card_data[key] = value
-    splits = list(info.splits)
-    unions = builder_cls.split_unions(splits)
-    MetadataConfigs({config: {
-        "data_files": [{"split": s, "path": f"data/{config}/{s}-*"} for s in splits]
-        + [{"split": name, "path": [f"data/{config}/{s}-*" for s in parts]} for name, parts in unions.items()],
-    }}).to_dataset_card_data(card_data)
-    # Exactly one default: the builder's, when it is present; otherwise datasets picks the only config.
-    present = [c["config_name"] for c in card_data["configs"]]
-    for entry in card_data["configs"]:
-        entry.pop("default", None)
-        if entry["config_name"] == builder_cls.DEFAULT_CONFIG_NAME and len(present) > 1:
-            entry["default"] = True
-    info = info.copy()
-    info.config_name = config
-    for union, parts in unions.items():  # declared so that load_dataset_builder reports its size too
-        info.splits.add(datasets.SplitInfo(name=union, num_examples=sum(info.splits[p].num_examples for p in parts),
-                                           num_bytes=sum(info.splits[p].num_bytes for p in parts)))
-    DatasetInfosDict({config: info}).to_dataset_card_data(card_data)
-    card_data["tags"] = sorted(set(card_data.get("tags") or []) | {"medsets", "biology", "microscopy"})
-    reports = [BuildReport.from_json(p.read_text(encoding="utf-8")) for p in sorted((folder / "reports").glob("*.json"))]
-    card_data["size_categories"] = [size_category(max(sum(c["total"] for c in r.counts.values()) for r in reports))]
-    title = card_data.get("pretty_name") or name
-    body = card_text(name, builder_cls, reports, prose.text.strip(), folder)
-    DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n# {title}\n\n{body}").save(readme)
-
-
-def card_text(name: str, builder_cls, reports: list[BuildReport], prose: str, folder: Path) -> str:
-    lines = [prose or (builder_cls.__doc__ or "").strip(), ""]
-    lines += [f"- {note}" for note in builder_cls.CARD_NOTES] + ([""] if builder_cls.CARD_NOTES else [])
-    lines += ["## Built data", "",
-              "Built with medsets from the raw download; every number below is computed from the built data.", ""]
-    for report in reports:
-        label_names = list(dict.fromkeys(v for c in report.counts.values() for v in c.get("label", {})))
-        summed = list(dict.fromkeys(k for c in report.counts.values() for k, v in c.items()
-                                    if k != "total" and isinstance(v, int)))
-        lines += [f"### Config `{report.config}`", "", f"Source layout: {report.layout}.", ""]
-        if (folder / f"sample-{report.config}.png").exists():
-            lines += [f"![Examples of {report.config}](sample-{report.config}.png)", ""]
-        columns = label_names + summed
-        lines += ["| split | examples | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
-        def row(name, parts):
-            def total(get):
-                return str(sum(get(report.counts[p]) for p in parts))
-            cells = [total(lambda c: c["total"])] + [total(lambda c, n=n: c.get("label", {}).get(n, 0)) for n in label_names]
-            cells += [total(lambda c, k=k: c.get(k, 0)) for k in summed]
-            return f"| {name} | " + " | ".join(cells) + " |"
-
-        lines += [row(split, [split]) for split in report.counts]
-        lines += [row(f"{name} (= {' + '.join(parts)}, no copy)", parts)
-                  for name, parts in builder_cls.split_unions(list(report.counts)).items()]
-        lines.append("")
-        for split, s in report.image_sizes.items():
-            lines.append(f"- {split} image size (w x h): min {s['min']}, median {s['median']}, max {s['max']}")
-        for split, c in report.mask_coverage.items():
-            lines.append(f"- {split} mask foreground fraction: mean {c['mean']}, min {c['min']}, max {c['max']}")
-        findings = ([f"count differs from the published one: {m}" for m in report.count_mismatches]
-                    + [f"left out with --skip-bad: {p['kind']}: {p['file']} {p['detail']}".rstrip()
-                       for p in report.skipped] + report.warnings)
-        lines += ["", "Build findings:" if findings else "Build findings: none; counts match the published ones."]
-        lines += [f"- {f}" for f in findings] + [""]
-        lines += ["```python", "from datasets import load_dataset",
-                  f'ds = load_dataset("{name}", "{report.config}")', "```", ""]
-    return "\n".join(lines)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import math
@@ -24,7 +25,6 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
-
 
 # -- decode once ----------------------------------------------------------------------------------------
 _DECODE = {}
@@ -145,20 +145,28 @@ class DecodedImages(torch.utils.data.Dataset):
 
 
 # -- augmentation ----------------------------------------------------------------------------------------
-def worker_transform(protocol, size: int):
+def worker_transform(size: int, crop_scale_min: float, randaugment: bool):
     """Per-sample, in the DataLoader workers, on uint8 tensors: random resized crop, flips and (paper
     protocol) RandAugment with 2 ops at magnitude 9. RandAugment's ops are geometric and per-sample, so
     they are cheap here (~2-3 ms per 224 px image per core, 16 workers: several thousand images/s) and
     would cost the GPU a host sync per op group if batched there."""
-    steps = [v2.RandomResizedCrop(size, scale=(protocol.crop_scale_min, 1.0), antialias=True),
+    steps = [v2.RandomResizedCrop(size, scale=(crop_scale_min, 1.0), antialias=True),
              v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
-    if protocol.randaugment:
+    if randaugment:
         steps.append(v2.RandAugment(num_ops=2, magnitude=9))
     return v2.Compose(steps)
 
 
 TO_YIQ = [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]]
 FROM_YIQ = np.linalg.inv(np.array(TO_YIQ)).astype(np.float32).tolist()
+
+
+@dataclasses.dataclass
+class AugmentOptions:
+    """What `BatchAugment` does besides normalising: colour jitter on or off, and the probability of
+    random erasing (0 where it could erase what is to be found, such as a mitosis)."""
+    color_jitter: bool = True
+    random_erasing: float = 0.0
 
 
 class BatchAugment:
@@ -171,8 +179,8 @@ class BatchAugment:
     # and mitoses are told from other nuclei by how dark they are, which Table 1's brightness range blurs.
     STAIN_JITTER = dict(brightness=(0.8, 1.2), contrast=0.2, saturation=0.2, hue=0.02)
 
-    def __init__(self, protocol, mean: list[float], std: list[float], jitter: dict | None = None):
-        self.protocol = protocol
+    def __init__(self, options: AugmentOptions, mean: list[float], std: list[float], jitter: dict | None = None):
+        self.options = options
         self.jitter = {**self.TABLE1_JITTER, **(jitter or {})}
         self.constants = {"mean": torch.tensor(mean).view(1, -1, 1, 1), "std": torch.tensor(std).view(1, -1, 1, 1),
                           "to_yiq": torch.tensor(TO_YIQ), "from_yiq": torch.tensor(FROM_YIQ)}
@@ -235,12 +243,12 @@ class BatchAugment:
     def __call__(self, pixels: torch.Tensor, train: bool) -> torch.Tensor:
         """uint8 (B, C, H, W) -> normalised float (B, 3, H, W)."""
         x = pixels.float() / 255
-        if train and self.protocol.color_jitter:
+        if train and self.options.color_jitter:
             x = self.color_jitter(x)
         x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
         x = (x - self.constant("mean", x.device)) / self.constant("std", x.device)
-        if train and self.protocol.random_erasing:
-            x = self.random_erasing(x, self.protocol.random_erasing)
+        if train and self.options.random_erasing:
+            x = self.random_erasing(x, self.options.random_erasing)
         return x
 
 

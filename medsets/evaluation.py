@@ -1,14 +1,13 @@
 """`medsets evaluate`: score a folder of predicted masks with a dataset's evaluation toolkit.
 
-The toolkit itself is the local `evaluate` module in scripts/metrics/segmentation (one definition of
-the metrics for the CLI, the fine-tuning scripts and users of `evaluate.load`). Here it is imported by
-path and fed one image at a time, so memory stays flat however many predictions there are.
+The toolkit itself is the local `evaluate` module medsets.metrics.segmentation (one definition of the
+metrics for the CLI, the fine-tuning scripts and users of `evaluate.load`). Here its functions are called
+one image at a time, so memory stays flat however many predictions there are.
 """
 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -17,26 +16,15 @@ import numpy as np
 from .checks import BuildError, Problem
 from .source import stem, suffix
 
-METRICS = Path(__file__).resolve().parents[1] / "scripts" / "metrics"
 PREDICTION_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
-
-
-def load_metric_module(name: str):
-    path = METRICS / name / f"{name}.py"
-    if not path.exists():
-        raise BuildError(f"metric module {path} not found; `medsets evaluate` needs the repository's scripts/ "
-                         "folder (install medsets from a clone with `pip install -e .`).")
-    spec = importlib.util.spec_from_file_location(f"medsets_metric_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def evaluate_folder(name: str, predictions: Path, dataset: Path, split: str, csv_path: Path | None) -> int:
     from datasets import load_dataset
     from tqdm.auto import tqdm
 
-    toolkit = load_metric_module("segmentation")
+    from .metrics import segmentation as toolkit
+
     if not predictions.is_dir():
         raise BuildError(f"{predictions}: not a folder of predicted masks.")
     if not dataset.is_dir():

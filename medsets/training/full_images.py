@@ -11,7 +11,6 @@ published numbers, and a picture of one full image with its detections.
 from __future__ import annotations
 
 import io
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,10 +20,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy.spatial import cKDTree
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # builders/, when run from a clone
-from builders.objects import core_bounds  # noqa: E402
+from ..metrics import metric_path
+from ..objects import core_bounds
 
-METRIC = Path(__file__).resolve().parent / "metrics" / "mitosis"
 PUBLISHED = {"FoCasNet (Wang et al., BSPC 2024)": 0.563, "SSD (J. Image Graphics 2024)": 0.511}  # GZMH test F1
 THRESHOLDS = [round(t, 2) for t in np.arange(0.05, 0.951, 0.05)]
 
@@ -129,11 +127,11 @@ def best_of(grid: list[dict]) -> dict:
 
 
 class MitosisScorer:
-    """The mitosis F1 module (scripts/metrics/mitosis) on full-image detections [x, y, score, w, h]."""
+    """The mitosis F1 module (medsets.metrics.mitosis) on full-image detections [x, y, score, w, h]."""
 
     def __init__(self, scoring: ScoringArguments, thresholds: list[float] = THRESHOLDS):
         self.scoring, self.thresholds = scoring, thresholds
-        self.metric = evaluate.load(str(METRIC), keep_in_memory=True)  # no cache files for ranks to fight over
+        self.metric = evaluate.load(metric_path("mitosis"), keep_in_memory=True)  # no cache files for ranks to fight over
 
     def score(self, found: dict, references: dict, threshold: float) -> dict:
         images = sorted(references)

@@ -1,13 +1,10 @@
 """Scores of a segmentation run, used by scripts/finetune_segmentation.py: what evaluation keeps per image
 (`score_maps`), IoU and Dice per class from the pixel confusion matrix, the BIS5k toolkit's columns
-(scripts/metrics/segmentation), scoring at each target's stored size, the mitoses found as regions of a
-GZMH tile's map (for the full-image F1 of scripts/full_images.py), and the table of all that.
+(medsets.metrics.segmentation), scoring at each target's stored size, the mitoses found as regions of a
+GZMH tile's map (for the full-image F1 of medsets.training.full_images), and the table of all that.
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import datasets
 import evaluate
@@ -16,9 +13,10 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from full_images import TileTable, dedupe, to_full_image
+from ..metrics import metric_path
+from ..metrics.segmentation import pack
+from .full_images import TileTable, dedupe, to_full_image
 
-TOOLKIT = Path(__file__).resolve().parent / "metrics" / "segmentation"
 TOOLKIT_COLUMNS = ("meanDic", "meanIoU", "wFm", "Sm", "meanEm", "mae", "maxEm", "maxDic", "maxIoU")  # BIS5k's table
 IGNORE = 255  # target value left out of loss and scores
 
@@ -115,8 +113,7 @@ def mask_detections(maps: np.ndarray, table: TileTable, dedupe_radius: float) ->
 
 def toolkit_scores(maps: np.ndarray, targets: np.ndarray, workers: int) -> dict:
     """The BIS5k toolkit's columns on the foreground probability maps (two-class datasets)."""
-    metric = evaluate.load(str(TOOLKIT))
-    pack = sys.modules[type(metric).__module__].pack
+    metric = evaluate.load(metric_path("segmentation"))
     # The toolkit reads a map holding only 0 and 1 as a binary mask (1 = foreground): a probability map
     # that never exceeds 1/255 would turn all foreground, so such faint values are taken as 0.
     grey = [np.where(m <= 1, 0, m).astype(np.uint8) for m in maps]

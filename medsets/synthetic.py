@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from . import hep2
+from .builders import hep2
 
 
 class Writer:
@@ -336,7 +336,7 @@ def write_leukemia(dest, variant: str = "kaggle", *, scale: float = 0.01, seed: 
     (C-NMC_training_data, C-NMC_test_prelim_phase_data/C-NMC_test_prelim_phase_data, ...) or "flat"
     (Leukemia/image/*.bmp with train.txt, val.txt, test.txt holding the labelled preliminary set).
     """
-    from . import leukemia
+    from .builders import leukemia
 
     rng = np.random.default_rng(seed)
     out = Writer(dest, as_zip)

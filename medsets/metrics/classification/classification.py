@@ -11,7 +11,7 @@ One pass over (prediction, reference) pairs gives the confusion matrix; every sc
 Load it by path, offline:
 
     import evaluate
-    metric = evaluate.load("scripts/metrics/classification")
+    metric = evaluate.load(medsets.metric_path("classification"))
     metric.compute(predictions=[0, 1, 1], references=[0, 1, 0], num_labels=2)
 
 or call `confusion(...)` and `scores(...)` directly.
@@ -43,7 +43,7 @@ Returns:
 
 Examples:
     >>> import evaluate
-    >>> metric = evaluate.load("scripts/metrics/classification")
+    >>> metric = evaluate.load(medsets.metric_path("classification"))
     >>> r = metric.compute(predictions=[0, 0, 1, 2], references=[0, 1, 1, 2], num_labels=3)
     >>> r["accuracy"], r["mean_class_accuracy"], r["confusion_matrix"]
     (0.75, 0.8333333333333334, [[1, 0, 0], [1, 1, 0], [0, 0, 1]])

@@ -7,7 +7,7 @@ F1 are taken (micro-averaging, as mitotic counts are).
 Load it by path, offline:
 
     import evaluate
-    metric = evaluate.load("scripts/metrics/mitosis")
+    metric = evaluate.load(medsets.metric_path("mitosis"))
 
 Or call `match` / `image_counts` / `summarize` directly (no Arrow, no `evaluate` machinery).
 """
@@ -65,7 +65,7 @@ Returns:
 
 Examples:
     >>> import evaluate
-    >>> metric = evaluate.load("scripts/metrics/mitosis")  # a path: works offline
+    >>> metric = evaluate.load(medsets.metric_path("mitosis"))  # a path: works offline
     >>> metric.compute(predictions=[[[10, 10, 0.9], [300, 40, 0.2]], []],
     ...                references=[[[15, 22]], [[500, 500]]], score_threshold=0.5)
     {'precision': 1.0, 'recall': 0.5, 'f1': 0.6666666666666666, 'tp': 1, 'fp': 0, 'fn': 1}

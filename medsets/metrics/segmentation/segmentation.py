@@ -6,7 +6,7 @@ threshold curves come from one grey-level histogram per image instead of 256 pas
 Load it by path, offline:
 
     import evaluate
-    metric = evaluate.load("scripts/metrics/segmentation")
+    metric = evaluate.load(medsets.metric_path("segmentation"))   # import evaluate, medsets
 
 Or call `toolkit_scores` / `summarize` directly (no Arrow, no `evaluate` machinery).
 
@@ -109,11 +109,10 @@ Returns:
     meanSpe, maxSpe.
 
 Examples:
-    >>> import sys
     >>> import numpy as np
-    >>> import evaluate
-    >>> metric = evaluate.load("scripts/metrics/segmentation")  # a path: works offline
-    >>> pack = sys.modules[type(metric).__module__].pack         # this module's helpers
+    >>> import evaluate, medsets
+    >>> from medsets.metrics.segmentation import pack              # this module's helpers
+    >>> metric = evaluate.load(medsets.metric_path("segmentation"))  # a path: works offline
     >>> gt = np.zeros((64, 64), bool); gt[16:48, 16:48] = True
     >>> pred = (gt * 200).astype(np.uint8)                        # grey levels 0-255
     >>> scores = metric.compute(predictions=[pack(pred)], references=[pack(gt)])

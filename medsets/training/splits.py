@@ -1,0 +1,26 @@
+"""Validation carved from a training split, the same way in every fine-tuning script: stratified by class,
+seeded, and by whole groups (specimen, patient, source image) when asked, so no group straddles the two."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def carve(labels: np.ndarray, groups: np.ndarray | None, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, validation): per class, a seeded shuffle and the first `fraction` to validation.
+    With groups, whole groups move (each class's groups by their majority label), one kept in train."""
+    rng = np.random.default_rng(seed)
+    validation = []
+    if groups is None:
+        for label in np.unique(labels):
+            members = rng.permutation(np.flatnonzero(labels == label))
+            validation += members[:round(len(members) * fraction)].tolist()
+    else:
+        majority = {g: np.bincount(labels[groups == g]).argmax() for g in np.unique(groups)}
+        for label in sorted(set(majority.values())):
+            class_groups = rng.permutation([g for g, m in majority.items() if m == label])
+            take = min(round(len(class_groups) * fraction), len(class_groups) - 1)
+            for g in class_groups[:take]:
+                validation += np.flatnonzero(groups == g).tolist()
+    validation = np.sort(np.asarray(validation, dtype=np.int64))
+    return np.setdiff1d(np.arange(len(labels)), validation), validation

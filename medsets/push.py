@@ -52,9 +52,9 @@ def batches(files: list[Path]) -> list[list[Path]]:
 
 def push_folder(folder: Path, repo_id: str, public: bool = False) -> str:
     """Create the dataset repo if needed and upload what is missing; returns the repo URL."""
-    import httpx2  # huggingface_hub's HTTP client
     from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    # HTTPError: the base error of whichever HTTP client huggingface_hub uses (httpx in 1.x, httpx2 in 2.x).
+    from huggingface_hub.errors import HfHubHTTPError, HTTPError, OfflineModeIsEnabled
 
     folder = Path(folder).resolve()
     if not is_medsets_folder(folder):
@@ -97,7 +97,7 @@ def push_folder(folder: Path, repo_id: str, public: bool = False) -> str:
         raise BuildError(f"The Hub refused the push (HTTP {status}): {str(err).splitlines()[0]}",
                          hint="Check that your token has write access to the namespace; a re-run resumes "
                               "where this one stopped.") from None
-    except (httpx2.TransportError, OSError) as err:  # connection refused, DNS failure, timeouts
+    except (HTTPError, OSError) as err:  # connection refused, DNS failure, timeouts
         raise BuildError(f"Could not reach the Hub: {err}",
                          hint="Check the network; a re-run resumes where this one stopped.") from None
     return str(url)

@@ -25,24 +25,16 @@ import numpy as np
 from PIL import Image
 
 from ..boxes import BoxFileError, box_format, coco_image_keys, read_boxes
-from ..builder import LayoutNotFound, MedsetsBuilder, MedsetsConfig, RowProblems, Scan
+from ..builder import MedsetsBuilder, MedsetsConfig, RowProblems, Scan
 from ..checks import BuildError, Problem
+from ..layout import IMAGE_FOLDERS, IMAGE_SUFFIXES, MASK_FOLDERS, images_and_masks, rank_image_ids, split_order
 from ..objects import components, cross_check, objects_in_tile, tiles
 from ..schema import UnreadableImage, decode, detection_features, image_value, png_bytes
 from ..source import Source, parent, stem, suffix
 
-CATEGORIES = ["mitosis"]
-ID2LABEL = {0: "background", 1: "mitosis"}
-PUBLISHED_IMAGES, PUBLISHED_MITOSES = 1534, 2355
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
-IMAGE_FOLDERS = {"images", "image", "imgs", "img", "jpegimages", "pictures", "original"}
-MASK_FOLDERS = {"masks", "mask", "labels", "label", "gt", "groundtruth", "ground_truth", "annotation",
-                "annotations", "segmentation", "segmentationclass", "seg"}
-MASK_SUFFIX = re.compile(r"^(.+?)[_\-. ](masks?|labels?|gt|seg|anno(?:tation)?)$", re.IGNORECASE)
 # Folders that only say what they hold; removed from a box file's path to find its split folder.
 BOX_FOLDERS = {"annotations", "annotation", "xml", "xmls", "boxes", "bbox", "bboxes", "yolo", "voc", "coco",
                "json", "csv", "labels", "label"}
-SPLIT_SYNONYMS = {"training": "train", "testing": "test", "val": "validation", "valid": "validation"}
 # YOLO's side files list class names, not boxes.
 NOT_BOX_FILES = {"classes.txt", "obj.names", "readme.txt", "license.txt"}
 # Object ids: source image id * this + component number, the same in `full` and `tiles`.
@@ -66,9 +58,17 @@ class GZMH(MedsetsBuilder):
                                              "masks and objects remapped; what training uses"),
     ]
     DEFAULT_CONFIG_NAME = "full"
+
+    CATEGORIES = ["mitosis"]
+    ID2LABEL = {0: "background", 1: "mitosis"}
+    PUBLISHED_IMAGES, PUBLISHED_MITOSES = 1534, 2355
+    LAYOUTS = ("split folders (any names) holding images and masks either side by side (0001.png + "
+               "0001_mask.png; suffixes _mask, _label, _gt, _seg) or in sibling folders "
+               f"({'/, '.join(sorted(IMAGE_FOLDERS))}/ + {'/, '.join(sorted(MASK_FOLDERS))}/), "
+               f"as {', '.join(sorted(IMAGE_SUFFIXES))}",)
+
     COUNTED_COLUMNS = ()
     MASK_COLUMN = "label"
-    ID2LABEL = ID2LABEL
     DEFAULT_NUM_PROC = os.cpu_count() or 1  # decoding 2084x2084 images dominates (~5/s per core)
     RECORDS_PER_JOB = 16
     PNG_COMPRESS_LEVEL = 1  # tiles are re-encoded; level 1 as measured for C-NMC (python -m benchmarks png-levels)
@@ -89,12 +89,13 @@ class GZMH(MedsetsBuilder):
         # Rows of 2084x2084 images are several MB each: small batches keep the writer's buffer (and each
         # Parquet row group) to a few images.
         self._writer_batch_size = writer_batch_size or (4 if self.config.name == "full" else 64)
-        if self.config.name == "tiles":
-            self.SUMMED_FACTS = ("mitoses", "source_images")
+
+    def summed_facts(self) -> tuple[str, ...]:
+        return self.SUMMED_FACTS + (("source_images",) if self.config.name == "tiles" else ())
 
     def _info(self):
         return datasets.DatasetInfo(description=self.config.description, features=detection_features(
-            CATEGORIES, with_mask=True, tile=self.config.name == "tiles"))
+            self.CATEGORIES, with_mask=True, tile=self.config.name == "tiles"))
 
     @classmethod
     def split_unions(cls, splits: list[str]) -> dict[str, list[str]]:
@@ -107,24 +108,23 @@ class GZMH(MedsetsBuilder):
         if not (64 <= size and 0 <= overlap < size):  # >= 64 also keeps tile ids below TILES_PER_IMAGE
             raise BuildError(f"gzmh: tile size {size} with overlap {overlap} cannot tile an image.",
                              hint="Use a tile size of at least 64 and 0 <= overlap < tile size (default 512, 64).")
-        images, masks, box_files, pairing = classify_files(source)
-        pairs = {key: (images[key], masks[key]) for key in sorted(images) if key in masks}
+        found = images_and_masks(source)
+        pairs = found.pairs()
         if not pairs:
-            raise LayoutNotFound(not_found_message(source, images, masks),
-                                 hint="Point --source at the extracted GZMH folder, a folder above it, or the .zip.")
-        problems = [Problem("missing mask", images[k], "no mask with this name beside it or in a masks folder")
-                    for k in sorted(images) if k not in masks]
-        problems += [Problem("missing image", masks[k], "mask without an image") for k in sorted(masks) if k not in images]
-        split_of = split_names({folder for folder, _ in images})
+            raise self.layout_not_found(
+                source, f"gzmh: no image/mask pairs found in {source.path} ({len(found.images)} images, "
+                        f"{len(found.masks)} masks recognised).",
+                hint="Point --source at the extracted GZMH folder, a folder above it, or the .zip.")
+        problems = found.unpaired()
+        split_of = self.split_names(found.split_folders())
+        box_files = [f for f in found.others if box_format(f) and f.rsplit("/", 1)[-1].lower() not in NOT_BOX_FILES]
         boxes, box_formats, box_warnings = self._read_box_files(source, box_files, split_of, problems)
-        ranks = {f: i for i, f in enumerate(sorted(image for image, _ in pairs.values()), 1)}
         records: dict[str, list[dict]] = defaultdict(list)
         for (folder, key), (image_file, mask_file) in pairs.items():
             split = split_of[folder]
-            records[split].append({"image_file": image_file, "mask_file": mask_file, "image_id": ranks[image_file],
+            records[split].append({"image_file": image_file, "mask_file": mask_file,
                                    "boxes": boxes[split].get(key, []) if split in boxes else None})
-        order = {"train": 0, "validation": 1, "test": 2}
-        records = dict(sorted(records.items(), key=lambda kv: (order.get(kv[0], 3), kv[0])))
+        rank_image_ids(records)
         for split, per_image in boxes.items():
             keys = {key for (folder, key) in pairs if split_of[folder] == split}
             if unknown := sorted(k for k, found in per_image.items() if found is not None and k not in keys):
@@ -134,12 +134,12 @@ class GZMH(MedsetsBuilder):
                    else "V1 (one test set)" if "test" in records else "version not recognised")
         truth = (f"objects from mask components, cross-checked against {' and '.join(sorted(box_formats))} box files"
                  if box_formats else "objects from mask components (no box files found)")
-        layout = f"{version}; split folders {', '.join(records)}; {pairing}; {truth}"
+        layout = f"{version}; split folders {', '.join(sorted(records, key=split_order))}; {found.pairing}; {truth}"
         if self.config.name == "tiles":
             layout += (f"; tiles {self.config.tile_size}x{self.config.tile_size}, overlap {self.config.tile_overlap} "
                        "(at least; tiles spread evenly from border to border)")
-        published = ({"*": {"total": PUBLISHED_IMAGES, "mitoses": PUBLISHED_MITOSES}} if self.config.name == "full"
-                     else {"*": {"source_images": PUBLISHED_IMAGES, "mitoses": PUBLISHED_MITOSES}})
+        images = "total" if self.config.name == "full" else "source_images"  # in tiles a row is a tile
+        published = {"*": {images: self.PUBLISHED_IMAGES, "mitoses": self.PUBLISHED_MITOSES}}
         return Scan(layout, records, problems, published, box_warnings)
 
     def _read_box_files(self, source: Source, box_files: list[str], split_of: dict, problems: list):
@@ -276,62 +276,7 @@ def object_columns(objects: list[dict], image_id: int, tiled: bool) -> dict:
     return columns
 
 
-# -- layout detection ---------------------------------------------------------------------------------
-def classify_files(source: Source):
-    """Images and masks keyed by (split folder, lower-cased stem): the key is the path with the role
-    folder (images/, masks/, ...) and the mask suffix (_mask, ...) removed, so pairs share it."""
-    images, masks, box_files = {}, {}, []
-    seen = {"image folders": set(), "mask folders": set(), "mask suffixes": set()}
-    for file in source.files:
-        folders = file.split("/")[:-1]
-        if suffix(file) not in IMAGE_SUFFIXES:
-            if box_format(file) and file.rsplit("/", 1)[-1].lower() not in NOT_BOX_FILES:
-                box_files.append(file)
-            continue
-        roles = [i for i, f in enumerate(folders) if f.lower() in IMAGE_FOLDERS | MASK_FOLDERS]
-        role = roles[-1] if roles else None
-        name = stem(file)
-        named_mask = MASK_SUFFIX.match(name)
-        in_mask_folder = role is not None and folders[role].lower() in MASK_FOLDERS
-        if named_mask:
-            name = named_mask.group(1)
-            seen["mask suffixes"].add(stem(file)[len(name):])
-        if role is not None:
-            seen["mask folders" if in_mask_folder or named_mask else "image folders"].add(folders[role] + "/")
-        split_folder = "/".join(f for i, f in enumerate(folders) if i != role)
-        key = (split_folder, name.lower())
-        target = masks if in_mask_folder or named_mask else images
-        if key in target:  # same stem twice (0001.png and 0001.jpg): keep both visible as a problem later
-            key = (split_folder, f"{name.lower()} ({suffix(file)})")
-        target[key] = file
-    where = " and ".join(f"{kind} in {' '.join(sorted(folders))}" for kind, folders in
-                         (("images", seen["image folders"]), ("masks", seen["mask folders"])) if folders)
-    named = f"masks named *{'/*'.join(sorted(seen['mask suffixes']))}" if seen["mask suffixes"] else ""
-    pairing = ", ".join(p for p in (where or "images and masks side by side", named) if p)
-    return images, masks, box_files, pairing
-
-
-def split_names(folders: set[str]) -> dict[str, str]:
-    """Split folder -> split name (`\\w+`). Two folders with one name (V1 and V2 extracted side by side)
-    cannot be told apart, so that is an error, not a merge."""
-    names = {}
-    for folder in folders:
-        raw = folder.rsplit("/", 1)[-1].strip().lower()
-        name = re.sub(r"\W+", "_", raw).strip("_") or "train"
-        names[folder] = SPLIT_SYNONYMS.get(name, name)
-    if len(folders) == 1 and not re.search(r"train|test|val", next(iter(names.values()))):
-        names = {folder: "train" for folder in folders}  # no split folders: one split, named as datasets would
-    clashes = defaultdict(list)
-    for folder, name in names.items():
-        clashes[name].append(folder or ".")
-    clashes = {n: f for n, f in clashes.items() if len(f) > 1}
-    if clashes:
-        raise BuildError("gzmh: several folders would become the same split: " + "; ".join(
-            f"{n}: {', '.join(sorted(f))}" for n, f in clashes.items()),
-            hint="The download seems to hold two copies or versions; point --source at one of them.")
-    return names
-
-
+# -- box files ----------------------------------------------------------------------------------------
 def box_split(file: str, split_of: dict[str, str]) -> str | None:
     """The split of a box file: the deepest split folder above it, else a split named by its file name."""
     folder = "/".join(f for f in parent(file).lower().split("/") if f not in BOX_FOLDERS | IMAGE_FOLDERS | MASK_FOLDERS)
@@ -343,13 +288,3 @@ def box_split(file: str, split_of: dict[str, str]) -> str | None:
     name = re.sub(r"\W+", "_", stem(file).lower())
     named = [s for s in set(split_of.values()) if name == s or name.endswith("_" + s) or name.startswith(s + "_")]
     return max(named, key=len) if named else None
-
-
-def not_found_message(source: Source, images: dict, masks: dict) -> str:
-    return "\n".join([
-        f"gzmh: no image/mask pairs found in {source.path} ({len(images)} images, {len(masks)} masks recognised).",
-        "Looked for: split folders (any names) holding images and masks either side by side "
-        "(0001.png + 0001_mask.png; suffixes _mask, _label, _gt, _seg) or in sibling folders "
-        f"({'/, '.join(sorted(IMAGE_FOLDERS))}/ + {'/, '.join(sorted(MASK_FOLDERS))}/), "
-        f"as {', '.join(sorted(IMAGE_SUFFIXES))}.",
-        "Found:"] + [f"  {line}" for line in source.summary()])

@@ -1,10 +1,13 @@
 """What every medsets builder shares; a dataset module only describes its source.
 
-A dataset module subclasses `MedsetsBuilder` and provides
+A dataset module subclasses `MedsetsBuilder`, states its source's facts as class attributes (classes,
+published counts, the layouts it knows, split-folder names beyond the usual ones, card notes) and provides
 - `_info()` with its Features (from `schema`),
 - `_scan(source)` -> `Scan`: which published layout this is, the records of each split, the
   structural problems found (missing files, unknown labels, ...) and the published counts,
-and may override `_example(record)` when its rows are not classification rows.
+and may override `_examples(record)` when its rows are not classification rows. The layout search it
+needs (suffixes, split names and order, images/ + masks/ pairing, image ids, the not-found message) is
+in `layout` and in the helpers below.
 
 The base class turns records into examples with the per-example checks (image decodes, mask size),
 collects every problem from every worker process, and after all splits are written either raises one
@@ -18,10 +21,12 @@ import abc
 import re
 import shutil
 import tempfile
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
 import datasets
 
+from . import layout
 from .checks import (
     BuildError,
     BuildReport,
@@ -38,6 +43,7 @@ from .checks import (
     tally,
 )
 from .schema import UnreadableImage, image_value, mask_value, pixel_hash
+from .layout import LayoutNotFound
 from .source import Source, SourceError
 
 
@@ -56,10 +62,6 @@ class Scan:
     warnings: list[str] = field(default_factory=list)
 
 
-class LayoutNotFound(BuildError):
-    pass
-
-
 def canonical(value: str, names: list[str], aliases: dict[str, str] | None = None) -> str | None:
     """Match a label spelling case- and separator-insensitively against canonical names."""
     key = re.sub(r"[\s\-_]+", "_", value.strip().lower())
@@ -71,6 +73,13 @@ def canonical(value: str, names: list[str], aliases: dict[str, str] | None = Non
 
 class MedsetsBuilder(datasets.GeneratorBasedBuilder):
     BUILDER_CONFIG_CLASS = MedsetsConfig
+    # -- the source's facts, declared by each dataset module ---------------------------------------------
+    # The layouts of the download it knows, as the layout-not-found message lists them ("Looked for:").
+    LAYOUTS: tuple[str, ...] = ()
+    # Split-folder names of this source beyond the usual ones (layout.SPLIT_SYNONYMS), e.g. formal_train.
+    SPLIT_FOLDERS: dict[str, str] = {}
+    # Published counts: split ("*" for the whole download) -> {"total": n, column: {value: n}, fact: n}.
+    PUBLISHED_COUNTS: dict[str, dict] = {}
     # Columns whose per-value counts are checked against published counts and shown in the report;
     # "fold+label" counts pairs of values.
     COUNTED_COLUMNS: tuple[str, ...] = ("label",)
@@ -99,10 +108,42 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
         tools expect by name; none by default."""
         return {}
 
+    def summed_facts(self) -> tuple[str, ...]:
+        """The facts summed per split in this config's report (a config may sum more, as GZMH tiles do)."""
+        return self.SUMMED_FACTS
+
     # -- to be provided by dataset modules ------------------------------------------------------------
     @abc.abstractmethod
     def _scan(self, source: Source) -> Scan:
         """Detect the layout and list the records of each split; see the module docstring."""
+
+    # -- layout helpers for `_scan`, reading the facts above ------------------------------------------
+    def layout_not_found(self, source: Source, headline: str = "", looked_for: tuple[str, ...] = (),
+                         hint: str = "") -> LayoutNotFound:
+        """The error when no known layout fits: what was looked for (`LAYOUTS` unless given), what was found."""
+        headline = headline or f"{self.name}: {source.path} does not hold a known {self.name} layout."
+        return LayoutNotFound.in_source(source, headline, list(looked_for or self.LAYOUTS), hint)
+
+    def split_names(self, folders) -> dict[str, str]:
+        """Split folder -> split name (`\\w+`, synonyms and `SPLIT_FOLDERS` applied). Two folders that would
+        become one split (V1 and V2 extracted side by side) cannot be told apart: that is an error, not a merge."""
+        names = {folder: layout.split_name(folder, self.SPLIT_FOLDERS) for folder in folders}
+        if len(names) == 1 and not re.search(r"train|test|val", next(iter(names.values()))):
+            names = {folder: "train" for folder in names}  # one folder, no split named: one split, as datasets would
+        clashes = defaultdict(list)
+        for folder, name in names.items():
+            clashes[name].append(folder or ".")
+        clashes = {name: found for name, found in clashes.items() if len(found) > 1}
+        if clashes:
+            raise BuildError(f"{self.name}: several folders would become the same split: " + "; ".join(
+                f"{name}: {', '.join(sorted(found))}" for name, found in clashes.items()),
+                hint="The download seems to hold two copies or versions; point --source at one of them.")
+        return names
+
+    def published(self, splits, counts: dict[str, dict] | None = None) -> dict[str, dict]:
+        """The published counts (`PUBLISHED_COUNTS` unless given) of the splits found, and of the whole ("*")."""
+        counts = self.PUBLISHED_COUNTS if counts is None else counts
+        return {split: c for split, c in counts.items() if split in splits or split == "*"}
 
     # -- datasets hooks --------------------------------------------------------------------------------
     def _split_generators(self, dl_manager):
@@ -110,6 +151,7 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
             raise SourceError(f"{self.name}: pass data_dir= (the raw download: folder, wrapper folder or .zip)")
         self._source = Source(self.config.data_dir)
         self._scanned = self._scan(self._source)
+        self._scanned.splits = layout.ordered_splits(self._scanned.splits)
         for problem in self._scanned.problems:
             self._ledger.problem(problem)
         # datasets gives each worker process a share of a list argument; chunks of this size keep small
@@ -214,7 +256,7 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
     def _make_report(self, problems: list[Problem], examples: list[dict]) -> BuildReport:
         order = list(self._scanned.splits)
         examples.sort(key=lambda ex: (order.index(ex["split"]), ex["image_id"]))
-        counts = tally(examples, self.COUNTED_COLUMNS, self.SUMMED_FACTS)
+        counts = tally(examples, self.COUNTED_COLUMNS, self.summed_facts())
         warnings = list(self._scanned.warnings) + cross_split_duplicates(examples) + stray_mask_values(examples)
         if self.GROUP_COLUMN:
             warnings += group_overlap(examples, self.GROUP_COLUMN)

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from .builders import hep2
+from .builders import BIS5k, GZMH, HEp2, Leukemia
 
 
 class Writer:
@@ -134,7 +134,7 @@ def _mask(mask: np.ndarray) -> np.ndarray:
 # -- HEp-2 ICPR 2014 -----------------------------------------------------------------------------------
 ICPR2014_ID_RANGES = {}  # class -> (first id, last id), contiguous in the release
 _first = 1
-for _name, _n in hep2.ICPR2014_CLASS_COUNTS.items():
+for _name, _n in HEp2.ICPR2014_CLASS_COUNTS.items():
     ICPR2014_ID_RANGES[_name] = (_first, _first + _n - 1)
     _first += _n
 ORIGINAL_SPELLING = {"homogeneous": "Homogeneous", "speckled": "Speckled", "nucleolar": "Nucleolar",
@@ -159,7 +159,7 @@ def write_hep2_icpr2014(dest, variant: str = "processed", *, scale: float = 0.02
         top += "ICIP2013_training_1.0/"
         rows = [["Image ID", "Image class"] + (["Intensity", "Specimen"] if extra_columns else [])]
         for name, (first, _) in ICPR2014_ID_RANGES.items():
-            for cell in range(first, first + _scaled(hep2.ICPR2014_CLASS_COUNTS[name], scale)):
+            for cell in range(first, first + _scaled(HEp2.ICPR2014_CLASS_COUNTS[name], scale)):
                 h, w = (int(s) for s in rng.integers(60, 111, 2))
                 intensity = "positive" if rng.random() < 0.55 else "intermediate"
                 image, mask = draw_cell(name, h, w, rng, 1.0 if intensity == "positive" else 0.55)
@@ -179,11 +179,11 @@ def write_hep2_icpr2014(dest, variant: str = "processed", *, scale: float = 0.02
             ids = rng.permutation(np.arange(first, last + 1))
             start = 0
             for split, folder in folders.items():
-                n = _scaled(hep2.ICPR2014_PROCESSED_SPLIT_COUNTS[split][name], scale)
+                n = _scaled(HEp2.ICPR2014_PROCESSED_SPLIT_COUNTS[split][name], scale)
                 for cell in sorted(ids[start:start + n]):
                     out.png(f"{top}{folder}/{cell:05d}.png", _grey(draw_cell(name, 78, 78, rng)[0]))
                     rows.append([f"{cell:05d}", ORIGINAL_SPELLING[name]])
-                start += hep2.ICPR2014_PROCESSED_SPLIT_COUNTS[split][name]
+                start += HEp2.ICPR2014_PROCESSED_SPLIT_COUNTS[split][name]
         rows[1:] = sorted(rows[1:])
         out.text(f"{top}gt_training.csv", rows)
 
@@ -191,7 +191,7 @@ def write_hep2_icpr2014(dest, variant: str = "processed", *, scale: float = 0.02
         top += "HEp-2/"
         per_split = {"train": [["Image", "Label"]], "test": [["Image", "Label"]]}
         for name, (first, _) in ICPR2014_ID_RANGES.items():
-            ids = np.arange(first, first + _scaled(hep2.ICPR2014_CLASS_COUNTS[name], scale))
+            ids = np.arange(first, first + _scaled(HEp2.ICPR2014_CLASS_COUNTS[name], scale))
             for i, cell in enumerate(rng.permutation(ids)):
                 split = "test" if i % 5 == 4 else "train"
                 image = draw_cell(name, int(rng.choice([78, 78, 79, 80])), 78, rng)[0]
@@ -336,12 +336,11 @@ def write_leukemia(dest, variant: str = "kaggle", *, scale: float = 0.01, seed: 
     (C-NMC_training_data, C-NMC_test_prelim_phase_data/C-NMC_test_prelim_phase_data, ...) or "flat"
     (Leukemia/image/*.bmp with train.txt, val.txt, test.txt holding the labelled preliminary set).
     """
-    from .builders import leukemia
 
     rng = np.random.default_rng(seed)
     out = Writer(dest, as_zip)
     top = f"{wrapper}/" if wrapper else ""
-    prelim = _cnmc_names("prelim", tuple(_scaled(n, scale) for n in leukemia.PRELIM_COUNTS), rng)
+    prelim = _cnmc_names("prelim", tuple(_scaled(n, scale) for n in Leukemia.PRELIM_COUNTS), rng)
 
     def cell(cls):
         return _bmp(draw_blood_cell(cls == "all", rng))
@@ -358,7 +357,7 @@ def write_leukemia(dest, variant: str = "kaggle", *, scale: float = 0.01, seed: 
             prelim_dir = f"{top}C-NMC_test_prelim_phase_data/C-NMC_test_prelim_phase_data"
             labels_csv = f"{top}C-NMC_test_prelim_phase_data/C-NMC_test_prelim_phase_data_labels.csv"
             final_dir = f"{top}C-NMC_test_final_phase_data/C-NMC_test_final_phase_data"
-        for fold, counts in leukemia.FOLD_COUNTS.items():
+        for fold, counts in Leukemia.FOLD_COUNTS.items():
             for name, cls in _cnmc_names(f"fold_{fold}", tuple(_scaled(n, scale) for n in counts), rng):
                 out.bytes(f"{train_dir}/fold_{fold}/{cls}/{name}", cell(cls))
         order = rng.permutation(len(prelim))
@@ -388,7 +387,8 @@ def write_leukemia(dest, variant: str = "kaggle", *, scale: float = 0.01, seed: 
 
 
 # -- BIS5k, H&E breast-cancer segmentation ------------------------------------------------------------
-BIS5K_COUNTS = {"formal_train": ("bis_he_id", 5000), "formal_test": ("bis_val_id", 929)}
+# The file-name prefix of each split folder; the counts are the builder's published ones.
+BIS5K_PREFIXES = {"formal_train": "bis_he_id", "formal_test": "bis_val_id"}
 
 
 def draw_he_tile(rng: np.random.Generator, size: int = 512) -> tuple[np.ndarray, np.ndarray]:
@@ -426,7 +426,8 @@ def write_bis5k(dest, *, scale: float = 0.002, seed: int = 0, as_zip: bool = Fal
     rng = np.random.default_rng(seed)
     out = Writer(dest, as_zip)
     top = (f"{wrapper}/" if wrapper else "") + "BIS5k/"
-    for folder, (prefix, count) in BIS5K_COUNTS.items():
+    for folder, prefix in BIS5K_PREFIXES.items():
+        count = BIS5k.PUBLISHED_COUNTS[BIS5k.SPLIT_FOLDERS[folder]]["total"]
         for number in range(_scaled(count, scale)):
             image, mask = draw_he_tile(rng, size)
             out.png(f"{top}{folder}/images/{prefix}{number:06d}.png", image)
@@ -437,7 +438,6 @@ def write_bis5k(dest, *, scale: float = 0.002, seed: int = 0, as_zip: bool = Fal
 
 # -- GZMH, breast-cancer mitosis -----------------------------------------------------------------------
 GZMH_SIZE = 2084
-GZMH_IMAGES, GZMH_MITOSES = 1534, 2355
 # The real split sizes are unpublished; these fractions only give every split some images.
 GZMH_SPLITS = {"v1": {"train": 0.7, "test": 0.3},
                "v2": {"train": 0.7, "test_1or2_score": 0.15, "test_3_score": 0.15}}
@@ -513,14 +513,15 @@ def write_gzmh(dest, layout: str = "v2", *, boxes: str | None = "layout", scale:
     out = Writer(dest, as_zip)
     boxes = {"v1": "voc", "v2": None}[layout] if boxes == "layout" else boxes
     top = (f"{wrapper}/" if wrapper else "") + ("GZMH Dataset V2/" if layout == "v2" else "GZMH/")
-    total = _scaled(GZMH_IMAGES, scale)
+    total = _scaled(GZMH.PUBLISHED_IMAGES, scale)
     number = 1
     for split, fraction in GZMH_SPLITS[layout].items():
         coco = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "mitosis"}]}
         csv_rows = [["image", "xmin", "ymin", "xmax", "ymax", "cx", "cy"]]
         for _ in range(max(1, round(total * fraction))):
             name = f"{number:04d}"
-            image, mask, figures = draw_mitosis_field(rng, size, int(rng.poisson(GZMH_MITOSES / GZMH_IMAGES)))
+            mitoses_per_image = GZMH.PUBLISHED_MITOSES / GZMH.PUBLISHED_IMAGES
+            image, mask, figures = draw_mitosis_field(rng, size, int(rng.poisson(mitoses_per_image)))
             if layout == "v2":
                 image_name, mask_name = f"{split}/images/{name}.jpg", f"{split}/masks/{name}.png"
                 buffer = io.BytesIO()

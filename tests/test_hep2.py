@@ -52,13 +52,13 @@ def test_icpr2014_every_layout(replicas, build_hep2, tmp_path, variant, options,
     assert list(report.counts) == splits
     ds = load_dataset(str(folder), cache_dir=str(tmp_path / "cache"))
     assert list(ds) == splits
-    assert ds["train"].features["label"].names == hep2.ICPR2014_LABELS
+    assert ds["train"].features["label"].names == hep2.HEp2.ICPR2014_LABELS
     truth = expected_labels(source)
     assert sum(len(d) for d in ds.values()) == len(truth)
     for split in splits:
         names = ds[split].features["label"].names
         for row in ds[split].select_columns(["label", "file_name"]):
-            assert canonical(truth[row["file_name"]], names, hep2.ICPR2014_ALIASES) == names[row["label"]]
+            assert canonical(truth[row["file_name"]], names, hep2.HEp2.ICPR2014_ALIASES) == names[row["label"]]
     assert (ds["train"][0]["mask"] is not None) == (variant == "organisers")
 
 
@@ -67,7 +67,7 @@ def test_icpr2012_contest_layout(replicas, build_hep2, tmp_path):
     folder, report = build_hep2(source, "icpr2012")
     ds = load_dataset(str(folder), "icpr2012", cache_dir=str(tmp_path / "cache"))
     assert list(ds) == ["train", "test"]
-    assert ds["train"].features["label"].names == hep2.ICPR2012_LABELS
+    assert ds["train"].features["label"].names == hep2.HEp2.ICPR2012_LABELS
     assert ds["train"].features["intensity"].names == ["positive", "intermediate"]
     train, test = ds["train"], ds["test"]
     # ids restart at 001 in test/; image_id stays unique within the config
@@ -137,7 +137,7 @@ def test_loads_by_name_streaming_and_without_the_raw_source(replicas, build_hep2
     streamed = load_dataset("hep2", "icpr2012", streaming=True)
     row = next(iter(streamed["train"]))
     assert row["image"].mode == "RGB" and row["mask"].mode == "L"
-    assert streamed["train"].features["label"].names == hep2.ICPR2012_LABELS
+    assert streamed["train"].features["label"].names == hep2.HEp2.ICPR2012_LABELS
     raw_bytes = ds["train"].cast_column("image", Image(decode=False))[0]["image"]["bytes"]
     assert raw_bytes.startswith(b"\x89PNG")
 

@@ -12,7 +12,7 @@ from datasets import load_dataset
 from PIL import Image
 
 from medsets import Leukemia, synthetic
-from medsets.builders.leukemia import LABELS, parse_original_name
+from medsets.builders.leukemia import parse_original_name
 from medsets.cli import main
 from medsets.export import build
 from medsets.source import Source
@@ -46,7 +46,7 @@ def test_every_layout(replicas, tmp_path, variant, layout, splits, as_zip):
     assert layout in report.layout
     ds = load_dataset(str(folder), cache_dir=str(tmp_path / "cache"))
     assert list(ds) == splits
-    assert ds["train"].features["label"].names == LABELS
+    assert ds["train"].features["label"].names == Leukemia.LABELS
     bmps = [f for f in Source(source).files if f.lower().endswith(".bmp")]
     assert sum(len(d) for d in ds.values()) == len(bmps)
     for split in ds:
@@ -55,7 +55,7 @@ def test_every_layout(replicas, tmp_path, variant, layout, splits, as_zip):
             if split == "test" and variant != "flat":
                 assert row["label"] == -1 and row["patient_id"] is None
             elif original:  # the label agrees with the name's _all/_hem ending and the patient is its UID
-                assert LABELS[row["label"]] == original["label"] and row["patient_id"] == original["patient_id"]
+                assert Leukemia.LABELS[row["label"]] == original["label"] and row["patient_id"] == original["patient_id"]
             else:  # anonymised prelim N.bmp: patient from the labels CSV
                 assert row["patient_id"] is not None
             assert (row["fold"] is not None) == (split == "train" and variant != "flat")
@@ -172,4 +172,4 @@ def test_default_build_uses_every_core_and_loads_by_name(replicas, tmp_path, mon
     monkeypatch.chdir(tmp_path)
     ds = load_dataset("leukemia", cache_dir=str(tmp_path / "cache"))
     assert {s: len(d) for s, d in ds.items()} == {"train": 21, "validation": 3, "test": 5}
-    assert ds["test"].features["label"].names == LABELS
+    assert ds["test"].features["label"].names == Leukemia.LABELS

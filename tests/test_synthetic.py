@@ -69,12 +69,12 @@ def features(image: np.ndarray) -> np.ndarray:
 def test_classes_are_learnable_by_a_nearest_centroid_classifier():
     rng = np.random.default_rng(0)
     train = {p: np.array([features(synthetic.draw_cell(p, 78, 78, rng)[0]) for _ in range(30)])
-             for p in hep2.ICPR2014_LABELS}
+             for p in hep2.HEp2.ICPR2014_LABELS}
     mean = np.concatenate(list(train.values())).mean(0)
     std = np.concatenate(list(train.values())).std(0)
     centroids = {p: ((f - mean) / std).mean(0) for p, f in train.items()}
     correct = total = 0
-    for pattern in hep2.ICPR2014_LABELS:
+    for pattern in hep2.HEp2.ICPR2014_LABELS:
         for _ in range(20):
             x = (features(synthetic.draw_cell(pattern, 78, 78, rng, rng.choice([0.55, 1.0]))[0]) - mean) / std
             guess = min(centroids, key=lambda p: np.sum((centroids[p] - x) ** 2))

@@ -23,6 +23,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
+from .source import decode_text, sniff_delimiter
+
 BOX_FORMATS = {".xml": "VOC XML", ".json": "COCO JSON", ".csv": "CSV", ".txt": "YOLO txt"}
 # Exporters round normalized values, so 1.0000001 is still YOLO; 1.5 is not.
 YOLO_TOLERANCE = 1e-6
@@ -70,15 +72,7 @@ def read_boxes(path: str, data: bytes) -> list[FileBox]:
     reader = readers.get(os.path.splitext(path)[1].lower())
     if reader is None:
         raise BoxFileError(f"{path}: not a box file; box files end in {', '.join(BOX_FORMATS)}")
-    return reader(path, _decode(data))
-
-
-def _decode(data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        # Windows tools save cp1252; latin-1 decodes any byte and the numbers are ASCII anyway.
-        return data.decode("latin-1")
+    return reader(path, decode_text(data))
 
 
 def _stem(name: str) -> str:
@@ -164,7 +158,7 @@ def _coco_document(path: str, text: str) -> tuple[dict, dict]:
 
 def coco_image_keys(path: str, data: bytes) -> list[str]:
     """Keys of every image a COCO file lists, with or without annotations."""
-    return list(_coco_document(path, _decode(data))[1].values())
+    return list(_coco_document(path, decode_text(data))[1].values())
 
 
 def read_coco(path: str, text: str) -> list[FileBox]:
@@ -236,7 +230,7 @@ def read_csv(path: str, text: str) -> list[FileBox]:
     header_line = next((line for line in text.split("\n") if line.strip()), None)
     if header_line is None:
         raise BoxFileError(f"{path}: the file is empty; a header row is required")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=max(",;\t", key=header_line.count))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(header_line) or ",")
     try:
         header = next(row for row in reader if any(cell.strip() for cell in row))
         columns = _csv_columns(path, header, reader.line_num)

@@ -124,12 +124,7 @@ class Source:
         return self._zip.read(rel_path)
 
     def read_text(self, rel_path: str) -> str:
-        raw = self.read_bytes(rel_path)
-        try:
-            return raw.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            # Label files saved by Excel on Windows are cp1252; latin-1 never fails and keeps ASCII ids.
-            return raw.decode("latin-1")
+        return decode_text(self.read_bytes(rel_path))
 
     def read_rows(self, rel_path: str) -> list[list[str]]:
         """Rows of a CSV/TXT label file: BOM, CRLF, blank lines, `,` `;` or tab, or whitespace."""
@@ -149,13 +144,27 @@ class Source:
         return lines
 
 
+def decode_text(raw: bytes) -> str:
+    """A label or box file's text: UTF-8 (with or without BOM), else latin-1."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # Label files saved by Excel on Windows are cp1252; latin-1 never fails and keeps ASCII ids.
+        return raw.decode("latin-1")
+
+
+def sniff_delimiter(header: str) -> str | None:
+    """The delimiter of a CSV/TXT file, from its first line: `,` `;` or tab, whichever it holds most; None
+    when it holds none (columns separated by whitespace)."""
+    delimiter = max(LABEL_DELIMITERS, key=header.count)
+    return delimiter if header.count(delimiter) else None
+
+
 def parse_rows(text: str) -> list[list[str]]:
     lines = [line for line in text.lstrip("\ufeff").splitlines() if line.strip()]
     if not lines:
         return []
-    head = lines[0]
-    counts = {d: head.count(d) for d in LABEL_DELIMITERS}
-    delimiter = max(counts, key=counts.get)
-    if counts[delimiter] == 0:
+    delimiter = sniff_delimiter(lines[0])
+    if delimiter is None:
         return [line.split() for line in lines]
     return [[cell.strip() for cell in row] for row in csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter)]

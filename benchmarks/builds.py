@@ -8,23 +8,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import (
-    DiskWatch,
-    common_columns,
-    folder_size,
-    image_files,
-    link_or_copy,
-    machine_info,
-    make_replica,
-    medsets_stages,
-    per_image,
-    print_table,
-    rate_column,
-    ratio_column,
-    run_plan,
-    sort_into_class_folders,
-    write_json,
-)
+from .common import (DiskWatch, common_columns, folder_size, image_files, link_or_copy, machine_info, make_replica,
+                     medsets_stages, per_image, print_table, rate_column, ratio_column, run_plan,
+                     sort_into_class_folders, write_json)
 from .png_levels import PNG_LEVELS, png_levels, print_png_levels
 
 

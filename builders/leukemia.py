@@ -41,7 +41,7 @@ class Leukemia(MedsetsBuilder):
     PRELIM_FOLDER, FINAL_FOLDER = "c-nmc_test_prelim_phase_data", "c-nmc_test_final_phase_data"
     PRELIM_LABELS = re.compile(r"prelim.*labels?\.csv$", re.IGNORECASE)
     FLAT_IMAGE_FOLDER = "image"  # the repackaging: image/ beside train.txt, val.txt, test.txt
-    IMAGE_SUFFIXES = (".bmp", ".png")
+    IMAGE_SUFFIXES = (".bmp", ".png")  # the cells are BMP; PNG copies of them are accepted too
     LAYOUTS = ("training_data/ or C-NMC_training_data/ with fold_0..2/{all,hem}/*.bmp "
                "(plus the prelim/final test folders)",
                "Leukemia/image/*.bmp with train.txt, val.txt, test.txt")

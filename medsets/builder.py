@@ -27,21 +27,8 @@ from dataclasses import asdict, dataclass, field
 import datasets
 
 from . import layout
-from .checks import (
-    BuildError,
-    BuildReport,
-    Ledger,
-    Problem,
-    PublishedCounts,
-    compare_counts,
-    counted_parts,
-    coverage_stats,
-    cross_split_duplicates,
-    group_overlap,
-    size_stats,
-    stray_mask_values,
-    tally,
-)
+from .checks import (BuildError, BuildReport, Ledger, Problem, PublishedCounts, compare_counts, counted_parts,
+                     coverage_stats, cross_split_duplicates, group_overlap, size_stats, stray_mask_values, tally)
 from .schema import UnreadableImage, image_value, mask_value, pixel_hash
 from .layout import LayoutNotFound
 from .source import Source, SourceError

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from .checks import BuildError, Problem
-from .source import stem, suffix
+from .layout import is_image
+from .source import stem
 
-PREDICTION_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
 
 def evaluate_folder(name: str, predictions: Path, dataset: Path, split: str, csv_path: Path | None) -> int:
@@ -31,7 +31,7 @@ def evaluate_folder(name: str, predictions: Path, dataset: Path, split: str, csv
         raise BuildError(f"{dataset}: no built dataset here.", hint=f"Build it first: medsets build {name} --source "
                                                                     f"RAW --out {dataset}, or pass --dataset.")
     predicted = {stem(p.name).lower(): p for p in sorted(predictions.iterdir())
-                 if p.is_file() and suffix(p.name) in PREDICTION_SUFFIXES}
+                 if p.is_file() and is_image(p.name)}
     rows = load_dataset(str(dataset), split=split)
     scores, problems, missing, seen = [], [], [], set()
     for row in tqdm(rows, desc=f"scoring {split}", unit="image"):

@@ -45,14 +45,8 @@ from medsets import metric_path
 from medsets.training.arguments import FinetuneTrainingArguments as SharedTrainingArguments
 from medsets.training.arguments import parse_arguments
 from medsets.training.checkpoints import train_and_save_best
-from medsets.training.image_pipeline import (
-    AugmentOptions,
-    BatchAugment,
-    DecodedImages,
-    decode_once,
-    mix,
-    worker_transform,
-)
+from medsets.training.image_pipeline import (AugmentOptions, BatchAugment, DecodedImages, decode_once, mix,
+                                             worker_transform)
 from medsets.training.splits import carve
 
 logger = logging.getLogger("finetune_classification")

@@ -36,30 +36,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from PIL import Image
-from transformers import (
-    AutoImageProcessor,
-    RTDetrConfig,
-    RTDetrForObjectDetection,
-    RTDetrImageProcessor,
-    RTDetrResNetConfig,
-    Trainer,
-    set_seed,
-)
+from transformers import (AutoImageProcessor, RTDetrConfig, RTDetrForObjectDetection, RTDetrImageProcessor,
+                          RTDetrResNetConfig, Trainer, set_seed)
 
 from medsets.training.arguments import FinetuneTrainingArguments as SharedTrainingArguments
 from medsets.training.arguments import parse_arguments
 from medsets.training.checkpoints import train_and_save_best
-from medsets.training.full_images import (
-    THRESHOLDS,
-    MitosisScorer,
-    ScoringArguments,
-    TileTable,
-    dedupe,
-    draw_detections,
-    f1_table,
-    tile_table,
-    to_full_image,
-)
+from medsets.training.full_images import (THRESHOLDS, MitosisScorer, ScoringArguments, TileTable, dedupe,
+                                          draw_detections, f1_table, tile_table, to_full_image)
 from medsets.training.image_pipeline import AugmentOptions, BatchAugment, decode_once, fits_decode_cache
 from medsets.training.splits import carve
 

@@ -44,39 +44,18 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
-from transformers import (
-    AutoImageProcessor,
-    SegformerConfig,
-    SegformerForSemanticSegmentation,
-    SegformerImageProcessor,
-    Trainer,
-    set_seed,
-)
+from transformers import (AutoImageProcessor, SegformerConfig, SegformerForSemanticSegmentation,
+                          SegformerImageProcessor, Trainer, set_seed)
 from transformers.modeling_outputs import SemanticSegmenterOutput
 
 from medsets.training.arguments import FinetuneTrainingArguments as SharedTrainingArguments
 from medsets.training.arguments import parse_arguments
 from medsets.training.checkpoints import train_and_save_best
-from medsets.training.full_images import (
-    THRESHOLDS,
-    MitosisScorer,
-    ScoringArguments,
-    draw_detections,
-    f1_table,
-    has_tiles,
-    tile_table,
-)
+from medsets.training.full_images import (THRESHOLDS, MitosisScorer, ScoringArguments, draw_detections, f1_table,
+                                          has_tiles, tile_table)
 from medsets.training.image_pipeline import AugmentOptions, BatchAugment, decode_once, fits_decode_cache
-from medsets.training.segmentation_scores import (
-    IGNORE,
-    at_source_size,
-    compute_metrics_for,
-    mask_detections,
-    predicted_classes,
-    score_maps,
-    split_scores,
-    table,
-)
+from medsets.training.segmentation_scores import (IGNORE, at_source_size, compute_metrics_for, mask_detections,
+                                                  predicted_classes, score_maps, split_scores, table)
 from medsets.training.splits import carve
 
 logger = logging.getLogger("finetune_segmentation")

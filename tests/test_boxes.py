@@ -1,17 +1,7 @@
 import pytest
 
-from medsets.boxes import (
-    BOX_FORMATS,
-    BoxFileError,
-    FileBox,
-    box_format,
-    coco_image_keys,
-    read_boxes,
-    read_coco,
-    read_csv,
-    read_voc,
-    read_yolo,
-)
+from medsets.boxes import (BOX_FORMATS, BoxFileError, FileBox, box_format, coco_image_keys, read_boxes, read_coco,
+                           read_csv, read_voc, read_yolo)
 
 
 def voc(objects: str, filename: str = "<filename>img_07.png</filename>") -> bytes:

@@ -20,7 +20,7 @@ def ref_image(pred_u8, gt_u8):
     for t in np.linspace(1, 0, 256):
         P = pred >= t
         tp, fp = np.sum(P & G), np.sum(P & ~G)
-        fn, tn = np.sum(~P & G), np.sum(~P & ~G)
+        tn = np.sum(~P & ~G)
         if tp == 0:
             dice = iou = sen = spe = 0.0
         else:

@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pyarrow.parquet as pq
-import pytest
 from datasets import load_dataset
 from PIL import Image
 
@@ -14,9 +13,8 @@ from medsets.cli import main
 from medsets.export import build
 
 
-@pytest.mark.parametrize("as_zip", [False, True], ids=["folder", "zip"])
-def test_layout_loads_as_image_and_binary_label(tmp_path, monkeypatch, as_zip):
-    source = synthetic.write_bis5k(tmp_path / "raw", scale=0.002, as_zip=as_zip, wrapper="downloads", size=96)
+def test_layout_loads_as_image_and_binary_label(tmp_path, monkeypatch):
+    source = synthetic.write_bis5k(tmp_path / "raw", scale=0.002, wrapper="downloads", size=96)
     folder, report = build(BIS5k, source, None, tmp_path / "bis5k")
     assert {s: c["total"] for s, c in report.counts.items()} == {"train": 10, "test": 2}
     assert report.count_mismatches == ["train: 10 examples, published 5000", "test: 2 examples, published 929"]

@@ -31,9 +31,8 @@ def pixels(cell) -> np.ndarray:
 
 
 @pytest.mark.parametrize("layout", ["v1", "v2"])
-@pytest.mark.parametrize("as_zip", [False, True], ids=["folder", "zip"])
-def test_replica_layouts_build_and_load_offline(tmp_path, monkeypatch, layout, as_zip):
-    source = synthetic.write_gzmh(tmp_path / "raw", layout, as_zip=as_zip, wrapper="downloads", **SMALL)
+def test_replica_layouts_build_and_load_offline(tmp_path, monkeypatch, layout):
+    source = synthetic.write_gzmh(tmp_path / "raw", layout, wrapper="downloads", **SMALL)
     folder, report = build(GZMH, source, None, tmp_path / "gzmh")
     splits = {"v1": ["train", "test"], "v2": ["train", "test_1or2_score", "test_3_score"]}[layout]
     assert list(report.counts) == splits

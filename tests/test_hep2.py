@@ -42,11 +42,10 @@ def expected_labels(source_path) -> dict:
     return labels
 
 
-@pytest.mark.parametrize("as_zip", [False, True], ids=["folder", "zip"])
 @pytest.mark.parametrize("variant, options, layout, splits", ICPR2014_VARIANTS,
                          ids=["organisers", "processed-data", "processed-short", "processed-cellimage", "card"])
-def test_icpr2014_every_layout(replicas, build_hep2, tmp_path, variant, options, layout, splits, as_zip):
-    source = replicas(variant, as_zip=as_zip, wrapper="HEp-2", **options)
+def test_icpr2014_every_layout(replicas, build_hep2, tmp_path, variant, options, layout, splits):
+    source = replicas(variant, wrapper="HEp-2", **options)
     folder, report = build_hep2(source)
     assert layout in report.layout
     assert list(report.counts) == splits

@@ -36,12 +36,11 @@ def test_original_names(name, expected):
     assert parse_original_name(name) == expected
 
 
-@pytest.mark.parametrize("as_zip", [False, True], ids=["folder", "zip"])
 @pytest.mark.parametrize("variant, layout, splits", [
     ("kaggle", "Kaggle download", SPLITS), ("tcia", "TCIA layout", SPLITS), ("flat", "openmedlab", SPLITS),
 ])
-def test_every_layout(replicas, tmp_path, variant, layout, splits, as_zip):
-    source = replicas(variant, as_zip=as_zip, wrapper="downloads")
+def test_every_layout(replicas, tmp_path, variant, layout, splits):
+    source = replicas(variant, wrapper="downloads")
     folder, report = build_leukemia(source, tmp_path / "leukemia")
     assert layout in report.layout
     ds = load_dataset(str(folder), cache_dir=str(tmp_path / "cache"))

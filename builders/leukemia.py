@@ -126,8 +126,8 @@ class Leukemia(MedsetsBuilder):
             records["validation"], found = self._read_prelim(source, prelim, label_csv, ignored)
             problems += found
         elif prelim or label_csv:
-            problems.append(Problem("bad label file", label_csv or prelim, "the preliminary-phase images and their "
-                                                                           "*_labels.csv come together; one is missing"))
+            problems.append(Problem("bad label file", label_csv or prelim,
+                                    "the preliminary-phase images and their *_labels.csv come together; one is missing"))
         else:
             warnings.append("no preliminary-phase test data (C-NMC_test_prelim_phase_data): no validation split")
         if final:
@@ -174,12 +174,14 @@ class Leukemia(MedsetsBuilder):
             name = self.LABEL_SPELLINGS.get(cells[label].strip().lower())
             file = images.get(key)
             if file is None:
-                problems.append(Problem("missing image", label_csv, f"line {line} lists {cells[new]}; not in {folder}/"))
+                problems.append(Problem("missing image", label_csv,
+                                        f"line {line} lists {cells[new]}; not in {folder}/"))
             elif name is None:
                 problems.append(Problem("unknown label", label_csv,
                                         f"line {line}: {cells[label]!r}; known: 0/1, hem/all"))
             elif parsed is None:
-                problems.append(Problem("unparseable name", label_csv, f"line {line}: original name {cells[original]!r}"))
+                problems.append(Problem("unparseable name", label_csv,
+                                        f"line {line}: original name {cells[original]!r}"))
             elif parsed["label"] != name:
                 problems.append(Problem("label contradicts name", label_csv,
                                         f"line {line}: label {cells[label]} for {cells[original]}"))

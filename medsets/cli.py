@@ -1,7 +1,7 @@
 """`medsets`: list the datasets, build one from its raw download, score predictions, push, run the demo.
 
-Thin on purpose: it parses, calls `export.build` (or `evaluation`, `push`, `demo`), prints. Exit status 2 means the input (raw data,
-paths, output folder) is at fault; the message lists every problem found and what to do.
+Thin on purpose: it parses, calls `export.build` (or `evaluation`, `push`, `demo`), prints. Exit status 2
+means the input (raw data, paths, output folder) is at fault; the message lists every problem found and what to do.
 """
 
 from __future__ import annotations

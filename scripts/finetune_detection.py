@@ -321,7 +321,8 @@ def set_up(argv: list[str] | None = None) -> Run:
     # 2. Model and Trainer.
     model, processor, model_name = build_model(model_args, data_args.image_size)
     normalised = getattr(processor, "do_normalize", True)  # RT-DETR's COCO weights take plain [0, 1] pixels
-    augment = BatchAugment(AugmentOptions(color_jitter=data_args.color_jitter), processor.image_mean if normalised else [0.0] * 3,
+    augment = BatchAugment(AugmentOptions(color_jitter=data_args.color_jitter),
+                           processor.image_mean if normalised else [0.0] * 3,
                            processor.image_std if normalised else [1.0] * 3, jitter=BatchAugment.STAIN_JITTER)
     trainer = DetectionTrainer(model=model, args=training_args, train_dataset=sets["train"],
                                eval_dataset=sets["validation"], data_collator=collate, augment=augment, scoring=scoring)

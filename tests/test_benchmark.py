@@ -1,4 +1,4 @@
-"""The training benchmarks (python -m benchmarks train-*) benchmarks run end to end and write every number they print (a few
+"""The training benchmarks (python -m benchmarks train-*) run end to end and write every number they print (a few
 steps, tiny inputs: these check that the commands a GPU session will run work, not how fast they are)."""
 
 import json

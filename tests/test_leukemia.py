@@ -54,7 +54,8 @@ def test_every_layout(replicas, tmp_path, variant, layout, splits):
             if split == "test" and variant != "flat":
                 assert row["label"] == -1 and row["patient_id"] is None
             elif original:  # the label agrees with the name's _all/_hem ending and the patient is its UID
-                assert Leukemia.LABELS[row["label"]] == original["label"] and row["patient_id"] == original["patient_id"]
+                assert Leukemia.LABELS[row["label"]] == original["label"]
+                assert row["patient_id"] == original["patient_id"]
             else:  # anonymised prelim N.bmp: patient from the labels CSV
                 assert row["patient_id"] is not None
             assert (row["fold"] is not None) == (split == "train" and variant != "flat")

@@ -137,7 +137,7 @@ def demo_training(out: Path) -> int:
     ]
     print("\n4. Fine-tuning from scratch on the CPU, short runs (scripts/ in the clone; each writes metrics.json):")
     for step, (name, what, args, summary) in enumerate(runs, start=1):
-        print(f"\n4.{step} {what}:\n   python scripts/{name}.py {' '.join(args)}")
+        print(f"\n4.{step} {what}:\n   python scripts/{name}.py {' '.join(args)}", flush=True)
         # As a user runs it: a process of its own, whose results are the metrics.json it writes.
         finished = subprocess.run([sys.executable, str(scripts / f"{name}.py"), *args, *DEMO_TRAINING])
         if finished.returncode != 0:

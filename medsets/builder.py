@@ -116,7 +116,7 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
         become one split (V1 and V2 extracted side by side) cannot be told apart: that is an error, not a merge."""
         names = {folder: layout.split_name(folder, self.SPLIT_FOLDERS) for folder in folders}
         if len(names) == 1 and not re.search(r"train|test|val", next(iter(names.values()))):
-            names = {folder: "train" for folder in names}  # one folder, no split named: one split, as datasets would
+            names = {folder: "train" for folder in names}  # one folder naming no split: `train`, as datasets would
         clashes = defaultdict(list)
         for folder, name in names.items():
             clashes[name].append(folder or ".")

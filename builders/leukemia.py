@@ -127,7 +127,8 @@ class Leukemia(MedsetsBuilder):
             problems += found
         elif prelim or label_csv:
             problems.append(Problem("bad label file", label_csv or prelim,
-                                    "the preliminary-phase images and their *_labels.csv come together; one is missing"))
+                                    "the preliminary-phase images and their *_labels.csv come together; "
+                                    "one is missing"))
         else:
             warnings.append("no preliminary-phase test data (C-NMC_test_prelim_phase_data): no validation split")
         if final:

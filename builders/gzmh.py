@@ -71,7 +71,8 @@ class GZMH(MedsetsBuilder):
     MASK_COLUMN = "label"
     DEFAULT_NUM_PROC = os.cpu_count() or 1  # decoding 2084x2084 images dominates (~5/s per core)
     RECORDS_PER_JOB = 16
-    PNG_COMPRESS_LEVEL = 1  # tiles are re-encoded; level 1 as measured for C-NMC (python -m benchmarks png-levels)
+    # Tiles are re-encoded; level 1 as measured for C-NMC (`python -m benchmarks png-levels`).
+    PNG_COMPRESS_LEVEL = 1
     CARD_NOTES = (
         "`objects` come from the masks' connected components (8-connectivity): `bbox` COCO [x, y, w, h] and "
         "`centroid` [x, y] in pixels (pixel (i, j) covers [i, i+1) x [j, j+1)), `area` in pixels. A mitosis "
@@ -127,7 +128,7 @@ class GZMH(MedsetsBuilder):
         rank_image_ids(records)
         for split, per_image in boxes.items():
             keys = {key for (folder, key) in pairs if split_of[folder] == split}
-            if unknown := sorted(k for k, found in per_image.items() if found is not None and k not in keys):
+            if unknown := sorted(k for k, listed in per_image.items() if listed is not None and k not in keys):
                 box_warnings.append(f"box files of {split} name {len(unknown)} images not in the download "
                                     f"(their boxes are ignored): {', '.join(unknown[:10])}")
         version = ("V2 (test split by mitotic score)" if {"test_1or2_score", "test_3_score"} <= set(records)

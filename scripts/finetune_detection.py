@@ -45,7 +45,7 @@ from medsets.training.checkpoints import train_and_save_best
 from medsets.training.full_images import (THRESHOLDS, MitosisScorer, ScoringArguments, TileTable, dedupe,
                                           draw_detections, f1_table, tile_table, to_full_image)
 from medsets.training.image_pipeline import AugmentOptions, BatchAugment, decode_once, fits_decode_cache
-from medsets.training.splits import carve
+from medsets.training.splits import carve, oversampled
 
 logger = logging.getLogger("finetune_detection")
 MODEL_SIZES = {
@@ -310,10 +310,10 @@ def set_up(argv: list[str] | None = None) -> Run:
             splits["train"], decoded["train"], tables["train"])
         notes.append(f"validation: {len(np.unique(tables['train'].source[rows['validation']]))} whole source images "
                      f"({data_args.validation_fraction:.0%}) of {data_args.train_split!r}, seed {training_args.seed}")
-    positive = [r for r in rows["train"] if len(tables["train"].boxes[r])]
-    notes.append(f"train: {len(positive)} of {len(rows['train'])} tiles hold mitoses, each seen "
+    positive = np.array([len(tables["train"].boxes[r]) > 0 for r in rows["train"]], bool)
+    notes.append(f"train: {positive.sum()} of {len(rows['train'])} tiles hold mitoses, each seen "
                  f"{data_args.oversample_positive}x per epoch")
-    rows["train"] = np.concatenate([rows["train"]] + [positive] * (data_args.oversample_positive - 1))
+    rows["train"] = oversampled(rows["train"], positive, data_args.oversample_positive)
     sets = {name: TileSet(decoded[name], splits[name], data_args.image_size, tables[name], rows[name],
                           augment=name == "train") for name in rows}
     logger.info("tiles per split %s; %s", {k: len(v) for k, v in sets.items()}, "; ".join(notes))

@@ -56,7 +56,7 @@ from medsets.training.full_images import (THRESHOLDS, MitosisScorer, ScoringArgu
 from medsets.training.image_pipeline import AugmentOptions, BatchAugment, decode_once, fits_decode_cache
 from medsets.training.segmentation_scores import (IGNORE, at_source_size, compute_metrics_for, mask_detections,
                                                   predicted_classes, score_maps, split_scores, table)
-from medsets.training.splits import carve
+from medsets.training.splits import carve, oversampled
 
 logger = logging.getLogger("finetune_segmentation")
 SEGFORMER_SIZES = {  # the MiT-B0 and MiT-B2 encoders of the SegFormer paper, with their decode heads
@@ -277,13 +277,6 @@ def class_balance(args: AugmentationArguments, counts: np.ndarray, positive: np.
     return (None if weights is None else torch.tensor(weights, dtype=torch.float32)), repeat, dice
 
 
-def oversampled_order(positive: np.ndarray, repeat: float) -> np.ndarray:
-    """Row order of one epoch: every row once, foreground rows `repeat` times in all (fractions rounded)."""
-    extra = np.flatnonzero(positive)
-    copies = [np.arange(len(positive))] + [extra] * (int(round(repeat)) - 1)
-    return np.concatenate(copies)
-
-
 # -- training ------------------------------------------------------------------------------------------
 class SegmentationTrainer(Trainer):
     """Trainer whose batches arrive as uint8 and are jittered and normalised on the device; the logits are
@@ -402,7 +395,7 @@ def set_up(argv: list[str] | None = None) -> Run:
     sets = {name: SegmentationPairs(ds, size, cached[name]) for name, ds in splits.items()}
     sets["train"] = SegmentationPairs(splits["train"], size, cached["train"],
                                       JointTransform(size, augment_args.crop_scale_min, augment_args.rotate90),
-                                      oversampled_order(positive, repeat))
+                                      oversampled(np.arange(len(positive)), positive, repeat))
     logger.info("splits %s (train rows per epoch %d); %s", {k: len(v.split) for k, v in sets.items()},
                 len(sets["train"]), "; ".join(notes))
 

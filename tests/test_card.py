@@ -65,3 +65,15 @@ def test_card_says_what_was_left_out(replicas, tmp_path):
     text = (folder / "README.md").read_text()
     assert "CC BY 3.0" in text and "license: cc-by-3.0" in text
     assert "count differs from the published one: all splits: 3 examples, published 1867" in text
+
+
+def test_every_builder_has_its_card_prose_and_a_missing_one_is_an_error():
+    from medsets import BUILDERS
+    from medsets.card import card_prose
+    from medsets.checks import BuildError
+
+    for name in BUILDERS:  # the prose ships as package data: a licence line and text, for every dataset
+        prose = card_prose(name)
+        assert prose.data.get("license") and len(prose.text.strip()) > 100
+    with pytest.raises(BuildError, match="no card prose for 'unknown'"):  # never a silently empty card
+        card_prose("unknown")

@@ -18,6 +18,7 @@ from medsets import GZMH, BIS5k, synthetic
 from medsets.export import build
 from medsets.training import image_pipeline
 from medsets.training import segmentation_scores as ss
+from medsets.training.splits import oversampled
 from scripts import finetune_segmentation as ft
 
 QUICK = ["--model_size", "b0", "--dataloader_num_workers", "0", "--per_device_train_batch_size", "8",
@@ -79,7 +80,7 @@ def test_rare_foreground_gets_weights_and_oversampling_unless_switched_off():
     weights, repeat, dice = ft.class_balance(ft.AugmentationArguments(), counts, positive, notes)
     assert weights.tolist() == pytest.approx([1.0, np.sqrt(999)], rel=1e-4) and repeat == 9 and dice == 1
     assert any("repeated 9 times" in n for n in notes)
-    order = ft.oversampled_order(positive, repeat)
+    order = oversampled(np.arange(len(positive)), positive, repeat)
     assert len(order) == 18 and np.bincount(order).tolist() == [9] + [1] * 9
 
     assert ft.class_balance(ft.AugmentationArguments(class_balance="none"), counts, positive, []) == (None, 1.0, 0.0)

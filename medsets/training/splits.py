@@ -1,5 +1,6 @@
-"""Validation carved from a training split, the same way in every fine-tuning script: stratified by class,
-seeded, and by whole groups (specimen, patient, source image) when asked, so no group straddles the two."""
+"""How the fine-tuning scripts choose their rows, the same way in each: validation carved from a training
+split (stratified by class, seeded, and by whole groups such as specimen, patient or source image, so no
+group straddles the two), and rare positives repeated within an epoch."""
 
 from __future__ import annotations
 
@@ -24,3 +25,10 @@ def carve(labels: np.ndarray, groups: np.ndarray | None, fraction: float, seed: 
                 validation += np.flatnonzero(groups == g).tolist()
     validation = np.sort(np.asarray(validation, dtype=np.int64))
     return np.setdiff1d(np.arange(len(labels)), validation), validation
+
+
+def oversampled(rows: np.ndarray, positive: np.ndarray, repeat: float) -> np.ndarray:
+    """One epoch's rows: every row once, the positive ones (a mask over `rows`) `repeat` times in all
+    (fractions rounded); the extra copies follow, and the Trainer's sampler shuffles them in."""
+    rows = np.asarray(rows, np.int64)
+    return np.concatenate([rows] + [rows[np.asarray(positive, bool)]] * (int(round(repeat)) - 1))

@@ -30,7 +30,7 @@ from ..checks import BuildError, Problem
 from ..layout import IMAGE_FOLDERS, IMAGE_SUFFIXES, MASK_FOLDERS, images_and_masks, rank_image_ids, split_order
 from ..objects import components, cross_check, objects_in_tile, tiles
 from ..schema import UnreadableImage, decode, detection_features, image_value, png_bytes
-from ..source import Source, parent, stem, suffix
+from ..source import Source, UnreadableFile, parent, stem, suffix
 
 # Folders that only say what they hold; removed from a box file's path to find its split folder.
 BOX_FOLDERS = {"annotations", "annotation", "xml", "xmls", "boxes", "bbox", "bboxes", "yolo", "voc", "coco",
@@ -157,8 +157,8 @@ class GZMH(MedsetsBuilder):
                 data = source.read_bytes(file)
                 found = read_boxes(file, data)
                 keys = coco_image_keys(file, data) if suffix(file) == ".json" else [b.image for b in found] or [stem(file)]
-            except BoxFileError as err:
-                problems.append(Problem("unreadable box file", file, str(err)))
+            except (BoxFileError, UnreadableFile) as err:  # the message names the file; the problem does too
+                problems.append(Problem("unreadable box file", file, str(err).removeprefix(f"{file}: ")))
                 if suffix(file) in (".xml", ".txt"):  # one image's file: with --skip-bad that image goes unchecked
                     boxes.setdefault(split, {})[stem(file).lower()] = None
                 continue
@@ -177,13 +177,15 @@ class GZMH(MedsetsBuilder):
         problems = []
         try:
             image_cell, image = image_value(self._source.read_bytes(record["image_file"]), self.PNG_COMPRESS_LEVEL)
-        except UnreadableImage as err:
-            problems.append(Problem("unreadable image", record["image_file"], str(err)))
+        except (UnreadableImage, UnreadableFile) as err:
+            problems.append(Problem("unreadable image", record["image_file"],
+                                    str(err).removeprefix(f"{record['image_file']}: ")))
             image_cell = image = None
         try:
             mask_cell, mask, stray, coding = gzmh_mask(self._source.read_bytes(record["mask_file"]))
-        except UnreadableImage as err:
-            problems.append(Problem("unreadable mask", record["mask_file"], str(err)))
+        except (UnreadableImage, UnreadableFile) as err:
+            problems.append(Problem("unreadable mask", record["mask_file"],
+                                    str(err).removeprefix(f"{record['mask_file']}: ")))
             mask = None
         if image is not None and mask is not None and (mask.shape[1], mask.shape[0]) != image.size:
             problems.append(Problem("mask size", record["mask_file"],

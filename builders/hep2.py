@@ -9,7 +9,7 @@ layout of the openmedlab card; the variant is detected.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import datasets
 
@@ -166,11 +166,19 @@ class HEp2(MedsetsBuilder):
             table, p, w = read_label_file(source, gt, self.ICPR2012_LABELS, self.ICPR2012_ALIASES, self.INTENSITIES)
             info = source.find(f"{prefix}{folder}/{info_name}")
             label_files += [gt, info or ""]
-            intensities = read_label_file(source, info, self.INTENSITIES, {}, self.INTENSITIES)[0] if info else {}
-            if not info:
+            intensities, info_problems = {}, []
+            if info:  # ID;intensity;width;height: its problems are the build's too
+                intensities, info_problems, _ = read_label_file(source, info, self.INTENSITIES, {}, self.INTENSITIES)
+            else:
                 warnings.append(f"{prefix}{folder}/{info_name} not found: intensity left empty for {split}")
+            problems += info_problems
             for key, row in table.items():
-                row.intensity = intensities[key].label if key in intensities else None
+                listed = intensities.get(key)
+                row.intensity = listed.label if listed else None
+                if listed is not None and listed.label is None:
+                    row.problems.append(Problem("unknown value", info, f"line {listed.line}: intensity "
+                                                f"{listed.raw_label!r} for cell {key}; known: "
+                                                f"{', '.join(self.INTENSITIES)}"))
                 row.specimen = specimens.get((split, key))
             cells[split] = read_cell_folder(source, gt.rsplit("/", 1)[0], True, self.MASK_NAME)
             split_records, join_problems = join(table, gt, {split: cells[split]}, self.ICPR2012_LABELS)
@@ -219,6 +227,7 @@ class LabelRow:
     line: int
     intensity: str | None = None
     specimen: str | None = None
+    problems: list = field(default_factory=list)  # of this row, reported with those found when it is read
 
 
 def read_label_file(source: Source, path: str, names: list[str], aliases: dict,
@@ -275,9 +284,15 @@ def read_label_file(source: Source, path: str, names: list[str], aliases: dict,
         if key in table:
             problems.append(Problem("duplicate id", path, f"line {line}: id {key} already on line {table[key].line}"))
             continue
-        intensity = cell(intensity_col).lower() or None
+        raw_intensity = cell(intensity_col)
+        intensity = raw_intensity.lower() or None
+        row_problems = []
+        if intensity is not None and intensity not in intensities:
+            row_problems.append(Problem("unknown value", path, f"line {line}: intensity {raw_intensity!r} for cell "
+                                                               f"{key}; known: {', '.join(intensities)}"))
+            intensity = None
         table[key] = LabelRow(key, canonical(cell(label_col), names, aliases), cell(label_col), line,
-                              intensity if intensity in intensities else None, cell(specimen_col) or None)
+                              intensity, cell(specimen_col) or None, row_problems)
     return table, problems, warnings
 
 
@@ -300,14 +315,14 @@ def join(table: dict, label_file: str, splits: dict[str, CellFolder], known: lis
                 problems.append(Problem("unknown label", label_file,
                                         f"line {row.line}: {row.raw_label!r} for cell {key}; known: {', '.join(known)}"))
                 continue
-            mask = None
+            mask, carried = None, list(row.problems)  # reported when the row is read, with what that finds
             if cells.masks is not None:
                 mask = cells.masks.get(key)
                 if mask is None:
-                    problems.append(Problem("missing mask", file, f"no {key}_mask image beside it"))
-                    continue
+                    carried.append(Problem("missing mask", file, f"no {key}_mask image beside it"))
             records[split].append({"key": key, "image_file": file, "mask_file": mask, "label": row.label,
-                                   "metadata": {"intensity": row.intensity, "specimen_id": row.specimen}})
+                                   "metadata": {"intensity": row.intensity, "specimen_id": row.specimen},
+                                   "problems": carried})
         for key, mask in (cells.masks or {}).items():
             if key not in cells.images:
                 problems.append(Problem("missing image", mask, "mask without its cell image"))

@@ -31,7 +31,7 @@ from .checks import (BuildError, BuildReport, Ledger, Problem, PublishedCounts, 
                      coverage_stats, cross_split_duplicates, group_overlap, size_stats, stray_mask_values, tally)
 from .schema import UnreadableImage, image_value, mask_value, pixel_hash
 from .layout import LayoutNotFound
-from .source import Source, SourceError
+from .source import Source, SourceError, UnreadableFile
 
 
 @dataclass
@@ -139,6 +139,7 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
         self._source = Source(self.config.data_dir)
         self._scanned = self._scan(self._source)
         self._scanned.splits = layout.ordered_splits(self._scanned.splits)
+        self._scanned.problems += listed_twice(self._scanned.splits)
         for problem in self._scanned.problems:
             self._ledger.problem(problem)
         # datasets gives each worker process a share of a list argument; chunks of this size keep small
@@ -197,7 +198,7 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
         """One row from a record: image, then the mask under `MASK_COLUMN` ("mask" for classification
         with cell masks, "label" for segmentation), else the record's label, then its metadata.
         Returns (example, decoded image, extra facts for the report)."""
-        problems = []
+        problems = list(record.get("problems", ()))  # found while scanning (a missing mask, ...): reported with the rest
         image_cell, image = self._read_image(record["image_file"], problems)
         example = {"image": image_cell, **record.get("metadata", {})}
         facts = {}
@@ -217,15 +218,15 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
     def _read_image(self, file: str, problems: list):
         try:
             return image_value(self._source.read_bytes(file), compress_level=self.PNG_COMPRESS_LEVEL)
-        except UnreadableImage as err:
-            problems.append(Problem("unreadable image", file, str(err)))
+        except (UnreadableImage, UnreadableFile) as err:
+            problems.append(Problem("unreadable image", file, str(err).removeprefix(f"{file}: ")))
             return None, None
 
     def _read_mask(self, file: str, image, problems: list):
         try:
             cell, mask, stray = mask_value(self._source.read_bytes(file))
-        except UnreadableImage as err:
-            problems.append(Problem("unreadable mask", file, str(err)))
+        except (UnreadableImage, UnreadableFile) as err:
+            problems.append(Problem("unreadable mask", file, str(err).removeprefix(f"{file}: ")))
             return None, 0, None
         if image is not None and (mask.shape[1], mask.shape[0]) != image.size:
             problems.append(Problem("mask size", file, f"{mask.shape[1]}x{mask.shape[0]}, its image is "
@@ -259,6 +260,23 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
             image_sizes=size_stats(examples),
             mask_coverage=coverage_stats(examples),
         )
+
+
+def listed_twice(splits: dict[str, list[dict]]) -> list[Problem]:
+    """An image that the label files list twice would become two rows: keep its first listing (in split
+    order), drop the others, each a problem (fatal, or skipped once with --skip-bad)."""
+    first, problems = {}, []
+    for split, records in splits.items():
+        kept = []
+        for record in records:
+            file = record["image_file"]
+            if file in first:
+                problems.append(Problem("duplicate id", file, f"listed twice: in {first[file]} and again in {split}"))
+            else:
+                first[file] = split
+                kept.append(record)
+        records[:] = kept
+    return problems
 
 
 class RowProblems(Exception):

@@ -25,13 +25,15 @@ ADVICE = {
     "mask size": "the mask's size differs from its image's",
     "missing mask": "an image has no mask although the layout pairs every image with one",
     "bad label file": "a label file could not be parsed",
-    "duplicate id": "two files or rows claim the same image id",
+    "duplicate id": "two files or rows claim the same image id, or one image is listed twice",
+    "unknown value": "a metadata column (intensity, ...) holds a value outside its vocabulary",
     "unparseable name": "the name is not of the form UID_<patient>_<image>_<cell>_<all|hem>.bmp, so it has no patient",
     "label contradicts name": "the folder or CSV label disagrees with the _all/_hem ending of the original name",
     "missing image": "a mask or label row names an image that is not in the download; re-download or extract it again",
     "unreadable box file": "a box file (VOC XML, COCO JSON, CSV, YOLO txt) does not parse; fix it or remove it "
                            "(objects come from the masks, box files are only cross-checked)",
     "unusable prediction": "a predicted mask that cannot be scored against its image",
+    "missing prediction": "an image of the split has no predicted mask",
 }
 
 MAX_NAMES_PER_KIND = 8

@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--predictions", required=True, type=Path, help="folder of predicted masks (PNG, ...)")
     evaluate.add_argument("--dataset", type=Path, help="built dataset folder (default: ./NAME)")
     evaluate.add_argument("--split", default="test", help="split to score (default: %(default)s)")
+    evaluate.add_argument("--allow-missing", action="store_true",
+                          help="score the images that have a prediction when some have none (the table and the CSV "
+                               "then say how many of how many); by default a missing prediction is an error")
     evaluate.add_argument("--csv", type=Path,
                           help="where to write the table (default: NAME-SPLIT-scores.csv beside the predictions)")
 
@@ -97,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "evaluate":
             from .evaluation import evaluate_folder
 
-            return evaluate_folder(args.name, args.predictions, args.dataset or Path(args.name), args.split, args.csv)
+            return evaluate_folder(args.name, args.predictions, args.dataset or Path(args.name), args.split, args.csv,
+                                   allow_missing=args.allow_missing)
         from .demo import run_demo
 
         return run_demo(args.out, args.scale)

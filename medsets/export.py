@@ -7,18 +7,26 @@
 The folder is written atomically: everything is assembled in a hidden temporary sibling and swapped in
 by rename, so a failed or interrupted build leaves an existing output byte-identical and never leaves
 a half-written one. Building another config into an existing folder keeps the configs already there.
+Builds into one folder take turns (a lock beside it), so two at once cannot lose each other's config;
+clean-up after a killed build removes only the siblings a build of ours made (their exact name, and a
+marker inside).
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import re
 import shutil
 import signal
+import sys
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+
+from datasets.exceptions import DatasetGenerationError
 
 from .card import write_card
 from .checks import BuildError
@@ -26,6 +34,12 @@ from .picture import sample_picture
 
 TEMP_TAG = ".tmp-"
 OLD_TAG = ".old-"
+# Written first into every work folder: clean-up removes a .NAME.tmp-PID-XXXXXXXX folder only when it holds this.
+WORK_MARKER = ".medsets-build"
+# The siblings a build makes: .NAME.tmp-PID-XXXXXXXX (its work folder), .NAME.old-PID-XXXXXXXX (the output it
+# replaces, for the instant between two renames).
+SIBLING = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-[0-9a-f]{8}$")
+LOCK_SUFFIX = ".medsets-lock"
 
 
 class OutputError(BuildError):
@@ -42,10 +56,20 @@ def build(builder_cls, source, config: str | None, out, *, overwrite=False, skip
     """
     config = config or builder_cls.DEFAULT_CONFIG_NAME
     out = Path(out).expanduser().resolve()
-    recover_interrupted(out)
-    existing = check_output(out, config, overwrite)
+    with output_errors(out.parent, "create the folder that will hold the output"):
+        out.parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(out), terminate_as_exception():
+        recover_interrupted(out)
+        existing = check_output(out, config, overwrite)
+        return build_into(builder_cls, source, config, out, existing, skip_bad, num_proc, config_options)
+
+
+def build_into(builder_cls, source, config, out: Path, existing: bool, skip_bad, num_proc, config_options):
+    """The build itself, in a work folder beside `out` (the caller holds the output's lock)."""
     work = out.parent / f".{out.name}{TEMP_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    with removed_on_exit(work), terminate_as_exception():
+    with removed_on_exit(work), output_errors(work, "write the build"):
+        work.mkdir()
+        (work / WORK_MARKER).write_text("a medsets build works here; removed when it ends\n")
         builder = builder_cls(config_name=config, data_dir=str(source), cache_dir=str(work / "cache"),
                               skip_bad=skip_bad, **config_options)
         num_proc = num_proc or builder_cls.DEFAULT_NUM_PROC
@@ -135,18 +159,88 @@ def swap_in(stage: Path, out: Path):
 
 
 def recover_interrupted(out: Path):
-    """Clean up after a build that was killed outright (SIGKILL, power loss) before it could."""
+    """Clean up after a build that was killed outright (SIGKILL, power loss) before it could: only siblings
+    named exactly as a build names them, of a process no longer running, holding what a build put there
+    (the work marker; for a replaced output, a medsets folder). Anything else is the user's and stays."""
     if not out.parent.exists():
         return
-    for sibling in out.parent.glob(f".{out.name}.*-*"):
-        tag = sibling.name[len(out.name) + 1:]
-        pid = tag.split("-", 1)[1].split("-")[0] if "-" in tag else ""
-        if not pid.isdigit() or pid_alive(int(pid)):
+    for sibling in out.parent.iterdir():
+        match = SIBLING.match(sibling.name)
+        if not match or match["name"] != out.name or not sibling.is_dir() or pid_alive(int(match["pid"])):
             continue
-        if tag.startswith(OLD_TAG) and not out.exists():
-            os.rename(sibling, out)  # killed between the two renames of swap_in: the old output is whole
-        else:
+        if match["kind"] == "old" and is_medsets_folder(sibling):
+            if not out.exists():
+                os.rename(sibling, out)  # killed between the two renames of swap_in: the old output is whole
+            else:
+                shutil.rmtree(sibling, ignore_errors=True)
+        elif match["kind"] == "tmp" and (sibling / WORK_MARKER).is_file():
             shutil.rmtree(sibling, ignore_errors=True)
+
+
+@contextmanager
+def output_lock(out: Path):
+    """Builds into one output folder take turns: an exclusive lock on .NAME.medsets-lock beside it, held
+    from the first look at the folder until the new one is swapped in. A build that finds it taken says
+    whose it is and waits. The holder removes the file before letting go; a waiter that then finds the
+    file gone or replaced opens it anew, so no two ever hold locks on different files."""
+    path = out.parent / f".{out.name}{LOCK_SUFFIX}"
+    while True:
+        try:
+            handle = open(path, "a+")
+        except OSError as err:
+            raise output_error(err, out.parent, "lock the output folder") from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            print(f"medsets: {out} is being written by another build ({holder}); waiting for it to finish ...",
+                  file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            same = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        handle.close()
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}, {' '.join(sys.argv[:1] + sys.argv[1:4])}\n")
+    handle.flush()
+    try:
+        yield
+    finally:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        handle.close()  # releases the lock
+
+
+@contextmanager
+def output_errors(where: Path, doing: str):
+    """An operating-system error while writing (disk full, read-only file system, a file where a folder
+    should be) as an OutputError that says what failed and where; the caller's clean-up still runs."""
+    try:
+        yield
+    except OSError as err:
+        raise output_error(err, where, doing) from None
+    except DatasetGenerationError as err:  # datasets wraps what failed while it wrote the shards
+        if isinstance(err.__cause__, OSError):
+            raise output_error(err.__cause__, where, doing) from None
+        raise
+
+
+def output_error(err: OSError, where: Path, doing: str) -> OutputError:
+    place = err.filename or where
+    reason = err.strerror or str(err) or type(err).__name__
+    hint = {errno.ENOSPC: "Free some disk space (a build needs about twice the output's size) or choose another --out.",
+            errno.EROFS: "That file system is read-only: choose another --out.",
+            errno.EACCES: "You may not write there: choose another --out.",
+            errno.ENOTDIR: "A file stands where a folder should be: choose another --out."}.get(
+        err.errno, "Choose another --out, or fix the problem named above.")
+    return OutputError(f"could not {doing}: {reason}: {place}. Nothing was changed.", hint=hint)
 
 
 def pid_alive(pid: int) -> bool:

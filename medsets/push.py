@@ -60,8 +60,17 @@ def push_folder(folder: Path, repo_id: str, public: bool = False) -> str:
     if not is_medsets_folder(folder):
         raise BuildError(f"{folder} is not a folder built by medsets (no README.md and reports/).",
                          hint="Build one first: medsets build NAME --source RAW --out FOLDER")
-    if "/" not in repo_id:
-        raise BuildError(f"--repo {repo_id!r}: give it as NAMESPACE/NAME (your user or organisation name first).")
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        if repo_id.count("/") != 1:
+            raise HFValidationError("it needs exactly one '/'")
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise BuildError(f"--repo {repo_id!r} is not a repository id: {str(err).splitlines()[0]}",
+                         hint="Give it as NAMESPACE/NAME (your user or organisation name first): letters, digits, "
+                              "'-', '_' and '.', at most 96 characters.") from None
     if constants.HF_HUB_OFFLINE:
         raise BuildError("HF_HUB_OFFLINE is set: nothing can be pushed.",
                          hint="Unset HF_HUB_OFFLINE (and connect to the network), then run medsets push again.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 
 import numpy as np
 from datasets import ClassLabel, Features, Image, List, Sequence, Value
@@ -41,8 +42,12 @@ def decode(raw: bytes) -> PILImage.Image:
     try:
         image = PILImage.open(io.BytesIO(raw))
         image.load()
+    except PILImage.UnidentifiedImageError:
+        raise UnreadableImage(f"not an image (no format PIL reads; {len(raw)} bytes)") from None
     except Exception as err:  # PIL raises a zoo of types for damaged files
-        raise UnreadableImage(f"{type(err).__name__}: {err}") from None
+        # Its messages may name the in-memory buffer ("<_io.BytesIO object at 0x...>"): the file is meant.
+        reason = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "the file", str(err))
+        raise UnreadableImage(f"{type(err).__name__}: {reason}") from None
     return image
 
 

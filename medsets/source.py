@@ -2,7 +2,10 @@
 
 Nothing is ever extracted to disk. Every path handed out is POSIX, relative to the source root, in the
 spelling the source uses; look-ups are case-insensitive because the same archive circulates with
-`_Mask.png` and `_mask.PNG`.
+`_Mask.png` and `_mask.PNG`. A name that is not valid UTF-8 (bytes from another system's encoding) is
+handed out with those bytes written as escapes (`\\xe9`), so it can be stored, reported and printed;
+reading it still opens the file by its real name. A file that cannot be read (a zip member with a bad
+checksum, an I/O error) raises `UnreadableFile`: a problem of that file, like a truncated image.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import csv
 import io
 import os
 import zipfile
+import zlib
 from collections import Counter, defaultdict
 from pathlib import Path, PurePosixPath
 
@@ -23,6 +27,15 @@ LABEL_DELIMITERS = (",", ";", "\t")
 
 class SourceError(Exception):
     """The path given as a source cannot be read as one (missing, not a folder or zip, empty)."""
+
+
+class UnreadableFile(SourceError):
+    """One file of the source cannot be read; the message names it and says why."""
+
+
+def printable(name: str) -> str:
+    """A file name as valid UTF-8: bytes that are not (kept by os.fsdecode as surrogates) become escapes."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def is_junk(rel_path: str) -> bool:
@@ -62,13 +75,16 @@ class Source:
         if not self.path.exists():
             raise SourceError(f"{path}: no such file or folder. Point --source at the extracted folder, "
                               "a folder above it, or the downloaded .zip.")
+        self._real_names: dict[str, str] = {}  # printable name -> the name on disk, where they differ
         if self.path.is_dir():
             self.kind = "folder"
-            files = [
-                p.relative_to(self.path).as_posix()
-                for p in self.path.rglob("*")
-                if p.is_file()
-            ]
+            files = []
+            for p in self.path.rglob("*"):
+                if p.is_file():
+                    real = p.relative_to(self.path).as_posix()
+                    files.append(printable(real))
+                    if files[-1] != real:
+                        self._real_names[files[-1]] = real
         elif zipfile.is_zipfile(self.path):
             self.kind = "zip"
             with zipfile.ZipFile(self.path) as archive:
@@ -117,11 +133,17 @@ class Source:
 
     # -- reading ------------------------------------------------------------------------------------
     def read_bytes(self, rel_path: str) -> bytes:
-        if self.kind == "folder":
-            return (self.path / rel_path).read_bytes()
-        if self._zip is None:
-            self._zip = zipfile.ZipFile(self.path)
-        return self._zip.read(rel_path)
+        try:
+            if self.kind == "folder":
+                return (self.path / self._real_names.get(rel_path, rel_path)).read_bytes()
+            if self._zip is None:
+                self._zip = zipfile.ZipFile(self.path)
+            return self._zip.read(rel_path)
+        except (OSError, zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as err:
+            # A damaged member fails its checksum (BadZipFile) or inflate (zlib.error); an encrypted one is a
+            # RuntimeError, an unsupported compression a NotImplementedError; a folder's file an OSError.
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err) or type(err).__name__
+            raise UnreadableFile(f"{rel_path}: cannot be read: {reason}") from None
 
     def read_text(self, rel_path: str) -> str:
         return decode_text(self.read_bytes(rel_path))

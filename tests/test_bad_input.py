@@ -183,7 +183,7 @@ def test_interrupted_build_leaves_the_old_output_untouched(tmp_path, signum, dig
     assert digest(out) == before
     leftovers = list(tmp_path.glob(".hep2.*"))
     if signum == signal.SIGKILL:  # nothing can clean up after SIGKILL; the next build does
-        recover_interrupted(out)
+        assert cli("build", "hep2", "--source", replicas("processed"), "--out", out, "--overwrite") == 0
         leftovers = list(tmp_path.glob(".hep2.*"))
     assert leftovers == []
 
@@ -242,3 +242,184 @@ def test_forked_workers_die_on_sigterm_delivered_to_another_thread():
                 os._exit(1)
         status = _sigterm_and_wait(pid)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+
+
+# -- the hostile tester's cases (issue 16): nothing lost, nothing silent, exit 2 without a traceback ----------
+def build_process(*args, stderr=subprocess.DEVNULL):
+    return subprocess.Popen([sys.executable, "-m", "medsets", "build", *map(str, args), "--num-proc", "1"],
+                            stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+def test_two_builds_into_one_folder_at_once_keep_both_configs(tmp_path, replicas):
+    out = tmp_path / "hep2"
+    builds = [build_process("hep2", "--source", replicas("processed"), "--out", out),
+              build_process("hep2", "--config", "icpr2012", "--source", replicas("icpr2012"), "--out", out)]
+    assert [b.wait(timeout=300) for b in builds] == [0, 0]
+    for config in ("icpr2014", "icpr2012"):
+        assert load_dataset(str(out), config, cache_dir=str(tmp_path / "cache"))["train"].num_rows > 0
+    assert not list(tmp_path.glob(".hep2.*"))  # no lock file, no work folder left
+
+
+def test_a_build_waits_for_the_one_writing_its_folder_and_says_so(tmp_path, replicas):
+    from medsets.export import output_lock
+
+    out, log = tmp_path / "hep2", tmp_path / "stderr.txt"
+    with output_lock(out), open(log, "w") as stderr:
+        waiting = build_process("hep2", "--source", replicas("processed"), "--out", out, stderr=stderr)
+        deadline = time.time() + 60
+        while "being written by another build (pid" not in log.read_text() and time.time() < deadline:
+            time.sleep(0.05)
+        assert "being written by another build (pid" in log.read_text() and waiting.poll() is None
+        assert not out.exists()  # it waited: nothing written while the folder was taken
+    assert waiting.wait(timeout=300) == 0 and (out / "data" / "icpr2014").is_dir()
+
+
+def test_clean_up_removes_only_what_a_build_of_ours_made(tmp_path, replicas):
+    out = tmp_path / "hep2"
+    users = [tmp_path / ".hep2.backup-20240101", tmp_path / ".hep2.tmp-999999-abcdef12",  # no marker inside
+             tmp_path / ".hep2.old-999999-abcdef12"]  # not a medsets folder
+    for folder in users:
+        folder.mkdir()
+        (folder / "notes.txt").write_text("mine")
+    ours = tmp_path / ".hep2.tmp-999999-0123abcd"  # a build killed outright (pid 999999 is not running)
+    ours.mkdir()
+    (ours / ".medsets-build").write_text("")
+    assert cli("build", "hep2", "--source", replicas("processed"), "--out", out) == 0
+    assert all((folder / "notes.txt").read_text() == "mine" for folder in users) and not ours.exists()
+    recover_interrupted(out)
+    assert all(folder.exists() for folder in users)
+
+
+def test_an_image_listed_twice_is_a_problem_not_two_rows(tmp_path, capsys):
+    source = synthetic.write_leukemia(tmp_path / "raw", "kaggle", scale=0.002)
+    labels = next(source.rglob("*prelim_phase_data_labels.csv"))
+    lines = labels.read_text().splitlines()
+    labels.write_text("\n".join(lines + [lines[1]]) + "\n")  # the first data row again
+    assert cli("build", "leukemia", "--source", source, "--out", tmp_path / "leukemia", "--num-proc", "1") == 2
+    err = capsys.readouterr().err
+    assert "duplicate id (1)" in err and "listed twice: in validation and again in validation" in err
+    assert cli("build", "leukemia", "--source", source, "--out", tmp_path / "leukemia", "--num-proc", "1",
+               "--skip-bad") == 0
+    rows = load_dataset(str(tmp_path / "leukemia"), cache_dir=str(tmp_path / "cache"))["validation"]
+    assert len(rows) == len(lines) - 1 and len(set(rows["image_id"])) == len(rows)  # once each
+
+
+def test_flat_layout_line_repeated_in_train_txt(tmp_path, capsys):
+    source = synthetic.write_leukemia(tmp_path / "raw", "flat", scale=0.002)
+    train = next(source.rglob("train.txt"))
+    train.write_text(train.read_text() + train.read_text().splitlines()[0] + "\n")
+    assert cli("build", "leukemia", "--source", source, "--out", tmp_path / "leukemia", "--num-proc", "1") == 2
+    assert "listed twice: in train and again in train" in capsys.readouterr().err
+
+
+def test_an_intensity_outside_its_vocabulary_is_reported(tmp_path, capsys):
+    source = synthetic.write_hep2_icpr2012(tmp_path / "raw", scale=0.03)
+    info = next(source.rglob("training/training.csv"))
+    info.write_text(info.read_text().replace("positive", "postive", 1))
+    assert cli("build", "hep2", "--config", "icpr2012", "--source", source, "--out", tmp_path / "hep2") == 2
+    err = capsys.readouterr().err
+    assert "unknown value (1)" in err and "training/training.csv: line" in err and "intensity 'postive'" in err
+
+
+def corrupt_member(archive: Path, member: str):
+    """Flip bytes in the middle of one member's compressed data: its CRC (or inflate) fails on reading."""
+    import zipfile
+
+    with zipfile.ZipFile(archive) as zf:
+        info = zf.getinfo(member)
+    data = bytearray(archive.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    middle = start + info.compress_size // 2
+    data[middle:middle + 4] = bytes(b ^ 0xFF for b in data[middle:middle + 4])
+    archive.write_bytes(bytes(data))
+
+
+def test_a_zip_member_that_fails_its_checksum_is_a_problem_of_that_file(tmp_path, capsys):
+    source = synthetic.write_hep2_icpr2014(tmp_path / "raw", "processed", scale=0.005, as_zip=True)
+    import zipfile
+
+    member = sorted(n for n in zipfile.ZipFile(source).namelist() if n.endswith(".png"))[1]
+    corrupt_member(source, member)
+    assert cli("build", "hep2", "--source", source, "--out", tmp_path / "hep2") == 2
+    err = capsys.readouterr().err
+    assert "unreadable image (1)" in err and member in err and "cannot be read" in err and "Traceback" not in err
+    assert cli("build", "hep2", "--source", source, "--out", tmp_path / "hep2", "--skip-bad") == 0
+    assert member in (tmp_path / "hep2" / "reports" / "icpr2014.txt").read_text()
+
+
+def test_file_names_that_are_not_utf8_are_carried_with_escapes(tmp_path, capsys):
+    source = synthetic.write_bis5k(tmp_path / "raw", scale=0.002, size=32)
+    for folder in ("images", "masks"):
+        old = source / "BIS5k" / "formal_train" / folder / "bis_he_id000001.png"
+        os.rename(bytes(old), bytes(old.parent) + b"/caf\xe9.png")  # a latin-1 name, as older systems wrote it
+    truncated = source / "BIS5k" / "formal_train" / "images" / "bis_he_id000002.png"
+    os.rename(bytes(truncated), bytes(truncated.parent) + b"/r\xf6w.png")
+    (truncated.parent / os.fsdecode(b"r\xf6w.png")).write_bytes(b"\x89PNG")
+    out = tmp_path / "bis5k"
+    assert cli("build", "bis5k", "--source", source, "--out", out) == 2
+    assert "formal_train/images/r\\xf6w.png" in capsys.readouterr().err
+    assert cli("build", "bis5k", "--source", source, "--out", out, "--skip-bad") == 0
+    names = load_dataset(str(out), cache_dir=str(tmp_path / "cache"))["train"]["file_name"]
+    assert "BIS5k/formal_train/images/caf\\xe9.png" in names
+    assert "r\\xf6w.png" in (out / "reports" / "default.txt").read_text()
+    assert "r\\xf6w.png" in (out / "README.md").read_text()
+
+
+def test_out_under_a_file_is_a_clear_error(tmp_path, replicas, capsys):
+    (tmp_path / "a-file").write_text("")
+    assert cli("build", "hep2", "--source", replicas("processed"), "--out", tmp_path / "a-file" / "hep2") == 2
+    err = capsys.readouterr().err
+    assert "could not create the folder" in err and "a-file" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("where", ["work folder", "shards", "card"])
+@pytest.mark.parametrize("existing", [False, True], ids=["fresh", "overwrite"])
+def test_disk_full_or_read_only_is_a_clear_error_and_loses_nothing(tmp_path, replicas, capsys, digest, monkeypatch,
+                                                                   where, existing):
+    import errno
+
+    import datasets
+
+    from medsets import export
+
+    out = tmp_path / "hep2"
+    if existing:
+        assert cli("build", "hep2", "--source", replicas("processed"), "--out", out) == 0
+    before = digest(out) if existing else None
+    failure = {"work folder": OSError(errno.EROFS, "Read-only file system", str(tmp_path)),
+               "shards": OSError(errno.ENOSPC, "No space left on device", "shard.parquet"),
+               "card": OSError(errno.ENOSPC, "No space left on device", str(out / "README.md"))}[where]
+
+    def fail(*args, **kwargs):
+        raise failure
+
+    if where == "work folder":
+        monkeypatch.setattr(export, "WORK_MARKER", "no/such/folder/marker")  # first write in the work folder
+        real_write_text = Path.write_text
+        monkeypatch.setattr(Path, "write_text", lambda self, *a, **k: fail() if "no/such" in str(self)
+                            else real_write_text(self, *a, **k))
+    elif where == "shards":
+        monkeypatch.setattr(datasets.arrow_writer.ArrowWriter, "write_examples_on_file", fail)
+    else:
+        monkeypatch.setattr(export, "write_card", fail)
+    assert cli("build", "hep2", "--source", replicas("processed"), "--out", out, "--overwrite") == 2
+    err = capsys.readouterr().err
+    assert failure.strerror in err and "Nothing was changed" in err and "Traceback" not in err
+    assert (digest(out) == before) if existing else not out.exists()
+    assert not list(tmp_path.glob(".hep2.*"))
+
+
+def test_every_problem_of_a_row_is_reported(organisers, capsys, tmp_path):
+    cell(organisers, 6, mask=True).unlink()
+    cell(organisers, 6).write_bytes(b"")  # zero bytes, and its mask is missing too
+    assert cli("build", "hep2", "--source", organisers, "--out", tmp_path / "hep2") == 2
+    err = capsys.readouterr().err
+    assert "missing mask (1)" in err and "unreadable image (1)" in err and "train/00006.png" in err
+
+
+def test_messages_name_files_once_and_never_an_in_memory_buffer(organisers, capsys, tmp_path):
+    cell(organisers, 8).write_bytes(b"this is not a png")
+    assert cli("build", "hep2", "--source", organisers, "--out", tmp_path / "hep2") == 2
+    err = capsys.readouterr().err
+    assert "BytesIO" not in err and "train/00008.png: not an image" in err
+    assert err.count("00008.png") == 1

@@ -47,15 +47,21 @@ def test_scores_predictions_with_known_damage(built, tmp_path, capsys):
         Image.fromarray(prediction).save(predictions / name)
         expected.append(toolkit.toolkit_scores(prediction, gts[name]))
     Image.new("L", (64, 64)).save(predictions / "stray.png")
-    code = main(["evaluate", "bis5k", "--predictions", str(predictions), "--dataset", str(built)])
+    # A score over a subset is not the split's score: a missing prediction is an error, each one listed.
+    assert main(["evaluate", "bis5k", "--predictions", str(predictions), "--dataset", str(built)]) == 2
+    err = capsys.readouterr().err
+    assert "missing prediction (1)" in err and f"BIS5k/formal_test/images/{names[0]}" in err
+    assert not (tmp_path / "bis5k-test-scores.csv").exists()
+    code = main(["evaluate", "bis5k", "--predictions", str(predictions), "--dataset", str(built), "--allow-missing"])
     out, err = capsys.readouterr()
     assert code == 0
     assert f"1 missing predictions (not scored): BIS5k/formal_test/images/{names[0]}" in err
     assert "1 predictions with no image" in err and "stray.png" in err
-    assert f"{len(names) - 1} images scored" in out
+    assert f"{len(names) - 1} of {len(names)} images scored" in out
     scored = read_csv(tmp_path / "bis5k-test-scores.csv")
     assert list(scored) == ["meanDic", "meanIoU", "wFm", "Sm", "meanEm", "mae", "maxEm", "maxDic", "maxIoU",
-                            "meanSen", "maxSen", "meanSpe", "maxSpe"]
+                            "meanSen", "maxSen", "meanSpe", "maxSpe", "images_scored", "images_in_split"]
+    assert (scored["images_scored"], scored["images_in_split"]) == (len(names) - 1, len(names))
     for key, value in toolkit.summarize(expected).items():
         assert scored[key] == pytest.approx(value, abs=1e-6)
     # one of the scored images predicts nothing: Dice is 0 there and 1 on the others for t > 0
@@ -78,3 +84,19 @@ def test_missing_dataset_says_how_to_build_it(tmp_path, capsys):
     assert main(["evaluate", "bis5k", "--predictions", str(tmp_path / "preds"),
                  "--dataset", str(tmp_path / "nope")]) == 2
     assert "medsets build bis5k" in capsys.readouterr().err
+
+
+def test_a_split_the_folder_lacks_a_folder_not_built_and_an_unwritable_csv(built, tmp_path, capsys):
+    predictions = tmp_path / "predictions"
+    predictions.mkdir()
+    for name, truth in truths(built).items():
+        Image.fromarray(truth.astype(np.uint8) * 255).save(predictions / name)
+    command = ["evaluate", "bis5k", "--predictions", str(predictions), "--dataset", str(built)]
+    assert main(command + ["--split", "validation"]) == 2
+    assert "has no split 'validation'; it has train, test" in capsys.readouterr().err
+    assert main(["evaluate", "bis5k", "--predictions", str(predictions), "--dataset", str(predictions)]) == 2
+    assert "not a folder built by medsets" in capsys.readouterr().err
+    assert main(command + ["--csv", str(tmp_path / "no-such-folder" / "scores.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "could not write the scores to" in err and "Traceback" not in err
+

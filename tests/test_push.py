@@ -133,3 +133,11 @@ def test_only_medsets_folders_are_pushed(hub, tmp_path, capsys):
     (tmp_path / "random" / "x.txt").write_text("x")
     assert main(["push", str(tmp_path / "random"), "--repo", "org/x"]) == 2
     assert "not a folder built by medsets" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("repo", ["a/b/c", "no-namespace", "org/bad name", "org/" + "x" * 100, "org/-start"])
+def test_an_invalid_repo_id_is_a_clear_error(folder, repo, capsys):
+    assert main(["push", str(folder), "--repo", repo]) == 2
+    err = capsys.readouterr().err
+    assert "is not a repository id" in err and "Traceback" not in err
+

@@ -18,6 +18,7 @@ in `self.report`.
 from __future__ import annotations
 
 import abc
+import os
 import re
 import shutil
 import tempfile
@@ -172,7 +173,10 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
                     self._ledger.problem(problem)
 
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
-        self._ledger = Ledger(tempfile.mkdtemp(prefix="medsets-ledger-"))
+        # Inside the build's cache folder (for `medsets build`, its work folder): whatever removes that after a
+        # crash or a kill removes the ledger too.
+        os.makedirs(self._cache_dir_root, exist_ok=True)
+        self._ledger = Ledger(tempfile.mkdtemp(prefix="medsets-ledger-", dir=self._cache_dir_root))
         try:
             super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
             problems, examples = self._ledger.read()

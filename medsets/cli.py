@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -108,9 +109,17 @@ def main(argv: list[str] | None = None) -> int:
     except (BuildError, SourceError) as err:
         print(f"medsets: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("medsets: interrupted; nothing was written", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, SystemExit, Exception) as err:
+        # Stopped by SIGINT or SIGTERM: the pool of worker processes may answer with an error of its own
+        # while it unwinds, so the signal recorded by the build says why. The build has cleaned up.
+        from .export import interrupted_by
+
+        signum = interrupted_by() or (signal.SIGINT if isinstance(err, KeyboardInterrupt) else None)
+        if signum is None:
+            raise
+        print(f"medsets: stopped by {signal.Signals(signum).name}; nothing was written and the output folder is "
+              "as it was", file=sys.stderr)
+        return 128 + signum
 
 
 def list_datasets() -> int:

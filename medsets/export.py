@@ -14,6 +14,7 @@ marker inside).
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import json
@@ -261,13 +262,60 @@ def removed_on_exit(folder: Path):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _default_sigterm_in_forked_child():
-    """Forked children get SIGTERM's default action back (see terminate_as_exception)."""
-    if getattr(signal.getsignal(signal.SIGTERM), "medsets_owner", None) not in (None, os.getpid()):
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-os.register_at_fork(after_in_child=_default_sigterm_in_forked_child)
+def _worker_signals_in_forked_child():
+    """A process forked during a build (a `datasets` worker) gets SIGTERM's default action back (see
+    terminate_as_exception), ignores SIGINT (Ctrl-C reaches the whole process group; the build stops its
+    workers itself), and dies with the build: the kernel kills it when its parent ends, even by SIGKILL,
+    where it would otherwise wait forever on a queue nobody reads."""
+    if not _building or _building[-1] == os.getpid():
+        return
+    owner = _building[-1]
+    _building.clear()  # its own children inherit the dispositions below; the kernel's death signal they need not
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.unraisablehook = _quiet_when_the_queue_is_gone(sys.unraisablehook)
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+        if os.getppid() != owner:  # the build ended between the fork and the prctl
+            os._exit(128 + signal.SIGKILL)
+
+
+def _quiet_when_the_queue_is_gone(report):
+    """datasets' `_prepare_split_single` yields in a `finally`: when a stopped build shuts the queue down under
+    a worker, closing that generator raises "generator ignored GeneratorExit", which Python prints as an
+    unraisable error. The build has stopped and says so; only that report is left out."""
+    def hook(unraisable):
+        if not (isinstance(unraisable.exc_value, RuntimeError) and "ignored GeneratorExit" in str(unraisable.exc_value)):
+            report(unraisable)
+    return hook
+
+
+os.register_at_fork(after_in_child=_worker_signals_in_forked_child)
+_building: list[int] = []  # the pid of the process running a build, while it runs (read by forked children)
+_interrupted_by: list[int] = []  # the signal that stopped the build in this process, if one did
+
+
+def stop_children():
+    """Kill the processes the build's worker pool left (a manager started just before the interrupt, a
+    worker the pool started while it was being torn down): at exit multiprocessing would wait for each."""
+    children = [child for name in ("multiprocess", "multiprocessing")  # datasets uses the first
+                for child in (sys.modules[name].active_children() if name in sys.modules else ())]
+    for child in children:  # all at once: a worker that outlived the manager would complain on its way out
+        child.kill()
+    for child in children:
+        child.join(timeout=5)
+
+
+def interrupted_by() -> int | None:
+    """SIGTERM or SIGINT when one of them stopped a build in this process: whatever exception then reaches
+    the caller (the pool may raise its own while the interrupt unwinds it), that is why it stopped."""
+    return _interrupted_by[-1] if _interrupted_by else None
 
 
 @contextmanager
@@ -286,16 +334,25 @@ def terminate_as_exception():
     def raise_exit(signum, frame):
         if os.getpid() != owner:
             os._exit(128 + signum)
+        _interrupted_by.append(signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise SystemExit(128 + signum)
 
     raise_exit.medsets_owner = owner
 
     try:
-        previous = signal.signal(signal.SIGTERM, raise_exit)
+        previous = {signum: signal.signal(signum, raise_exit) for signum in (signal.SIGTERM, signal.SIGINT)}
     except ValueError:  # not the main thread: leave signal handling to the caller
         yield
         return
+    interrupts = len(_interrupted_by)
+    _building.append(owner)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        _building.remove(owner)
+        if len(_interrupted_by) > interrupts:
+            stop_children()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

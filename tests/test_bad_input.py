@@ -423,3 +423,50 @@ def test_messages_name_files_once_and_never_an_in_memory_buffer(organisers, caps
     err = capsys.readouterr().err
     assert "BytesIO" not in err and "train/00008.png: not an image" in err
     assert err.count("00008.png") == 1
+
+
+@pytest.fixture(scope="module")
+def gzmh_for_workers(tmp_path_factory):
+    """Enough GZMH fields for two worker processes (16 images a job), small enough to build in seconds."""
+    return synthetic.write_gzmh(tmp_path_factory.mktemp("gzmh") / "raw", "v2", scale=0.03, size=768)
+
+
+def children_of(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=["TERM", "INT", "KILL"])
+def test_a_signal_stops_a_two_process_build_cleanly_and_its_workers_with_it(gzmh_for_workers, tmp_path, signum,
+                                                                             digest):
+    out = tmp_path / "gzmh"
+    command = ["build", "gzmh", "--config", "tiles", "--source", gzmh_for_workers, "--out", out, "--num-proc", "2"]
+    assert cli(*command) == 0
+    before = digest(out)
+    process = subprocess.Popen([sys.executable, "-m", "medsets", *map(str, command), "--overwrite"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline, workers = time.time() + 120, []
+    while time.time() < deadline and process.poll() is None:
+        workers = children_of(process.pid)
+        if len(workers) >= 2 and any(tmp_path.glob(".gzmh.tmp-*/prepared.incomplete")):
+            break
+        time.sleep(0.05)
+    assert len(workers) >= 2, "the build finished before its workers could be seen"
+    os.kill(process.pid, signum)
+    _, err = process.communicate(timeout=120)
+    time.sleep(1)
+    assert not [w for w in workers if alive(w)]  # no worker outlives the build, not even after SIGKILL
+    assert digest(out) == before
+    if signum == signal.SIGKILL:
+        assert cli(*command, "--overwrite") == 0  # the next build removes what the killed one left
+    else:
+        assert process.returncode == 128 + signum
+        assert f"stopped by {signal.Signals(signum).name}" in err and "Traceback" not in err and "Exception" not in err
+    assert not list(tmp_path.glob(".gzmh.*"))

@@ -223,7 +223,10 @@ class DetectionTrainer(Trainer):
         start = time.time()
         chosen, grid = self.scorer.sweep(self.detect(tiles), tiles.references)
         chosen["selection_score"] = chosen["f1"] + 1e-9 * float(np.mean([s["f1"] for s in grid]))
-        metrics = {f"{metric_key_prefix}_{k}": v for k, v in chosen.items()}
+        # Trainer logs numbers: the authors' rule goes in as its own keys (gzmh_authors_f1, ...).
+        authors = {f"gzmh_authors_{k}": v for k, v in chosen["gzmh_authors"].items()}
+        metrics = {f"{metric_key_prefix}_{k}": v for k, v in {**chosen, **authors}.items()
+                   if k not in ("matching", "gzmh_authors")}
         metrics[f"{metric_key_prefix}_runtime"] = round(time.time() - start, 3)
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)

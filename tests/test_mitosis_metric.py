@@ -1,6 +1,8 @@
 """medsets.metrics.mitosis: centroid-matching detection F1 (GZMH), on hand-checked cases."""
 
+import math
 
+import numpy as np
 import pytest
 
 from medsets import metric_path
@@ -159,3 +161,79 @@ def test_evaluate_matches_pure_functions(tmp_path):
     assert expected == {"precision": 0.6, "recall": 0.6, "f1": pytest.approx(0.6), "tp": 3, "fp": 2, "fn": 2}
     assert got == expected
     assert all(isinstance(got[k], int) for k in ("tp", "fp", "fn"))
+
+
+# -- the GZMH authors' rule (antifen/mitosis-nuclei-detection, mmdetection/predict_rely.py, count_index) ----
+def authors_count_index(gt, pr):
+    """count_index's loop as it is written: each ground truth's nearest prediction, searched from 1000 px
+    with `<=`, is a hit when closer than 20 px; the scores are 0 when TP is 0."""
+    tp = 0
+    for g in gt:
+        nearest = 1000
+        for p in pr:
+            distance = math.hypot(g[0] - p[0], g[1] - p[1])
+            if distance <= nearest:
+                nearest = distance
+        if nearest < 20:
+            tp += 1
+    precision = tp / len(pr) if tp else 0
+    recall = tp / len(gt) if tp else 0
+    f1 = 2 * precision * recall / (precision + recall) if tp else 0
+    return tp, len(pr), len(gt), precision, recall, f1
+
+
+def random_image(rng):
+    gt = rng.uniform(0, 2084, (rng.integers(0, 6), 2))
+    near = gt[rng.integers(0, len(gt), rng.integers(0, 6))] + rng.normal(0, 12, (1, 2)) if len(gt) else np.zeros((0, 2))
+    pr = np.concatenate([near, rng.uniform(0, 2084, (rng.integers(0, 4), 2))])
+    if len(gt) > 1 and rng.random() < 0.3:  # two mitoses close together, one detection between them
+        gt[1] = gt[0] + rng.normal(0, 8, 2)
+        pr = np.concatenate([pr, gt[:1] + rng.normal(0, 4, (1, 2))])
+    return gt.tolist(), pr.tolist()
+
+
+def test_gzmh_authors_rule_equals_count_index_per_image_and_summed():
+    rng = np.random.default_rng(0)
+    images = [random_image(rng) for _ in range(400)]
+    totals = np.zeros(3, np.int64)
+    shared = 0
+    for gt, pr in images:
+        tp, pr_num, gt_num, precision, recall, f1 = authors_count_index(gt, pr)
+        counts = mit.image_counts(pr, gt, matching="gzmh_authors")
+        assert counts == (tp, pr_num - tp, gt_num - tp)
+        ours = mit.summarize([counts], matching="gzmh_authors")
+        assert (ours["precision"], ours["recall"], ours["f1"]) == pytest.approx((precision, recall, f1), abs=1e-12)
+        totals += (tp, pr_num, gt_num)
+        shared += tp > pr_num  # one prediction serving several mitoses: precision above 1, as the code gives
+    assert shared > 0
+    tp, predicted, true = totals.tolist()
+    summed = mit.summarize([mit.image_counts(pr, gt, matching="gzmh_authors") for gt, pr in images],
+                           matching="gzmh_authors")
+    assert (summed["tp"], summed["tp"] + summed["fp"], summed["tp"] + summed["fn"]) == (tp, predicted, true)
+    assert summed["precision"] == pytest.approx(tp / predicted) and summed["recall"] == pytest.approx(tp / true)
+
+
+def test_the_two_rules_differ_where_the_authors_say_they_do():
+    true = [[0, 0], [10, 0]]
+    one = [[5, 0]]  # one detection between two mitoses
+    assert mit.image_counts(one, true) == (1, 0, 1)  # one-to-one: it confirms one of them
+    assert mit.image_counts(one, true, matching="gzmh_authors") == (2, -1, 0)  # the authors: both
+    assert mit.image_counts([[20, 0]], [[0, 0]]) == (1, 0, 0)  # exactly 20 px: a hit one-to-one ...
+    assert mit.image_counts([[20, 0]], [[0, 0]], matching="gzmh_authors") == (0, 1, 1)  # ... strictly under 20 there
+    scored = [[0, 0, 0.3], [50, 0, 0.31]]
+    assert mit.image_counts(scored, [[0, 0]], score_threshold=0.3) == (1, 1, 0)  # score >= threshold kept
+    assert mit.image_counts(scored, [[0, 0]], score_threshold=0.3, matching="gzmh_authors") == (0, 1, 1)  # > only
+    assert mit.summarize([(0, 3, 2)], matching="gzmh_authors") == {"precision": 0.0, "recall": 0.0, "f1": 0.0,
+                                                                    "tp": 0, "fp": 3, "fn": 2}
+    with pytest.raises(ValueError, match="matching='nearest'"):
+        mit.summarize([], matching="nearest")
+
+
+def test_evaluate_module_takes_the_matching_rule(tmp_path):
+    import evaluate
+
+    from medsets import metric_path
+
+    metric = evaluate.load(metric_path("mitosis"), cache_dir=str(tmp_path))
+    got = metric.compute(predictions=[[[5, 0, 0.9]]], references=[[[0, 0], [10, 0]]], matching="gzmh_authors")
+    assert got["tp"] == 2 and got["precision"] == 2.0 and got["recall"] == 1.0

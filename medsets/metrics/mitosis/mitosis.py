@@ -29,11 +29,14 @@ _CITATION = """\
 """
 
 _DESCRIPTION = """\
-Detection F1 for mitoses as the GZMH authors score it: a predicted centre is a true positive when it
-lies within 20 px (Euclidean distance <= radius) of a ground-truth mitosis centre. Published GZMH
-results: F1 0.563 (FoCasNet, BSPC 2024) and 0.511 (SSD, Journal of Image and Graphics 2024).
+Detection F1 for mitoses by centroid distance (20 px), under one of two matching rules (`matching`).
+Published GZMH results: F1 0.563 (FoCasNet, BSPC 2024) and 0.511 (SSD, Journal of Image and Graphics
+2024); the GZMH authors' public code (antifen/mitosis-nuclei-detection, `predict_rely.count_index`)
+scores with the second rule below.
 
-Matching is one-to-one, per image: each ground truth takes at most one prediction and vice versa. The
+`matching="one_to_one"` (the default; the rule of the mitosis challenges such as MIDOG and TUPAC: each
+detection may confirm one mitosis at most). A predicted centre is a true positive when it lies within
+20 px (Euclidean distance <= radius) of a ground-truth mitosis centre. Matching is one-to-one, per image: each ground truth takes at most one prediction and vice versa. The
 assignment is optimal (scipy's linear_sum_assignment): the most matches, then the smallest total
 distance. Greedy nearest-first matching can find fewer. Ties between equally good assignments are
 broken on a canonical order: both point sets are sorted by (x, y), then input position, before solving,
@@ -47,9 +50,23 @@ TP / (TP + FN), f1 = 2PR / (P + R). Conventions where a ratio is 0/0:
 - f1 = 0.0 when P + R = 0.
 So no predictions and no ground truth anywhere scores 1.0 on all three; either side empty alone, 0.0.
 
-Predictions with a confidence below `score_threshold` are dropped before matching. A bounding box
-[x, y, w, h] stands for its centre (x + w/2, y + h/2): see `box_centre`.
+Predictions with a confidence below `score_threshold` are dropped before matching.
+
+`matching="gzmh_authors"`: as `count_index` does, per image. Each ground truth takes its nearest
+prediction and is a hit when that is strictly closer than `radius` (and at most 1000 px, the code's
+starting distance); one prediction may serve several ground truths. TP = hits, and the authors' scripts
+sum TP, the number of predictions and the number of ground truths over images; then precision = TP /
+predictions, recall = TP / ground truths, f1 = 2PR / (P + R), and all three are 0 when TP is 0. `fp` is
+reported as predictions - TP and `fn` as ground truths - TP (the code's `more_num` and `less_num`), so
+`fp` is negative and precision above 1 where one prediction serves several mitoses, as in that code.
+Predictions are kept when their score is strictly above `score_threshold`, as its `change_threshold`.
+
+A bounding box [x, y, w, h] stands for its centre (x + w/2, y + h/2): see `box_centre` (the authors use
+the centre of the VOC box (xmin + xmax) / 2, which is the same point).
 """
+
+MATCHING = ("one_to_one", "gzmh_authors")
+GZMH_AUTHORS_MAX_DISTANCE = 1000.0  # count_index starts its nearest-prediction search at this distance
 
 _KWARGS_DESCRIPTION = """
 Args:
@@ -58,7 +75,8 @@ Args:
     references (`list` of `list`): per image, the ground-truth mitosis centres as [x, y] rows.
     radius (`float`, *optional*, defaults to 20.0): the largest distance, in pixels, of a hit.
     score_threshold (`float`, *optional*, defaults to 0.0): predictions scoring below it are ignored
-        (neither TP nor FP).
+        (neither TP nor FP); with matching="gzmh_authors", those scoring at most it.
+    matching (`str`, *optional*, defaults to "one_to_one"): "one_to_one" or "gzmh_authors" (see above).
 
 Returns:
     `dict`: precision, recall, f1 (floats) and tp, fp, fn (ints, summed over images).
@@ -122,6 +140,16 @@ def match(pred_centres, true_centres, radius: float = 20.0, scores=None, score_t
     return pairs, fp, fn
 
 
+def authors_hits(pred_centres, true_centres, radius: float = 20.0) -> int:
+    """The GZMH authors' TP of one image (`count_index`): ground truths whose nearest prediction lies
+    strictly closer than `radius`, a prediction free to serve several."""
+    pred, true = _points(pred_centres, "predictions"), _points(true_centres, "references")
+    if not len(pred) or not len(true):
+        return 0
+    nearest = np.hypot(*(true[:, None, :] - pred[None, :, :]).transpose(2, 0, 1)).min(axis=1)
+    return int(np.count_nonzero((nearest < radius) & (nearest <= GZMH_AUTHORS_MAX_DISTANCE)))
+
+
 def split_scores(rows) -> tuple:
     """[x, y] / [x, y, score] rows -> (centres (N, 2), scores (N,)); an [x, y] row scores +inf."""
     centres, scores = np.zeros((len(rows), 2)), np.full(len(rows), np.inf)
@@ -134,20 +162,38 @@ def split_scores(rows) -> tuple:
     return centres, scores
 
 
-def image_counts(predictions, references, radius: float = 20.0, score_threshold: float = 0.0) -> tuple:
-    """(tp, fp, fn) of one image; predictions are [x, y] or [x, y, score] rows, references [x, y]."""
+def image_counts(predictions, references, radius: float = 20.0, score_threshold: float = 0.0,
+                 matching: str = "one_to_one") -> tuple:
+    """(tp, fp, fn) of one image; predictions are [x, y] or [x, y, score] rows, references [x, y]. Under
+    "gzmh_authors", fp = predictions - tp and fn = ground truths - tp (see _DESCRIPTION)."""
+    check_matching(matching)
     centres, scores = split_scores(predictions)
+    if matching == "gzmh_authors":
+        kept = centres[scores > score_threshold]
+        truths = len(_points(references, "references"))
+        tp = authors_hits(kept, references, radius)
+        return tp, len(kept) - tp, truths - tp
     pairs, fp, fn = match(centres, references, radius, scores, score_threshold)
     return len(pairs), len(fp), len(fn)
 
 
-def summarize(counts) -> dict:
-    """Micro-averaged precision, recall, f1 from per-image (tp, fp, fn); 0/0 conventions in _DESCRIPTION."""
+def summarize(counts, matching: str = "one_to_one") -> dict:
+    """Precision, recall, f1 from per-image (tp, fp, fn) summed over images; 0/0 conventions in _DESCRIPTION."""
+    check_matching(matching)
     tp, fp, fn = np.asarray(list(counts), dtype=np.int64).reshape(-1, 3).sum(axis=0).tolist()
-    precision = tp / (tp + fp) if tp + fp else float(fn == 0)
-    recall = tp / (tp + fn) if tp + fn else float(fp == 0)
+    predicted, true = tp + fp, tp + fn
+    if matching == "gzmh_authors":
+        precision, recall = (tp / predicted, tp / true) if tp else (0.0, 0.0)
+    else:
+        precision = tp / predicted if predicted else float(fn == 0)
+        recall = tp / true if true else float(fp == 0)
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1, "tp": tp, "fp": fp, "fn": fn}
+
+
+def check_matching(matching: str):
+    if matching not in MATCHING:
+        raise ValueError(f"matching={matching!r}: choose one of {', '.join(MATCHING)}")
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
@@ -162,11 +208,12 @@ class Mitosis(evaluate.Metric):
             features=datasets.Features({"predictions": points, "references": points}),
         )
 
-    def _compute(self, predictions, references, radius=20.0, score_threshold=0.0):
+    def _compute(self, predictions, references, radius=20.0, score_threshold=0.0, matching="one_to_one"):
+        check_matching(matching)
         counts = []
         for index, (pred, true) in enumerate(zip(predictions, references)):
             try:
-                counts.append(image_counts(pred, true, radius, score_threshold))
+                counts.append(image_counts(pred, true, radius, score_threshold, matching))
             except ValueError as err:
                 raise ValueError(f"image {index}: {err}") from None
-        return summarize(counts)
+        return summarize(counts, matching)

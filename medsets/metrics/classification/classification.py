@@ -27,6 +27,12 @@ support-weighted F1, and the confusion matrix (rows true, columns predicted), al
 matrix. Conventions for empty denominators: a class never predicted has precision 0; a class absent
 from the references has recall 0 and is left out of the mean class accuracy and of macro F1 (so a
 subset of the classes can be scored); F1 is 0 when precision + recall is 0.
+
+Equal to scikit-learn (tests/test_classification_metric.py): accuracy = accuracy_score; mean class
+accuracy = balanced_accuracy_score; precision, recall, f1 = *_score(average=None, labels=range(num_labels),
+zero_division=0); macro_f1 = f1_score(average="macro", labels=<classes in the references>), which is
+sklearn's plain macro F1 whenever no class is predicted that the references lack; weighted_f1 =
+f1_score(average="weighted") (C-NMC's challenge metric); confusion_matrix = confusion_matrix(labels=...).
 """
 
 _KWARGS_DESCRIPTION = """

@@ -70,9 +70,13 @@ def evaluate_folder(name: str, predictions: Path, dataset: Path, split: str, csv
     for label, names in (("missing predictions (not scored)", missing), ("predictions with no image", extra)):
         if names:
             print(f"{len(names)} {label}: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}", file=sys.stderr)
-    print(f"{name}/{split}: {len(scores)} of {len(rows)} images scored against {dataset}")
+    print(f"{name}/{split}: {len(scores)} of {len(rows)} images scored against {dataset} "
+          "(the BIS5k toolkit: UACANet's Eval.py formulas)")
     for column, value in table.items():
         print(f"  {column:8s} {value:.4f}")
+    for column, count in toolkit.undefined_in_uacanet(scores).items():
+        print(f"  note: {column} is NaN in UACANet's code for {count} of these images; counted here as the "
+              "module documents (0, or an empty quadrant weighted 0)")
     csv_path = csv_path or predictions.parent / f"{name}-{split}-scores.csv"
     try:
         with open(csv_path, "w", newline="") as handle:

@@ -239,3 +239,43 @@ def test_evaluate_size_mismatch_is_a_clear_error(metric_module):
     good = seg.pack(np.zeros((8, 8), np.uint8))
     with pytest.raises(ValueError, match=r"pair 1: prediction shape \(8, 9\) differs from ground-truth shape \(8, 8\)"):
         metric.compute(predictions=[good, seg.pack(np.zeros((8, 9), np.uint8))], references=[good, good])
+
+
+# -- UACANet's conventions where they matter: the border, the object score, its NaNs ------------------------
+@pytest.mark.parametrize("seed", range(40))
+def test_blobs_at_the_border_equal_uacanet_formulas(seed):
+    """Ground truth touching the image's edges, where the weighted F-measure's convolution reads beyond the
+    border (UACANet: the edge pixel repeated) and the centroid split leaves thin quadrants."""
+    rng = np.random.default_rng(seed)
+    gt = np.zeros((40, 56), np.uint8)
+    top, left = int(rng.integers(0, 3)), int(rng.integers(0, 3))
+    gt[top:top + int(rng.integers(2, 20)), left:left + int(rng.integers(2, 30))] = 255
+    if seed % 2:
+        gt = gt[::-1, ::-1].copy()  # the bottom-right corner too
+    pred = grey_prediction(rng, gt)
+    expected, got = ref_toolkit([(pred, gt)]), seg.summarize([seg.toolkit_scores(pred, gt)])
+    for key in KEYS:
+        assert got[key] == pytest.approx(expected[key], abs=1e-9), key
+
+
+def test_object_score_uses_the_population_deviation():
+    gt = np.zeros((8, 8), bool)
+    gt[2:6, 2:6] = True
+    pred = np.where(gt, np.arange(64).reshape(8, 8) % 5 * 50, 30).astype(np.uint8)
+    values = pred[gt] / 255
+    m, s = values.mean(), values.std()  # ddof 0, as UACANet's np.std
+    assert seg._object_score(*[np.bincount(pred[gt], minlength=256).astype(float)], seg.LEVELS) == pytest.approx(
+        2 * m / (m * m + 1 + s + np.finfo(float).eps), abs=1e-15)
+
+
+def test_where_uacanet_gives_nan_the_scores_say_so():
+    rng = np.random.default_rng(3)
+    pred = rng.integers(0, 256, (16, 16)).astype(np.uint8)
+    empty, full, corner = np.zeros((16, 16), bool), np.ones((16, 16), bool), np.zeros((16, 16), bool)
+    corner[0, :3] = True  # centroid on the first row: a quadrant with no pixels
+    middle = np.zeros((16, 16), bool)
+    middle[5:9, 5:9] = True
+    scored = [seg.toolkit_scores(pred, gt) for gt in (empty, full, corner, middle)]
+    assert [s["undefined_in_uacanet"] for s in scored] == [["wFm"], ["meanSpe", "maxSpe"], ["Sm"], []]
+    assert scored[0]["wFm"] == 0 and not scored[1]["spe"].any() and 0 <= scored[2]["Sm"] <= 1
+    assert seg.undefined_in_uacanet(scored) == {"wFm": 1, "meanSpe": 1, "maxSpe": 1, "Sm": 1}

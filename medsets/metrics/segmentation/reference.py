@@ -62,7 +62,7 @@ def ref_object(pred, G):
     def obj(x, mask):
         values = x[mask]
         m = values.mean()
-        s = values.std(ddof=1) if values.size > 1 else 0.0
+        s = values.std()  # np.std: the population deviation, as UACANet's Object
         return 2 * m / (m * m + 1 + s + EPS)
 
     y = G.mean()
@@ -109,7 +109,7 @@ def ref_wfm(pred, G):
     yy, xx = np.mgrid[-3:4, -3:4]
     K = np.exp(-(xx ** 2 + yy ** 2) / (2 * 5.0 ** 2))
     K /= K.sum()  # fspecial('gaussian', 7, 5)
-    EA = ndimage.convolve(Et, K, mode="constant", cval=0)
+    EA = ndimage.convolve(Et, K, mode="nearest")  # as UACANet's original_WFb
     MIN_E_EA = np.where(G & (EA < E), EA, E)
     B = np.where(G, 1.0, 2 - np.exp(np.log(0.5) / 5 * dist))
     Ew = MIN_E_EA * B

@@ -59,8 +59,10 @@ _CITATION = """\
 """
 
 _DESCRIPTION = """\
-The BIS5k evaluation toolkit (derived from UACANet's Eval.py) for binary segmentation, computed exactly
-as that toolkit defines it and fast (one grey-level histogram per image for the threshold curves).
+The BIS5k evaluation toolkit (derived from UACANet's Eval.py and utils/eval_functions.py) for binary
+segmentation, equal to UACANet's functions (to 1e-15 on every column, tested against a transcription of
+its formulas and measured against its code) and fast (one grey-level histogram per image for the
+threshold curves).
 
 Per image, the prediction is read as grey levels / 255 and the ground truth G as gt / 255 > 0.5.
 - Threshold curves: for each of 256 thresholds t in np.linspace(1, 0, 256), P = pred >= t, and
@@ -69,11 +71,12 @@ Per image, the prediction is read as grey levels / 255 and the ground truth G as
   E-measure (enhanced alignment, Fan et al. IJCAI 2018) of the binary P: sum/(N-1); 1-P for an empty G,
   P for a full G. The curves are averaged over images; meanX / maxX are the mean / max over the
   thresholds of that averaged curve.
-- mae: mean |pred - G|. Sm: S-measure (Fan et al. ICCV 2017), alpha 0.5, quadrants split at the
-  ground truth's centroid X = np.round(mean column), Y = np.round(mean row) (0-based, halves to even),
-  left/top = [0:X] / [0:Y]. wFm: weighted F-measure (Margolin et al. CVPR 2014), beta 1, 7x7 Gaussian
-  with sigma 5, zero padding; 0 for an image whose ground truth has no foreground. These three are
-  averaged over images.
+- mae: mean |pred - G|. Sm: S-measure (Fan et al. ICCV 2017), alpha 0.5, the object score with the
+  population standard deviation (np.std), quadrants split at the ground truth's centroid X =
+  np.round(mean column), Y = np.round(mean row) (0-based, halves to even), left/top = [0:X] / [0:Y].
+  wFm: weighted F-measure (Margolin et al. CVPR 2014), beta 1, 7x7 Gaussian with sigma 5, edge pixels
+  repeated beyond the border (scipy's mode='nearest', as UACANet convolves). These three are averaged
+  over images.
 
 Returns 13 floats, in the toolkit's order: meanDic, meanIoU, wFm, Sm, meanEm, mae, maxEm, maxDic, maxIoU,
 meanSen, maxSen, meanSpe, maxSpe.
@@ -81,9 +84,14 @@ meanSen, maxSen, meanSpe, maxSpe.
 Inputs are bytes (features `Value("binary")`), so that masks do not go through Arrow image encoding
 (~45 ms per 512x512 mask): either PNG file bytes, or an array packed with this module's `pack()`.
 
-Choices where the toolkit's formulas are undefined or ambiguous:
+Where UACANet's code gives NaN (which then makes its averaged column NaN), this module gives a number,
+and `toolkit_scores` lists the columns in "undefined_in_uacanet" so that tables can say so
+(`undefined_in_uacanet()` counts them over images):
 - an empty ground truth has wFm 0 (the formula takes the mean over no pixels);
 - a ground truth with no background has specificity 0 (TN + FP = 0), as the TP = 0 rule does;
+- a ground truth whose centroid rounds to the first row or column leaves a quadrant empty: Sm gives it
+  weight 0 (its share of the image), where UACANet's SSIM of no pixels is NaN.
+Other choices:
 - quadrant split [0:X] / [X:] with 0-based X: the centroid column and row go right / down (a 1-based
   split as in MATLAB would put them left / up);
 - a mask whose values are all 0 or 1 (bool, 0/1 array, 1-bit or 0/1 palette PNG) is read as 0/255:
@@ -223,7 +231,27 @@ def toolkit_scores(pred: np.ndarray, gt: np.ndarray) -> dict:
     grey = pred / 255
     scores["Sm"] = s_measure(grey, fg, hist_bg, hist_fg)
     scores["wFm"] = weighted_f_measure(grey, fg)
+    scores["undefined_in_uacanet"] = undefined_columns(fg)
     return scores
+
+
+def undefined_columns(fg: np.ndarray) -> list[str]:
+    """The columns UACANet's code makes NaN for this ground truth (see _DESCRIPTION)."""
+    share = fg.mean() if fg.size else 0.0
+    if share == 0:
+        return ["wFm"]
+    if share == 1:
+        return ["meanSpe", "maxSpe"]
+    return ["Sm"] if 0 in centroid(fg) else []
+
+
+def undefined_in_uacanet(scores) -> dict[str, int]:
+    """Per column, how many images UACANet's code would score NaN (where this module gives a number)."""
+    counts: dict[str, int] = {}
+    for s in scores:
+        for column in s.get("undefined_in_uacanet", ()):
+            counts[column] = counts.get(column, 0) + 1
+    return counts
 
 
 def grey_histograms(pred: np.ndarray, fg: np.ndarray) -> tuple:
@@ -283,10 +311,11 @@ def s_measure(grey: np.ndarray, fg: np.ndarray, hist_bg: np.ndarray, hist_fg: np
 
 def _object_score(hist: np.ndarray, values: np.ndarray) -> float:
     """2m / (m^2 + 1 + s + eps) of the pixels counted in `hist` (grey level k has value values[k]);
-    m, s = mean and sample standard deviation, straight from the histogram."""
+    m, s = mean and standard deviation (population, np.std's default, as UACANet's Object), straight
+    from the histogram."""
     n = hist.sum()
     m = hist @ values / n
-    s = np.sqrt(hist @ (values - m) ** 2 / (n - 1)) if n > 1 else 0.0
+    s = np.sqrt(hist @ (values - m) ** 2 / n)
     return 2 * m / (m * m + 1 + s + EPS)
 
 
@@ -340,8 +369,10 @@ def weighted_f_measure(grey: np.ndarray, fg: np.ndarray) -> float:
     # nearest one, so err[iy, ix] is err itself on G and the nearest object pixel's error off G.
     dist, (iy, ix) = ndimage.distance_transform_edt(~fg, return_indices=True)
     err_t = err[iy, ix]
-    err_a = ndimage.correlate1d(ndimage.correlate1d(err_t, GAUSS_1D, axis=0, mode="constant"),
-                                GAUSS_1D, axis=1, mode="constant")
+    # UACANet convolves with mode='nearest': beyond the border the edge pixel repeats (the kernel is
+    # symmetric, so correlation is the convolution; it is separable, so two 1-D passes are the 7x7 one).
+    err_a = ndimage.correlate1d(ndimage.correlate1d(err_t, GAUSS_1D, axis=0, mode="nearest"),
+                                GAUSS_1D, axis=1, mode="nearest")
     min_e_ea = np.where(fg & (err_a < err), err_a, err)
     # Off the object, errors weigh more the further they are from it (2 - exp(ln 0.5 / 5 * dist));
     # on it dist = 0, so the same expression gives the weight 1 exactly.

@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--predictions", required=True, type=Path, help="folder of predicted masks (PNG, ...)")
     evaluate.add_argument("--dataset", type=Path, help="built dataset folder (default: ./NAME)")
     evaluate.add_argument("--split", default="test", help="split to score (default: %(default)s)")
+    evaluate.add_argument("--convention", choices=["uacanet", "pysodmetrics"], default="uacanet",
+                          help="whose formulas: uacanet (the BIS5k toolkit, UACANet's Eval.py) or pysodmetrics "
+                               "(the package most salient and camouflaged object papers report with); "
+                               "default: %(default)s")
     evaluate.add_argument("--allow-missing", action="store_true",
                           help="score the images that have a prediction when some have none (the table and the CSV "
                                "then say how many of how many); by default a missing prediction is an error")
@@ -102,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             from .evaluation import evaluate_folder
 
             return evaluate_folder(args.name, args.predictions, args.dataset or Path(args.name), args.split, args.csv,
-                                   allow_missing=args.allow_missing)
+                                   allow_missing=args.allow_missing, convention=args.convention)
         from .demo import run_demo
 
         return run_demo(args.out, args.scale)

@@ -19,10 +19,13 @@ from .checks import BuildError, Problem
 from .layout import is_image
 from .source import stem
 
+# What each convention of the toolkit equals (medsets.metrics.segmentation says how).
+REFERENCES = {"uacanet": "UACANet's Eval.py, the BIS5k toolkit", "pysodmetrics": "the pysodmetrics package"}
+
 
 
 def evaluate_folder(name: str, predictions: Path, dataset: Path, split: str, csv_path: Path | None,
-                    allow_missing: bool = False) -> int:
+                    allow_missing: bool = False, convention: str = "uacanet") -> int:
     from datasets import get_dataset_split_names, load_dataset
     from tqdm.auto import tqdm
 
@@ -55,7 +58,7 @@ def evaluate_folder(name: str, predictions: Path, dataset: Path, split: str, csv
         seen.add(key)
         truth = np.asarray(row["label"]) > 0
         try:
-            scores.append(toolkit.toolkit_scores(toolkit.decode(predicted[key].read_bytes()), truth))
+            scores.append(toolkit.toolkit_scores(toolkit.decode(predicted[key].read_bytes()), truth, convention))
         except ValueError as err:  # size mismatch or an unreadable file
             problems.append(Problem("unusable prediction", str(predicted[key]), str(err)))
     extra = sorted(str(p) for key, p in predicted.items() if key not in seen)
@@ -70,19 +73,21 @@ def evaluate_folder(name: str, predictions: Path, dataset: Path, split: str, csv
     for label, names in (("missing predictions (not scored)", missing), ("predictions with no image", extra)):
         if names:
             print(f"{len(names)} {label}: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}", file=sys.stderr)
-    print(f"{name}/{split}: {len(scores)} of {len(rows)} images scored against {dataset} "
-          "(the BIS5k toolkit: UACANet's Eval.py formulas)")
+    reference = REFERENCES[convention]
+    print(f"{name}/{split}: {len(scores)} of {len(rows)} images scored against {dataset} (convention "
+          f"{convention}: {reference})")
     for column, value in table.items():
         print(f"  {column:8s} {value:.4f}")
-    for column, count in toolkit.undefined_in_uacanet(scores).items():
-        print(f"  note: {column} is NaN in UACANet's code for {count} of these images; counted here as the "
-              "module documents (0, or an empty quadrant weighted 0)")
+    for column, count in toolkit.undefined_in_reference(scores).items():
+        print(f"  note: {column} is NaN in {reference} for {count} of these images; counted here as the module "
+              "documents (0, or an empty quadrant weighted 0)")
     csv_path = csv_path or predictions.parent / f"{name}-{split}-scores.csv"
     try:
         with open(csv_path, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["method", *table, "images_scored", "images_in_split"])
-            writer.writerow([predictions.name, *(f"{v:.6f}" for v in table.values()), len(scores), len(rows)])
+            writer.writerow([f"{predictions.name} ({convention})", *(f"{v:.6f}" for v in table.values()), len(scores),
+                             len(rows)])
     except OSError as err:
         raise BuildError(f"could not write the scores to {csv_path}: {err.strerror or err}.",
                          hint="Pass --csv a file in a folder you can write to.") from None

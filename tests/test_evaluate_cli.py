@@ -100,3 +100,31 @@ def test_a_split_the_folder_lacks_a_folder_not_built_and_an_unwritable_csv(built
     err = capsys.readouterr().err
     assert "could not write the scores to" in err and "Traceback" not in err
 
+
+
+def test_the_convention_is_chosen_by_name_and_said(built, tmp_path, capsys):
+    predictions = tmp_path / "predictions"
+    predictions.mkdir()
+    for name, truth in truths(built).items():
+        Image.fromarray((truth * 200).astype(np.uint8)).save(predictions / name)
+    command = ["evaluate", "bis5k", "--predictions", str(predictions), "--dataset", str(built)]
+    assert main(command + ["--csv", str(tmp_path / "u.csv")]) == 0
+    assert "convention uacanet: UACANet's Eval.py" in capsys.readouterr().out
+    assert main(command + ["--convention", "pysodmetrics", "--csv", str(tmp_path / "p.csv")]) == 0
+    assert "convention pysodmetrics: the pysodmetrics package" in capsys.readouterr().out
+    assert "(pysodmetrics)" in (tmp_path / "p.csv").read_text()
+
+
+def test_the_evaluate_module_takes_the_convention(tmp_path):
+    import evaluate
+
+    from medsets import metric_path
+
+    metric = evaluate.load(metric_path("segmentation"), cache_dir=str(tmp_path))
+    gt = np.zeros((24, 24), bool)
+    gt[4:14, 6:18] = True
+    pred = np.where(gt, 180, 40).astype(np.uint8)
+    for convention in ("uacanet", "pysodmetrics"):
+        got = metric.compute(predictions=[toolkit.pack(pred)], references=[toolkit.pack(gt)], convention=convention)
+        expected = toolkit.summarize([toolkit.toolkit_scores(pred, gt, convention)])
+        assert got == pytest.approx(expected, abs=1e-12)

@@ -276,6 +276,75 @@ def test_where_uacanet_gives_nan_the_scores_say_so():
     middle = np.zeros((16, 16), bool)
     middle[5:9, 5:9] = True
     scored = [seg.toolkit_scores(pred, gt) for gt in (empty, full, corner, middle)]
-    assert [s["undefined_in_uacanet"] for s in scored] == [["wFm"], ["meanSpe", "maxSpe"], ["Sm"], []]
+    assert [s["undefined_in_reference"] for s in scored] == [["wFm"], ["meanSpe", "maxSpe"], ["Sm"], []]
     assert scored[0]["wFm"] == 0 and not scored[1]["spe"].any() and 0 <= scored[2]["Sm"] <= 1
-    assert seg.undefined_in_uacanet(scored) == {"wFm": 1, "meanSpe": 1, "maxSpe": 1, "Sm": 1}
+    assert seg.undefined_in_reference(scored) == {"wFm": 1, "meanSpe": 1, "maxSpe": 1, "Sm": 1}
+
+
+# -- convention="pysodmetrics": equal to the package ------------------------------------------------------
+def sod_case(rng, index, shape=(40, 52)):
+    kind = index % 6
+    gt = blob_gt(rng, shape, fraction=float(rng.uniform(0.05, 0.6)))
+    if kind == 1:  # touching an edge, centroid near the last row or column
+        gt[:] = 0
+        gt[-int(rng.integers(1, 4)):, -int(rng.integers(1, 20)):] = 255
+    if kind == 2:
+        gt[:] = 0
+    if kind == 3:
+        gt[:] = 255
+    pred = grey_prediction(rng, gt)
+    if kind == 4:
+        pred = np.where(pred > 127, 255, 0).astype(np.uint8)
+    if kind == 5:  # a map that does not span 0-255: the package stretches it (mapminmax)
+        pred = (pred // 3 + 40).astype(np.uint8)
+    return pred, gt
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the package's own NaN on empty quadrants
+def test_pysodmetrics_convention_equals_the_package():
+    import py_sod_metrics as sod
+
+    rng = np.random.default_rng(11)
+    worst = {"Sm": 0.0, "wFm": 0.0, "mae": 0.0, "em": 0.0}
+    nan_flagged = 0
+    for index in range(300):
+        pred, gt = sod_case(rng, index)
+        ours = seg.toolkit_scores(pred, gt, convention="pysodmetrics")
+        sm, wfm, mae, em = sod.Smeasure(), sod.WeightedFmeasure(), sod.MAE(), sod.Emeasure()
+        for metric in (sm, wfm, mae, em):
+            metric.step(pred=pred, gt=gt)
+        theirs = {"Sm": sm.get_results()["sm"], "wFm": wfm.get_results()["wfm"], "mae": mae.get_results()["mae"],
+                  "em": em.get_results()["em"]["curve"]}
+        if np.isnan(theirs["Sm"]):  # an empty quadrant: the package's SSIM of no pixels
+            assert ours["undefined_in_reference"] == ["Sm"] and np.isfinite(ours["Sm"])
+            nan_flagged += 1
+            theirs["Sm"] = ours["Sm"]
+        for key in worst:
+            worst[key] = max(worst[key], float(np.max(np.abs(np.asarray(theirs[key]) - np.asarray(ours[key])))))
+    assert all(value < 1e-9 for value in worst.values()), worst
+    assert nan_flagged > 0  # the edge case was exercised
+
+
+def test_the_conventions_differ_where_their_code_does():
+    gt = np.zeros((20, 20), np.uint8)
+    gt[5:12, 6:15] = 255
+    pred = np.clip(gt.astype(int) // 2 + np.arange(20)[None, :] * 3, 0, 255).astype(np.uint8)
+    uacanet, sod = seg.toolkit_scores(pred, gt), seg.toolkit_scores(pred, gt, convention="pysodmetrics")
+    assert uacanet["Sm"] != pytest.approx(sod["Sm"], abs=1e-6)  # deviation and split differ
+    assert uacanet["mae"] != pytest.approx(sod["mae"], abs=1e-6)  # the package stretches the map first
+    with pytest.raises(ValueError, match="convention='matlab'"):
+        seg.toolkit_scores(pred, gt, convention="matlab")
+
+
+def test_uacanet_convention_equals_its_formulas_on_hundreds_of_cases():
+    """The slow transcription of UACANet's formulas (reference.py) against the fast module: borders, empty and
+    full ground truths, binary, grey and narrow-range predictions (sod_case), every column to 1e-9."""
+    rng = np.random.default_rng(5)
+    pairs = [sod_case(rng, index, shape=(24, 30)) for index in range(240)]
+    expected = ref_toolkit(pairs)
+    got = seg.summarize(seg.toolkit_scores(p, g) for p, g in pairs)
+    for key in KEYS:
+        assert got[key] == pytest.approx(expected[key], abs=1e-9), key
+    for pred, gt in pairs[:60]:
+        one, ref = seg.summarize([seg.toolkit_scores(pred, gt)]), ref_toolkit([(pred, gt)])
+        assert all(one[key] == pytest.approx(ref[key], abs=1e-9) for key in KEYS)

@@ -17,6 +17,7 @@ from ..metrics import metric_path
 from ..metrics.segmentation import pack
 from .full_images import TileTable, dedupe, to_full_image
 
+TOOLKIT_CONVENTION = "uacanet"  # the BIS5k toolkit's formulas (UACANet's Eval.py): what BIS5k papers report
 TOOLKIT_COLUMNS = ("meanDic", "meanIoU", "wFm", "Sm", "meanEm", "mae", "maxEm", "maxDic", "maxIoU")  # BIS5k's table
 IGNORE = 255  # target value left out of loss and scores
 
@@ -118,8 +119,8 @@ def toolkit_scores(maps: np.ndarray, targets: np.ndarray, workers: int) -> dict:
     # that never exceeds 1/255 would turn all foreground, so such faint values are taken as 0.
     grey = [np.where(m <= 1, 0, m).astype(np.uint8) for m in maps]
     result = metric.compute(predictions=[pack(g) for g in grey], references=[pack(t == 1) for t in targets],
-                            num_proc=workers)
-    return {k: result[k] for k in TOOLKIT_COLUMNS}
+                            num_proc=workers, convention=TOOLKIT_CONVENTION)
+    return {**{k: result[k] for k in TOOLKIT_COLUMNS}, "toolkit_convention": TOOLKIT_CONVENTION}
 
 
 def table(results: dict, names: list[str], model_name: str) -> str:
@@ -129,7 +130,9 @@ def table(results: dict, names: list[str], model_name: str) -> str:
         rows = [(model_name, results[split]), ("all background (trivial)", results[split]["all_background"])]
         columns = [c for c in TOOLKIT_COLUMNS if c in results[split]] + ["mean_iou", "mean_dice"]
         columns += [f"{kind} {name}" for name in names for kind in ("IoU", "Dice")]
-        lines += [f"**{split}** ({results['split_sizes'][split]} images, scored at {results['scored_at']})", "",
+        toolkit = (f"; toolkit columns under the {results[split]['toolkit_convention']} convention (UACANet's "
+                   "Eval.py, the BIS5k toolkit)") if "toolkit_convention" in results[split] else ""
+        lines += [f"**{split}** ({results['split_sizes'][split]} images, scored at {results['scored_at']}{toolkit})", "",
                   "| | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
         for label, scores in rows:
             cells = [scores[c] if c in scores else scores[f"{c.split()[0].lower()}_by_class"][c.split()[1]]

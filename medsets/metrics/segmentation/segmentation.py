@@ -78,19 +78,29 @@ Per image, the prediction is read as grey levels / 255 and the ground truth G as
   repeated beyond the border (scipy's mode='nearest', as UACANet convolves). These three are averaged
   over images.
 
+convention="pysodmetrics" equals the pysodmetrics package instead (Sm, wFm, MAE and the E-measure curve
+to 1e-15; tests/test_segmentation_metric.py), the implementation most salient- and camouflaged-object and
+polyp papers report with, which follows the original MATLAB code: the ground truth is gt > 128; the
+prediction is stretched to span [0, 1] (MATLAB's mapminmax) unless it is constant; the threshold curves
+are over the integer levels 255 .. 0 of (pred * 255).astype(uint8); the S-measure's object score uses the
+sample deviation and its quadrants split one row and column further (MATLAB's 1:X); the weighted
+F-measure pads with zeros and is 0 for an empty ground truth. Dice, IoU, sensitivity and specificity,
+which the package does not compute this way, use the same levels and the TP = 0 rule.
+
 Returns 13 floats, in the toolkit's order: meanDic, meanIoU, wFm, Sm, meanEm, mae, maxEm, maxDic, maxIoU,
 meanSen, maxSen, meanSpe, maxSpe.
 
 Inputs are bytes (features `Value("binary")`), so that masks do not go through Arrow image encoding
 (~45 ms per 512x512 mask): either PNG file bytes, or an array packed with this module's `pack()`.
 
-Where UACANet's code gives NaN (which then makes its averaged column NaN), this module gives a number,
-and `toolkit_scores` lists the columns in "undefined_in_uacanet" so that tables can say so
-(`undefined_in_uacanet()` counts them over images):
+Where the reference's code gives NaN (which then makes its averaged column NaN), this module gives a
+number, and `toolkit_scores` lists the columns in "undefined_in_reference" so that tables can say so
+(`undefined_in_reference()` counts them over images). UACANet:
 - an empty ground truth has wFm 0 (the formula takes the mean over no pixels);
 - a ground truth with no background has specificity 0 (TN + FP = 0), as the TP = 0 rule does;
 - a ground truth whose centroid rounds to the first row or column leaves a quadrant empty: Sm gives it
   weight 0 (its share of the image), where UACANet's SSIM of no pixels is NaN.
+pysodmetrics: the same empty quadrant, there when the centroid lies on the last row or column.
 Other choices:
 - quadrant split [0:X] / [X:] with 0-based X: the centroid column and row go right / down (a 1-based
   split as in MATLAB would put them left / up);
@@ -111,6 +121,8 @@ Args:
         (a ValueError names both shapes; nothing is resized).
     num_proc (`int`, *optional*, defaults to 1): worker processes for the per-image scores (the distance
         transform of the weighted F-measure dominates; about 30 ms per 512x512 image on one core).
+    convention (`str`, *optional*, defaults to "uacanet"): "uacanet" (the BIS5k toolkit, UACANet's Eval.py)
+        or "pysodmetrics" (the pysodmetrics package); see above.
 
 Returns:
     `dict` of 13 floats: meanDic, meanIoU, wFm, Sm, meanEm, mae, maxEm, maxDic, maxIoU, meanSen, maxSen,
@@ -143,6 +155,8 @@ LEVELS = np.arange(256) / 255  # grey level k as the toolkit sees it: k / 255 in
 # ABOVE[k, i]: grey level k is predicted positive at threshold i. Taken from the toolkit's own float
 # comparison, because linspace(1, 0, 256)[i] and (255 - i) / 255 can differ by an ulp.
 ABOVE = (LEVELS[:, None] >= THRESHOLDS[None, :]).astype(np.float64)
+
+CONVENTIONS = ("uacanet", "pysodmetrics")
 
 # MATLAB fspecial('gaussian', 7, 5) is the outer product of this 1-D kernel with itself, so the 7x7
 # convolution is done as two 1-D passes (the same result, with zero padding, in half the time).
@@ -214,16 +228,21 @@ def as_grey(mask: np.ndarray) -> np.ndarray:
 
 
 # -- per image -----------------------------------------------------------------------------------------
-def toolkit_scores(pred: np.ndarray, gt: np.ndarray) -> dict:
+def toolkit_scores(pred: np.ndarray, gt: np.ndarray, convention: str = "uacanet") -> dict:
     """One image's scores: the five 256-point threshold curves ("dice", "iou", "sen", "spe", "em",
-    threshold order 1 -> 0) and the scalars "mae", "Sm", "wFm". Average many with `summarize()`.
+    threshold order 1 -> 0) and the scalars "mae", "Sm", "wFm", under `convention` ("uacanet", the BIS5k
+    toolkit's, or "pysodmetrics"; see _DESCRIPTION). Average many with `summarize()`.
 
     pred: uint8 grey levels 0-255, or bool (binary prediction). gt: uint8 0-255 (foreground > 127) or bool.
     """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention={convention!r}: choose one of {', '.join(CONVENTIONS)}")
     pred, gt = as_grey(pred), as_grey(gt)
     if pred.shape != gt.shape:
         raise ValueError(f"prediction shape {pred.shape} differs from ground-truth shape {gt.shape} "
                          "(masks are not resized)")
+    if convention == "pysodmetrics":
+        return sod_scores(pred, gt)
     fg = gt > 127  # the same as gt / 255 > 0.5, without a float copy
     hist_bg, hist_fg = grey_histograms(pred, fg)
     scores = threshold_curves(hist_bg, hist_fg)
@@ -231,8 +250,55 @@ def toolkit_scores(pred: np.ndarray, gt: np.ndarray) -> dict:
     grey = pred / 255
     scores["Sm"] = s_measure(grey, fg, hist_bg, hist_fg)
     scores["wFm"] = weighted_f_measure(grey, fg)
-    scores["undefined_in_uacanet"] = undefined_columns(fg)
+    scores["undefined_in_reference"] = undefined_columns(fg)
     return scores
+
+
+def sod_scores(pred: np.ndarray, gt: np.ndarray) -> dict:
+    """One image under the pysodmetrics convention (the package's own input preparation and formulas)."""
+    fg = gt > 128  # its prepare_data: gt > 128
+    grey = pred / 255
+    if grey.max() != grey.min():  # MATLAB's mapminmax, as its prepare_data does
+        grey = (grey - grey.min()) / (grey.max() - grey.min())
+    levels = (grey * 255).astype(np.uint8)  # its E-measure curve's levels (truncated, as astype does)
+    hist_bg, hist_fg = grey_histograms(levels, fg)
+    # Thresholds are the integer levels 255 .. 0 (P = level >= k): its cumulative histograms.
+    tp, fp = np.cumsum(hist_fg[::-1]), np.cumsum(hist_bg[::-1])
+    n_fg, n_bg = hist_fg.sum(), hist_bg.sum()
+    fn, tn = n_fg - tp, n_bg - fp
+    hit = tp > 0
+
+    def ratio(num, den, where=hit):
+        return np.divide(num, den, out=np.zeros(256), where=where)
+
+    scores = {"dice": ratio(2 * tp, tp + fp + n_fg), "iou": ratio(tp, tp + fp + fn), "sen": ratio(tp, n_fg),
+              "spe": ratio(tn, tn + fp, hit & (tn + fp > 0)), "em": e_measure_curve(tp, fp, fn, tn)}
+    scores["mae"] = float(np.abs(grey - fg).mean())
+    y = fg.mean()
+    if y == 0:
+        scores["Sm"] = float(1 - grey.mean())
+    elif y == 1:
+        scores["Sm"] = float(grey.mean())
+    else:
+        s_object = y * _sample_object_score(grey[fg]) + (1 - y) * _sample_object_score(1 - grey[~fg])
+        scores["Sm"] = float(max(0.5 * s_object + 0.5 * _region_score(grey, fg, one_based=True), 0.0))
+    scores["wFm"] = weighted_f_measure(grey, fg, mode="constant")
+    scores["undefined_in_reference"] = ["Sm"] if 0 < y < 1 and _split_leaves_a_quadrant_empty(fg) else []
+    return scores
+
+
+def _sample_object_score(values: np.ndarray) -> float:
+    """pysodmetrics' s_object: 2m / (m^2 + 1 + s + eps) with the sample deviation (0 for one pixel)."""
+    m = values.mean()
+    s = values.std(ddof=1) if values.size > 1 else 0.0
+    return 2 * m / (m * m + 1 + s + EPS)
+
+
+def _split_leaves_a_quadrant_empty(fg: np.ndarray) -> bool:
+    """With pysodmetrics' 1-based split, a centroid on the last row or column leaves quadrants empty
+    (its SSIM of no pixels is NaN there)."""
+    x, y = centroid(fg)
+    return y + 1 == fg.shape[0] or x + 1 == fg.shape[1]
 
 
 def undefined_columns(fg: np.ndarray) -> list[str]:
@@ -245,11 +311,12 @@ def undefined_columns(fg: np.ndarray) -> list[str]:
     return ["Sm"] if 0 in centroid(fg) else []
 
 
-def undefined_in_uacanet(scores) -> dict[str, int]:
-    """Per column, how many images UACANet's code would score NaN (where this module gives a number)."""
+def undefined_in_reference(scores) -> dict[str, int]:
+    """Per column, how many images the convention's reference code would score NaN (this module gives a
+    number there: see _DESCRIPTION)."""
     counts: dict[str, int] = {}
     for s in scores:
-        for column in s.get("undefined_in_uacanet", ()):
+        for column in s.get("undefined_in_reference", ()):
             counts[column] = counts.get(column, 0) + 1
     return counts
 
@@ -319,10 +386,12 @@ def _object_score(hist: np.ndarray, values: np.ndarray) -> float:
     return 2 * m / (m * m + 1 + s + EPS)
 
 
-def _region_score(grey: np.ndarray, fg: np.ndarray) -> float:
-    """Area-weighted SSIM of the four quadrants split at the ground truth's centroid."""
+def _region_score(grey: np.ndarray, fg: np.ndarray, one_based: bool = False) -> float:
+    """Area-weighted SSIM of the four quadrants split at the ground truth's centroid: at its 0-based
+    index (UACANet), or one further (pysodmetrics, which follows MATLAB's 1:X)."""
     height, width = fg.shape
     x, y = centroid(fg)
+    x, y = (x + 1, y + 1) if one_based else (x, y)
     gt = fg.astype(np.float64)
     score = 0.0
     for rows in (slice(0, y), slice(y, height)):
@@ -360,7 +429,7 @@ def _ssim(x: np.ndarray, g: np.ndarray) -> float:
     return 1.0 if beta == 0 else 0.0
 
 
-def weighted_f_measure(grey: np.ndarray, fg: np.ndarray) -> float:
+def weighted_f_measure(grey: np.ndarray, fg: np.ndarray, mode: str = "nearest") -> float:
     """Weighted F-measure, beta 1 (Margolin et al. 2014); 0 when the ground truth is empty."""
     if not fg.any():
         return 0.0
@@ -371,8 +440,8 @@ def weighted_f_measure(grey: np.ndarray, fg: np.ndarray) -> float:
     err_t = err[iy, ix]
     # UACANet convolves with mode='nearest': beyond the border the edge pixel repeats (the kernel is
     # symmetric, so correlation is the convolution; it is separable, so two 1-D passes are the 7x7 one).
-    err_a = ndimage.correlate1d(ndimage.correlate1d(err_t, GAUSS_1D, axis=0, mode="nearest"),
-                                GAUSS_1D, axis=1, mode="nearest")
+    err_a = ndimage.correlate1d(ndimage.correlate1d(err_t, GAUSS_1D, axis=0, mode=mode),
+                                GAUSS_1D, axis=1, mode=mode)
     min_e_ea = np.where(fg & (err_a < err), err_a, err)
     # Off the object, errors weigh more the further they are from it (2 - exp(ln 0.5 / 5 * dist));
     # on it dist = 0, so the same expression gives the weight 1 exactly.
@@ -403,10 +472,10 @@ def summarize(scores) -> dict:
     return out
 
 
-def score_encoded(index: int, prediction: bytes, reference: bytes) -> dict:
+def score_encoded(index: int, prediction: bytes, reference: bytes, convention: str = "uacanet") -> dict:
     """`toolkit_scores` of one encoded pair; errors name the pair's position."""
     try:
-        return toolkit_scores(decode(prediction), decode(reference))
+        return toolkit_scores(decode(prediction), decode(reference), convention)
     except ValueError as err:
         raise ValueError(f"pair {index}: {err}") from None
 
@@ -424,8 +493,10 @@ class Segmentation(evaluate.Metric):
             codebase_urls=["https://github.com/POSTECH-CVLab/UACANet"],
         )
 
-    def _compute(self, predictions, references, num_proc=None):
-        jobs = list(zip(range(len(predictions)), predictions, references))
+    def _compute(self, predictions, references, num_proc=None, convention="uacanet"):
+        if convention not in CONVENTIONS:
+            raise ValueError(f"convention={convention!r}: choose one of {', '.join(CONVENTIONS)}")
+        jobs = [(index, p, r, convention) for index, (p, r) in enumerate(zip(predictions, references))]
         if num_proc and num_proc > 1 and len(jobs) > 1:
             with multiprocessing.Pool(min(num_proc, len(jobs))) as pool:
                 scores = pool.starmap(score_encoded, jobs, chunksize=max(1, len(jobs) // (8 * num_proc)))

@@ -237,3 +237,15 @@ def test_evaluate_module_takes_the_matching_rule(tmp_path):
     metric = evaluate.load(metric_path("mitosis"), cache_dir=str(tmp_path))
     got = metric.compute(predictions=[[[5, 0, 0.9]]], references=[[[0, 0], [10, 0]]], matching="gzmh_authors")
     assert got["tp"] == 2 and got["precision"] == 2.0 and got["recall"] == 1.0
+
+
+def test_points_as_numpy_arrays(tmp_path):
+    import evaluate
+
+    metric = evaluate.load(metric_path("mitosis"), cache_dir=str(tmp_path))
+    predictions = [np.array([[10.0, 10.0, 0.9], [300.0, 40.0, 0.2]]), np.zeros((0, 3))]
+    references = [np.array([[15.0, 22.0]]), np.array([[500.0, 500.0]])]
+    expected = {"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "tp": 1, "fp": 0, "fn": 1}
+    assert metric.compute(predictions=predictions, references=references, score_threshold=0.5) == pytest.approx(expected)
+    metric.add_batch(predictions=predictions, references=references)
+    assert metric.compute(score_threshold=0.5) == pytest.approx(expected)

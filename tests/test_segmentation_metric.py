@@ -348,3 +348,21 @@ def test_uacanet_convention_equals_its_formulas_on_hundreds_of_cases():
     for pred, gt in pairs[:60]:
         one, ref = seg.summarize([seg.toolkit_scores(pred, gt)]), ref_toolkit([(pred, gt)])
         assert all(one[key] == pytest.approx(ref[key], abs=1e-9) for key in KEYS)
+
+
+def test_the_evaluate_module_takes_arrays_pil_images_and_png_bytes(tmp_path):
+    import evaluate
+
+    metric = evaluate.load(metric_path("segmentation"), cache_dir=str(tmp_path))
+    rng = np.random.default_rng(2)
+    pairs = [(grey_prediction(rng, gt), gt) for gt in (blob_gt(rng, (32, 40)) for _ in range(4))]
+    expected = seg.summarize(seg.toolkit_scores(p, g) for p, g in pairs)
+    forms = [(pairs[0][0], pairs[0][1] > 127),                                   # uint8 and bool arrays
+             (Image.fromarray(pairs[1][0]), Image.fromarray(pairs[1][1])),       # PIL images
+             (png_bytes(pairs[2][0]), png_bytes(pairs[2][1])),                   # PNG file bytes
+             (seg.pack(pairs[3][0]), pairs[3][1])]                               # packed bytes and an array
+    got = metric.compute(predictions=[p for p, _ in forms], references=[g for _, g in forms])
+    assert got == pytest.approx(expected, abs=1e-12)
+    for p, g in forms:  # one at a time as well
+        metric.add(prediction=p, reference=g)
+    assert metric.compute() == pytest.approx(expected, abs=1e-12)

@@ -196,8 +196,34 @@ def check_matching(matching: str):
         raise ValueError(f"matching={matching!r}: choose one of {', '.join(MATCHING)}")
 
 
+def _rows(points) -> list:
+    """An image's points as a list of rows, from a list or an (N, 2) / (N, 3) array."""
+    return np.asarray(points, dtype=np.float64).reshape(len(points), -1).tolist() if len(points) else []
+
+
+def _images(values):
+    return None if values is None else [_rows(points) for points in values]
+
+
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Mitosis(evaluate.Metric):
+    # Points may come as lists or numpy arrays per image; they become lists before evaluate's Arrow encoding.
+    def add(self, *, prediction=None, reference=None, **kwargs):
+        """Add one image's prediction and reference (points (lists or arrays)).
+        """
+        return super().add(prediction=None if prediction is None else _rows(prediction),
+                           reference=None if reference is None else _rows(reference), **kwargs)
+
+    def add_batch(self, *, predictions=None, references=None, **kwargs):
+        """Add a batch of predictions and references (points (lists or arrays)).
+        """
+        return super().add_batch(predictions=_images(predictions), references=_images(references), **kwargs)
+
+    def compute(self, *, predictions=None, references=None, **kwargs):
+        """The scores of what was added and of `predictions` / `references` (points (lists or arrays)).
+        """
+        return super().compute(predictions=_images(predictions), references=_images(references), **kwargs)
+
     def _info(self):
         points = datasets.Sequence(datasets.Sequence(datasets.Value("float64")))
         return evaluate.MetricInfo(

@@ -110,13 +110,14 @@ Other choices:
 
 _KWARGS_DESCRIPTION = """
 Args:
-    predictions (`list` of `bytes`): one predicted map per image, either
-        - PNG file bytes: read like Eval.py, np.array(Image.open(f)): grey levels 0-255, the first
-          channel of an RGB(A) image, the index of a palette image; or
-        - `pack(array)`: a 2-D uint8 array of grey levels 0-255, or a bool array (binary prediction).
+    predictions (`list`): one predicted map per image, as
+        - a 2-D uint8 array of grey levels 0-255, or a bool array (binary prediction);
+        - a PIL image, or PNG file bytes: read like Eval.py, np.array(Image.open(f)): grey levels 0-255,
+          the first channel of an RGB(A) image, the index of a palette image; or
+        - `pack(array)` bytes (what arrays become before evaluate stores them).
         A map whose values are all 0 or 1 (a bool array, a 0/1 array or PNG) is a binary mask: 1 is
         read as 255.
-    references (`list` of `bytes`): the ground-truth masks, in the same two forms; foreground is a grey
+    references (`list`): the ground-truth masks, in the same forms; foreground is a grey
         level above 127 (gt / 255 > 0.5), or 1 in a 0/1 mask. Each must have the size of its prediction
         (a ValueError names both shapes; nothing is resized).
     num_proc (`int`, *optional*, defaults to 1): worker processes for the per-image scores (the distance
@@ -480,8 +481,42 @@ def score_encoded(index: int, prediction: bytes, reference: bytes, convention: s
         raise ValueError(f"pair {index}: {err}") from None
 
 
+def as_bytes(mask) -> bytes:
+    """A mask as the module's input bytes: bytes pass through (PNG file bytes or `pack()`ed), an array is
+    packed, a PIL image is written as PNG (and then read as its file would be: first channel, palette index)."""
+    if isinstance(mask, (bytes, bytearray, memoryview)):
+        return bytes(mask)
+    if isinstance(mask, Image.Image):
+        buffer = io.BytesIO()
+        mask.save(buffer, format="PNG")
+        return buffer.getvalue()
+    return pack(mask)
+
+
+def _masks(values):
+    return None if values is None else [as_bytes(v) for v in values]
+
+
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Segmentation(evaluate.Metric):
+    # What users hold (uint8 or bool arrays, PIL images, PNG bytes) becomes bytes before evaluate's Arrow
+    # encoding, which would otherwise reject arrays; masks never go through Arrow image encoding.
+    def add(self, *, prediction=None, reference=None, **kwargs):
+        """Add one image's prediction and reference (masks (arrays, PIL images or bytes)).
+        """
+        return super().add(prediction=None if prediction is None else as_bytes(prediction),
+                           reference=None if reference is None else as_bytes(reference), **kwargs)
+
+    def add_batch(self, *, predictions=None, references=None, **kwargs):
+        """Add a batch of predictions and references (masks (arrays, PIL images or bytes)).
+        """
+        return super().add_batch(predictions=_masks(predictions), references=_masks(references), **kwargs)
+
+    def compute(self, *, predictions=None, references=None, **kwargs):
+        """The scores of what was added and of `predictions` / `references` (masks (arrays, PIL images or bytes)).
+        """
+        return super().compute(predictions=_masks(predictions), references=_masks(references), **kwargs)
+
     def _info(self):
         return evaluate.MetricInfo(
             module_type="metric",

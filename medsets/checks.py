@@ -33,7 +33,10 @@ ADVICE = {
     "unreadable box file": "a box file (VOC XML, COCO JSON, CSV, YOLO txt) does not parse; fix it or remove it "
                            "(objects come from the masks, box files are only cross-checked)",
     "unusable prediction": "a predicted mask that cannot be scored against its image",
-    "missing prediction": "an image of the split has no predicted mask",
+    "missing prediction": "an image of the split has no prediction",
+    "prediction with no image": "a prediction names no image of the split (misnamed, or from another split)",
+    "bad results file": "a results file could not be read as the CSV it should be",
+    "unlabelled split": "the split's labels were never published, so predictions on it cannot be scored",
 }
 
 MAX_NAMES_PER_KIND = 8

@@ -46,21 +46,30 @@ def main(argv: list[str] | None = None) -> int:
                              "from border to border, so the overlap is usually larger (2084 px: 5 tiles, 119 px)")
 
     evaluate = commands.add_parser(
-        "evaluate", help="score predicted masks with a dataset's own evaluation toolkit",
-        description="Score a folder of predicted mask images (grey levels 0-255 or 0/1, matched to the "
-                    "dataset's images by file stem) against a built dataset, the way the BIS5k toolkit's "
-                    "Eval.py does: prints the table and writes it as CSV with the same column names.")
-    evaluate.add_argument("name", choices=["bis5k"], help="dataset whose toolkit to use")
-    evaluate.add_argument("--predictions", required=True, type=Path, help="folder of predicted masks (PNG, ...)")
+        "evaluate", help="score a results file against a built split, the way the dataset's papers do",
+        description="Score predictions against a built split: a CSV of predicted labels (file_name or image_id, "
+                    "label) for hep2 and leukemia (the HEp-2 report's Table 3, mean class accuracy, C-NMC's "
+                    "weighted F1); a folder of predicted masks matched by file stem for bis5k and gzmh (the BIS5k "
+                    "toolkit, as its Eval.py or as pysodmetrics); a CSV of detections (image, x, y, score) for "
+                    "gzmh mitoses (F1 within 20 px, one-to-one and as the GZMH authors score). Prints the table and "
+                    "writes it as CSV. Every image needs its prediction and every prediction its image.")
+    evaluate.add_argument("name", choices=["hep2", "leukemia", "bis5k", "gzmh"], help="the dataset")
+    evaluate.add_argument("--predictions", required=True, type=Path,
+                          help="CSV of predicted labels or of detections, or folder of predicted masks (PNG, ...)")
     evaluate.add_argument("--dataset", type=Path, help="built dataset folder (default: ./NAME)")
+    evaluate.add_argument("--config", help="config of the built folder (default: its default; gzmh detections: full)")
     evaluate.add_argument("--split", default="test", help="split to score (default: %(default)s)")
     evaluate.add_argument("--convention", choices=["uacanet", "pysodmetrics"], default="uacanet",
-                          help="whose formulas: uacanet (the BIS5k toolkit, UACANet's Eval.py) or pysodmetrics "
-                               "(the package most salient and camouflaged object papers report with); "
+                          help="masks: whose formulas, uacanet (the BIS5k toolkit, UACANet's Eval.py) or "
+                               "pysodmetrics (the package most salient and camouflaged object papers report with); "
                                "default: %(default)s")
+    evaluate.add_argument("--threshold", type=float,
+                          help="detections: score threshold (default: the one with the best one-to-one F1 on the "
+                               "split itself, which flatters; pass the one chosen on validation)")
     evaluate.add_argument("--allow-missing", action="store_true",
-                          help="score the images that have a prediction when some have none (the table and the CSV "
-                               "then say how many of how many); by default a missing prediction is an error")
+                          help="score the images that have a prediction when some have none or some predictions "
+                               "name no image (each listed; the table and the CSV then say how many of how many); "
+                               "by default that is an error")
     evaluate.add_argument("--csv", type=Path,
                           help="where to write the table (default: NAME-SPLIT-scores.csv beside the predictions)")
 
@@ -103,10 +112,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Pushed: {push_folder(args.folder, args.repo, public=args.public)}")
             return 0
         if args.command == "evaluate":
-            from .evaluation import evaluate_folder
+            from .evaluation import evaluate_predictions
 
-            return evaluate_folder(args.name, args.predictions, args.dataset or Path(args.name), args.split, args.csv,
-                                   allow_missing=args.allow_missing, convention=args.convention)
+            return evaluate_predictions(args.name, args.predictions, args.dataset or Path(args.name), args.split,
+                                        args.csv, allow_missing=args.allow_missing, convention=args.convention,
+                                        config=args.config, threshold=args.threshold)
         from .demo import run_demo
 
         return run_demo(args.out, args.scale)

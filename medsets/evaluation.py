@@ -1,8 +1,18 @@
-"""`medsets evaluate`: score a folder of predicted masks with a dataset's evaluation toolkit.
+"""`medsets evaluate`: score a results file against a built split, the way the dataset's papers do.
 
-The toolkit itself is the local `evaluate` module medsets.metrics.segmentation (one definition of the
-metrics for the CLI, the fine-tuning scripts and users of `evaluate.load`). Here its functions are called
-one image at a time, so memory stays flat however many predictions there are.
+What the split's `label` is decides how:
+- a class label (hep2, leukemia): a CSV of predicted labels, one row per image (`file_name` or `image_id`,
+  and the predicted class by name or id), scored by medsets.metrics.classification and laid out as the
+  HEp-2 report's Table 3 (F1 per class, accuracy), with the contests' mean class accuracy and C-NMC's
+  weighted F1;
+- a mask (bis5k, gzmh): a folder of predicted masks matched by file stem, scored by the BIS5k toolkit
+  (medsets.metrics.segmentation, `--convention`), one image at a time so memory stays flat;
+- gzmh with a CSV instead (image, x, y[, score]): mitosis detection F1 against the `full` config's
+  centroids, under both matching rules of medsets.metrics.mitosis, at `--threshold` or the best one.
+
+Every image of the split needs its prediction and every prediction its image: anything missing, extra
+or misnamed is listed and the exit status is 2, unless --allow-missing (then the table and the CSV say
+how many were scored of how many).
 """
 
 from __future__ import annotations
@@ -12,45 +22,138 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from datasets import ClassLabel, Image
 
-from datasets import Image
-
+from .builder import canonical
 from .checks import BuildError, Problem
 from .layout import is_image
-from .source import stem
+from .source import decode_text, parse_rows, stem
 
 # What each convention of the toolkit equals (medsets.metrics.segmentation says how).
 REFERENCES = {"uacanet": "UACANet's Eval.py, the BIS5k toolkit", "pysodmetrics": "the pysodmetrics package"}
+# Table 3 of the HEp-2 report (shared/seeds/002): F1 per class and accuracy on the ICPR 2012 test set.
+PAPER_TABLE3 = {
+    "ConvNeXt-B ImageNet-22K 224²": {"nucleolar": 0.78, "homogeneous": 0.70, "coarse_speckled": 0.75,
+                                     "centromere": 0.88, "cytoplasmatic": 0.98, "fine_speckled": 0.47, "accuracy": 0.739},
+    "Custom CoAtNet JFT-3B 224²": {"nucleolar": 0.80, "homogeneous": 0.69, "coarse_speckled": 0.86,
+                                   "centromere": 0.85, "cytoplasmatic": 0.91, "fine_speckled": 0.54, "accuracy": 0.756},
+}
+MITOSIS_THRESHOLDS = [round(t, 2) for t in np.arange(0.05, 0.951, 0.05)]
+KEY_COLUMNS = ("file_name", "image_id", "image", "file", "name", "id")
+LABEL_COLUMNS = ("label", "prediction", "predicted", "pred", "class")
 
 
+def table3(scores: dict, label_names: list[str], model_name: str, paper: bool) -> str:
+    """Rows as in the report's Table 3 (F1 per class, then accuracy), with its two models beside ours
+    when the data is the report's (hep2 icpr2012), plus the contests' MCA and C-NMC's weighted F1."""
+    papers = list(PAPER_TABLE3) if paper else []
 
-def evaluate_folder(name: str, predictions: Path, dataset: Path, split: str, csv_path: Path | None,
-                    allow_missing: bool = False, convention: str = "uacanet") -> int:
-    from datasets import get_dataset_split_names, load_dataset
-    from tqdm.auto import tqdm
+    def row(name, ours, key=None, digits=2):
+        cells = [f"{ours:.{digits}f}"] + [f"{PAPER_TABLE3[p][key]:.{digits}f}" if key in PAPER_TABLE3[p] else ""
+                                          for p in papers]
+        return f"| {name} | " + " | ".join(cells) + " |"
+
+    lines = ["| | " + " | ".join([model_name] + papers) + " |", "|---|" + "---|" * (1 + len(papers))]
+    lines += [row(f"f1 score for {name}", scores["f1_by_class"][name], name) for name in label_names]
+    lines += [row("Average classification accuracy", scores["accuracy"], "accuracy", 3),
+              row("Mean class accuracy", scores["mean_class_accuracy"], digits=3),
+              row("Weighted F1", scores["weighted_f1"], digits=3)]
+    return "\n".join(lines) + "\n"
+
+
+def evaluate_predictions(name: str, predictions: Path, dataset: Path, split: str, csv_path: Path | None,
+                         allow_missing: bool = False, convention: str = "uacanet", config: str | None = None,
+                         threshold: float | None = None) -> int:
+    """The `medsets evaluate` command: check the inputs, pick the scoring by the split's label, print, write CSV."""
+    from datasets import get_dataset_config_names, get_dataset_split_names, load_dataset
 
     from .export import is_medsets_folder
-    from .metrics import segmentation as toolkit
 
-    if not predictions.is_dir():
-        raise BuildError(f"{predictions}: not a folder of predicted masks.")
+    if not predictions.exists():
+        raise BuildError(f"{predictions}: no such file or folder of predictions.")
     if not dataset.is_dir():
         raise BuildError(f"{dataset}: no built dataset here.", hint=f"Build it first: medsets build {name} --source "
                                                                     f"RAW --out {dataset}, or pass --dataset.")
     if not is_medsets_folder(dataset):
         raise BuildError(f"{dataset}: not a folder built by medsets (no README.md and reports/).",
                          hint=f"Pass --dataset the folder that `medsets build {name}` wrote.")
-    splits = get_dataset_split_names(str(dataset))
+    mitoses = predictions.is_file() and name == "gzmh"
+    configs = get_dataset_config_names(str(dataset))
+    config = "full" if mitoses else config
+    if config is not None and config not in configs:
+        raise BuildError(f"{dataset} has no config {config!r}; it has {', '.join(configs)}.",
+                         hint="Build it (medsets build ... --config), or pass --config." if not mitoses else
+                         "Mitoses are scored on whole images: medsets build gzmh --config full.")
+    splits = get_dataset_split_names(str(dataset), config)
     if split not in splits:
         raise BuildError(f"{dataset} has no split {split!r}; it has {', '.join(splits)}.", hint="Pass --split.")
-    predicted = {stem(p.name).lower(): p for p in sorted(predictions.iterdir())
-                 if p.is_file() and is_image(p.name)}
-    rows = load_dataset(str(dataset), split=split)
-    if not isinstance(rows.features.get("label"), Image):
-        raise BuildError(f"{dataset}: its `label` is not a mask, so there is nothing to score masks against.",
-                         hint="medsets evaluate scores segmentation datasets (bis5k).")
+    rows = load_dataset(str(dataset), config, split=split)
+    label = rows.features.get("label")
+    if mitoses:
+        table, counts = score_mitoses(rows, predictions, allow_missing, threshold)
+        title = "mitosis detection F1 on whole images (both matching rules of medsets.metrics.mitosis)"
+    elif isinstance(label, ClassLabel):
+        if not predictions.is_file():
+            raise BuildError(f"{predictions}: a folder; {name} is scored from a CSV of predicted labels.",
+                             hint="One row per image: file_name (or image_id), label (name or id).")
+        table, counts = score_labels(rows, predictions, label, allow_missing, name, config)
+        title = "classification (medsets.metrics.classification)"
+    elif isinstance(label, Image):
+        if not predictions.is_dir():
+            raise BuildError(f"{predictions}: a file; {name} is scored from a folder of predicted masks"
+                             + (", or, for mitoses, from a CSV of image, x, y, score" if name == "gzmh" else "") + ".")
+        table, counts = score_masks(rows, predictions, allow_missing, convention)
+        title = f"convention {convention}: {REFERENCES[convention]}"
+    else:
+        raise BuildError(f"{dataset}: its split has no `label` to score against.")
+    scored, total = counts
+    print(f"{name}/{split}: {scored} of {total} images scored against {dataset} ({title})")
+    width = max(8, *map(len, table))
+    for column, value in table.items():
+        print(f"  {column:{width}s} {value:.4f}" if isinstance(value, float) else f"  {column:{width}s} {value}")
+    method = predictions.stem if predictions.is_file() else predictions.name
+    csv_path = csv_path or predictions.parent / f"{name}-{split}-scores.csv"
+    try:
+        with open(csv_path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["method", *table, "images_scored", "images_in_split"])
+            writer.writerow([f"{method} ({convention})" if isinstance(label, Image) and not mitoses else method,
+                             *(f"{v:.6f}" if isinstance(v, float) else v for v in table.values()), scored, total])
+    except OSError as err:
+        raise BuildError(f"could not write the scores to {csv_path}: {err.strerror or err}.",
+                         hint="Pass --csv a file in a folder you can write to.") from None
+    print(f"Wrote {csv_path}")
+    return 0
+
+
+def unmatched(missing: list[str], extra: list[str], allow_missing: bool, what: str) -> list[Problem]:
+    """Images without a prediction and predictions without an image: problems, or (with --allow-missing)
+    lines on stderr."""
+    if allow_missing:
+        for label, names in (("missing predictions (not scored)", missing), ("predictions with no image", extra)):
+            if names:
+                print(f"{len(names)} {label}: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}",
+                      file=sys.stderr)
+        return []
+    return ([Problem("missing prediction", file, f"no {what} for it") for file in missing]
+            + [Problem("prediction with no image", entry, "names no image of the split") for entry in extra])
+
+
+def fail_unless_scored(problems: list[Problem], scored: int, total: int, name: str, hint: str):
+    if problems or not scored:
+        raise BuildError(f"{name}: {scored} of {total} images scored.", problems,
+                         hint=hint + " --allow-missing scores the images that have a prediction.")
+
+
+# -- masks ------------------------------------------------------------------------------------------------
+def score_masks(rows, predictions: Path, allow_missing: bool, convention: str) -> tuple[dict, tuple]:
+    from tqdm.auto import tqdm
+
+    from .metrics import segmentation as toolkit
+
+    predicted = {stem(p.name).lower(): p for p in sorted(predictions.iterdir()) if p.is_file() and is_image(p.name)}
     scores, problems, missing, seen = [], [], [], set()
-    for row in tqdm(rows, desc=f"scoring {split}", unit="image"):
+    for row in tqdm(rows, desc="scoring", unit="image"):
         key = stem(row["file_name"]).lower()
         if key not in predicted:
             missing.append(row["file_name"])
@@ -62,34 +165,123 @@ def evaluate_folder(name: str, predictions: Path, dataset: Path, split: str, csv
         except ValueError as err:  # size mismatch or an unreadable file
             problems.append(Problem("unusable prediction", str(predicted[key]), str(err)))
     extra = sorted(str(p) for key, p in predicted.items() if key not in seen)
-    if not allow_missing:  # a score over a subset is not the split's score
-        problems += [Problem("missing prediction", file, f"no predicted mask named {stem(file)}.* in {predictions}/")
-                     for file in missing]
-    if problems or not scores:
-        raise BuildError(f"{name}/{split}: {len(scores)} of {len(rows)} images scored.", problems,
-                         hint="Predictions must be mask images named like the dataset's images (matched by file "
-                              "stem), the same size as them; --allow-missing scores the ones there are.")
+    problems += unmatched(missing, extra, allow_missing, f"predicted mask named like it in {predictions}/")
+    fail_unless_scored(problems, len(scores), len(rows), "masks", "Predictions must be mask images named like the "
+                       "dataset's images (matched by file stem), the same size as them.")
     table = toolkit.summarize(scores)
-    for label, names in (("missing predictions (not scored)", missing), ("predictions with no image", extra)):
-        if names:
-            print(f"{len(names)} {label}: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}", file=sys.stderr)
-    reference = REFERENCES[convention]
-    print(f"{name}/{split}: {len(scores)} of {len(rows)} images scored against {dataset} (convention "
-          f"{convention}: {reference})")
-    for column, value in table.items():
-        print(f"  {column:8s} {value:.4f}")
     for column, count in toolkit.undefined_in_reference(scores).items():
-        print(f"  note: {column} is NaN in {reference} for {count} of these images; counted here as the module "
-              "documents (0, or an empty quadrant weighted 0)")
-    csv_path = csv_path or predictions.parent / f"{name}-{split}-scores.csv"
-    try:
-        with open(csv_path, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["method", *table, "images_scored", "images_in_split"])
-            writer.writerow([f"{predictions.name} ({convention})", *(f"{v:.6f}" for v in table.values()), len(scores),
-                             len(rows)])
-    except OSError as err:
-        raise BuildError(f"could not write the scores to {csv_path}: {err.strerror or err}.",
-                         hint="Pass --csv a file in a folder you can write to.") from None
-    print(f"Wrote {csv_path}")
-    return 0
+        print(f"note: {column} is NaN in {REFERENCES[convention]} for {count} of these images; counted here as "
+              "the module documents (0, or an empty quadrant weighted 0)", file=sys.stderr)
+    return table, (len(scores), len(rows))
+
+
+# -- results files ----------------------------------------------------------------------------------------
+def read_results(path: Path, wanted: dict[str, tuple]) -> tuple[list[dict], list[Problem]]:
+    """Rows of a results CSV as dicts of the wanted columns, found by header name (any case)."""
+    rows = parse_rows(decode_text(path.read_bytes()))
+    if not rows:
+        return [], [Problem("bad results file", str(path), "no rows")]
+    header = [h.strip().lower() for h in rows[0]]
+    columns = {key: next((header.index(n) for n in names if n in header), None) for key, names in wanted.items()}
+    absent = [f"{key} ({' or '.join(names)})" for key, names in wanted.items()
+              if columns[key] is None and key != "score"]
+    if absent:
+        return [], [Problem("bad results file", str(path), f"header {rows[0]} lacks {', '.join(absent)}")]
+    return [{"line": line, **{key: (row[i] if i is not None and i < len(row) else "") for key, i in columns.items()}}
+            for line, row in enumerate(rows[1:], start=2)], []
+
+
+def image_keys(rows) -> dict[str, int]:
+    """Every way a results file may name an image -> its row: the path in the download, its stem, its image_id."""
+    keys = {}
+    for index, (file_name, image_id) in enumerate(zip(rows["file_name"], rows["image_id"])):
+        for key in (file_name.lower(), stem(file_name).lower(), str(image_id)):
+            keys.setdefault(key, index)
+    return keys
+
+
+def row_of(keys: dict, value: str) -> int | None:
+    value = value.strip().lower()
+    return keys.get(value, keys.get(stem(value), keys.get(value.lstrip("0") or "0")))
+
+
+# -- class labels -----------------------------------------------------------------------------------------
+def score_labels(rows, path: Path, label: ClassLabel, allow_missing: bool, name: str,
+                 config: str | None) -> tuple[dict, tuple]:
+    from .metrics.classification import confusion, scores
+
+    entries, problems = read_results(path, {"image": KEY_COLUMNS, "label": LABEL_COLUMNS})
+    keys, truth = image_keys(rows), rows["label"]
+    predicted, extra, named = {}, [], set()  # named: images the file answers for, well or not
+    for entry in entries:
+        index = row_of(keys, entry["image"])
+        named.add(index)
+        raw = entry["label"].strip()
+        if raw.lstrip("-").isdigit():
+            value = int(raw)
+        else:
+            spelled = canonical(raw, label.names)
+            value = label.names.index(spelled) if spelled else None
+        if index is None:
+            extra.append(f"{path.name} line {entry['line']}: {entry['image']!r}")
+        elif value is None or not 0 <= value < label.num_classes:
+            problems.append(Problem("unknown label", str(path), f"line {entry['line']}: {raw!r}; known: "
+                                                                f"{', '.join(label.names)} or 0-{label.num_classes - 1}"))
+        elif index in predicted:
+            problems.append(Problem("duplicate id", str(path), f"line {entry['line']}: {entry['image']!r} again"))
+        else:
+            predicted[index] = value
+    unlabelled = [i for i, t in enumerate(truth) if t < 0]
+    if unlabelled:
+        problems.append(Problem("unlabelled split", rows.split or "split", f"{len(unlabelled)} images have no "
+                                "published label (-1): this split cannot be scored"))
+    missing = [rows[i]["file_name"] for i in range(len(rows)) if i not in named and i not in unlabelled]
+    problems += unmatched(missing, extra, allow_missing, f"row in {path.name}")
+    fail_unless_scored(problems, len(predicted), len(rows), "labels",
+                       "Give one row per image: file_name (or image_id), label (a class name or id).")
+    order = sorted(predicted)
+    result = scores(confusion([predicted[i] for i in order], [truth[i] for i in order], label.num_classes),
+                    label.names)
+    print(table3(result, label.names, path.stem, paper=name == "hep2" and config == "icpr2012"))
+    table = {"accuracy": result["accuracy"], "mean_class_accuracy": result["mean_class_accuracy"],
+             "macro_f1": result["macro_f1"], "weighted_f1": result["weighted_f1"]}
+    table |= {f"f1 {n}": result["f1_by_class"][n] for n in label.names}
+    return table, (len(predicted), len(rows))
+
+
+# -- mitoses ----------------------------------------------------------------------------------------------
+def score_mitoses(rows, path: Path, allow_missing: bool, threshold: float | None) -> tuple[dict, tuple]:
+    from .metrics.mitosis import image_counts, summarize
+
+    entries, problems = read_results(path, {"image": KEY_COLUMNS, "x": ("x", "cx", "centroid_x"),
+                                            "y": ("y", "cy", "centroid_y"), "score": ("score", "confidence", "p")})
+    keys = image_keys(rows)
+    found: dict[int, list] = {i: [] for i in range(len(rows))}
+    extra = []
+    for entry in entries:
+        index = row_of(keys, entry["image"])
+        try:
+            point = [float(entry["x"]), float(entry["y"])] + ([float(entry["score"])] if entry["score"] else [])
+        except ValueError:
+            problems.append(Problem("bad results file", str(path), f"line {entry['line']}: x, y, score must be numbers"))
+            continue
+        if index is None:
+            extra.append(f"{path.name} line {entry['line']}: {entry['image']!r}")
+        else:
+            found[index].append(point)
+    # One row per detection: an image the file never names has no detections, which is an answer (every image
+    # is scored); a row naming no image of the split is an error.
+    problems += unmatched([], extra, allow_missing, f"row in {path.name}")
+    fail_unless_scored(problems, len(rows), len(rows), "mitoses",
+                       "One row per detection: image (file_name, stem or image_id), x, y and a score.")
+    truths = [objects["centroid"] for objects in rows["objects"]]
+    detections = [found[i] for i in range(len(rows))]
+
+    def at(t: float, matching: str) -> dict:
+        return summarize([image_counts(d, g, 20.0, t, matching) for d, g in zip(detections, truths)], matching)
+
+    chosen = threshold if threshold is not None else max(MITOSIS_THRESHOLDS, key=lambda t: (at(t, "one_to_one")["f1"], -t))
+    table = {"threshold": chosen if threshold is not None else f"{chosen:g} (best one-to-one F1 on this split)"}
+    for matching in ("one_to_one", "gzmh_authors"):
+        table |= {f"{matching} {k}": v for k, v in at(chosen, matching).items()}
+    return table, (len(rows), len(rows))

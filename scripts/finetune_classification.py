@@ -42,6 +42,7 @@ from transformers import AutoImageProcessor, Trainer, ViTConfig, ViTForImageClas
 from transformers.modeling_outputs import ImageClassifierOutput
 
 from medsets import metric_path
+from medsets.evaluation import table3
 from medsets.training.arguments import FinetuneTrainingArguments as SharedTrainingArguments
 from medsets.training.arguments import parse_arguments
 from medsets.training.checkpoints import train_and_save_best
@@ -50,13 +51,6 @@ from medsets.training.image_pipeline import (AugmentOptions, BatchAugment, Decod
 from medsets.training.splits import carve
 
 logger = logging.getLogger("finetune_classification")
-# Table 3 of the report (shared/seeds/002): F1 per class and accuracy on the ICPR 2012 test set.
-PAPER_TABLE3 = {
-    "ConvNeXt-B ImageNet-22K 224²": {"nucleolar": 0.78, "homogeneous": 0.70, "coarse_speckled": 0.75,
-                                     "centromere": 0.88, "cytoplasmatic": 0.98, "fine_speckled": 0.47, "accuracy": 0.739},
-    "Custom CoAtNet JFT-3B 224²": {"nucleolar": 0.80, "homogeneous": 0.69, "coarse_speckled": 0.86,
-                                   "centromere": 0.85, "cytoplasmatic": 0.91, "fine_speckled": 0.54, "accuracy": 0.756},
-}
 VIT_SIZES = {  # the ViT-Ti/S/B shapes of the DeiT and ViT papers
     "tiny": dict(hidden_size=192, num_hidden_layers=12, num_attention_heads=3, intermediate_size=768),
     "small": dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536),
@@ -255,24 +249,6 @@ def compute_metrics_for(metric, label_names):
         return {"accuracy": result["accuracy"], "mean_class_accuracy": result["mean_class_accuracy"],
                 "macro_f1": result["macro_f1"], "weighted_f1": result["weighted_f1"], "selection_score": selection}
     return compute
-
-
-def table3(scores: dict, label_names: list[str], model_name: str, paper: bool) -> str:
-    """Rows as in the report's Table 3 (F1 per class, then accuracy), with its two models beside ours
-    when the data is the report's (hep2 icpr2012), plus the contests' MCA and C-NMC's weighted F1."""
-    papers = list(PAPER_TABLE3) if paper else []
-
-    def row(name, ours, key=None, digits=2):
-        cells = [f"{ours:.{digits}f}"] + [f"{PAPER_TABLE3[p][key]:.{digits}f}" if key in PAPER_TABLE3[p] else ""
-                                          for p in papers]
-        return f"| {name} | " + " | ".join(cells) + " |"
-
-    lines = ["| | " + " | ".join([model_name] + papers) + " |", "|---|" + "---|" * (1 + len(papers))]
-    lines += [row(f"f1 score for {name}", scores["f1_by_class"][name], name) for name in label_names]
-    lines += [row("Average classification accuracy", scores["accuracy"], "accuracy", 3),
-              row("Mean class accuracy", scores["mean_class_accuracy"], digits=3),
-              row("Weighted F1", scores["weighted_f1"], digits=3)]
-    return "\n".join(lines) + "\n"
 
 
 def confusion_picture(matrix, label_names: list[str], title: str, path: Path, cell: int = 64):

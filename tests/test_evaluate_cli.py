@@ -1,4 +1,5 @@
-"""`medsets evaluate bis5k`: a folder of predictions scored like the toolkit's Eval.py."""
+"""`medsets evaluate`: masks (bis5k, gzmh) scored like the toolkit's Eval.py, label CSVs (hep2, leukemia) like
+the HEp-2 report's Table 3 and C-NMC's weighted F1, detections (gzmh) by mitosis F1 under both rules."""
 
 import csv
 
@@ -7,7 +8,7 @@ import pytest
 from datasets import load_dataset
 from PIL import Image
 
-from medsets import BIS5k, synthetic
+from medsets import GZMH, BIS5k, HEp2, Leukemia, synthetic
 from medsets.cli import main
 from medsets.export import build
 from medsets.metrics import segmentation as toolkit
@@ -128,3 +129,104 @@ def test_the_evaluate_module_takes_the_convention(tmp_path):
         got = metric.compute(predictions=[toolkit.pack(pred)], references=[toolkit.pack(gt)], convention=convention)
         expected = toolkit.summarize([toolkit.toolkit_scores(pred, gt, convention)])
         assert got == pytest.approx(expected, abs=1e-12)
+
+
+# -- class labels from a CSV -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def hep2_2012(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hep2")
+    folder, _ = build(HEp2, synthetic.write_hep2_icpr2012(root / "raw", scale=0.05), "icpr2012", root / "hep2")
+    rows = load_dataset(str(folder), "icpr2012", split="test", cache_dir=str(root / "cache"))
+    return folder, rows
+
+
+def write_labels(path, rows, names, wrong=0):
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file_name", "label"])
+        for i, (file_name, label) in enumerate(zip(rows["file_name"], rows["label"])):
+            writer.writerow([file_name.rsplit("/", 1)[1], names[(label + 1) % len(names) if i < wrong else label]])
+
+
+def test_labels_are_scored_as_table_3(hep2_2012, tmp_path, capsys):
+    folder, rows = hep2_2012
+    names = rows.features["label"].names
+    write_labels(tmp_path / "convnext.csv", rows, names, wrong=3)
+    command = ["evaluate", "hep2", "--config", "icpr2012", "--dataset", str(folder)]
+    assert main(command + ["--predictions", str(tmp_path / "convnext.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "| f1 score for fine_speckled |" in out and "Custom CoAtNet JFT-3B" in out  # the report's columns beside
+    scored = read_csv(tmp_path / "hep2-test-scores.csv")
+    assert scored["accuracy"] == pytest.approx(1 - 3 / len(rows)) and scored["images_in_split"] == len(rows)
+
+
+def test_label_csv_problems_are_each_listed(hep2_2012, tmp_path, capsys):
+    folder, rows = hep2_2012
+    names = rows.features["label"].names
+    write_labels(tmp_path / "p.csv", rows, names)
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    lines[1] = lines[1].split(",")[0] + ",speckled-ish"  # an unknown class
+    del lines[2]  # a missing image
+    lines.append("999.png,homogeneous")  # an image the split lacks
+    (tmp_path / "p.csv").write_text("\n".join(lines) + "\n")
+    command = ["evaluate", "hep2", "--config", "icpr2012", "--dataset", str(folder), "--predictions", str(tmp_path / "p.csv")]
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert "unknown label (1)" in err and "'speckled-ish'" in err
+    assert "missing prediction (1)" in err and "prediction with no image (1)" in err and "'999.png'" in err
+    assert main(command + ["--allow-missing"]) == 2  # an unknown label is never scored
+    lines[1] = lines[1].split(",")[0] + ",homogeneous"
+    (tmp_path / "p.csv").write_text("\n".join(lines) + "\n")
+    assert main(command + ["--allow-missing"]) == 0
+    assert f"{len(rows) - 1} of {len(rows)} images scored" in capsys.readouterr().out
+
+
+def test_leukemia_weighted_f1_and_the_unlabelled_final_split(tmp_path, capsys):
+    source = synthetic.write_leukemia(tmp_path / "raw", "kaggle", scale=0.002)
+    folder, _ = build(Leukemia, source, None, tmp_path / "leukemia", num_proc=1)
+    for split, code in (("validation", 0), ("test", 2)):
+        rows = load_dataset(str(folder), split=split, cache_dir=str(tmp_path / "cache"))
+        with open(tmp_path / f"{split}.csv", "w") as handle:
+            handle.write("image_id,label\n" + "".join(f"{i},{max(label, 0)}\n" for i, label in
+                                                      zip(rows["image_id"], rows["label"])))
+        assert main(["evaluate", "leukemia", "--dataset", str(folder), "--split", split,
+                     "--predictions", str(tmp_path / f"{split}.csv")]) == code
+    out, err = capsys.readouterr()
+    assert "weighted_f1" in out and "1.0000" in out
+    assert "unlabelled split (1)" in err and "no published label" in err
+
+
+# -- gzmh: masks, and detections from a CSV ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def gzmh(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gzmh")
+    folder, _ = build(GZMH, synthetic.write_gzmh(root / "raw", "v2", scale=0.004, size=256), "full", root / "gzmh")
+    return folder, load_dataset(str(folder), "full", split="test", cache_dir=str(root / "cache"))
+
+
+def test_gzmh_masks_and_detections(gzmh, tmp_path, capsys):
+    folder, rows = gzmh
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for file_name, label in zip(rows["file_name"], rows["label"]):
+        Image.fromarray((np.asarray(label) > 0).astype(np.uint8) * 255).save(masks / (file_name.rsplit("/", 1)[1].rsplit(".", 1)[0] + ".png"))
+    assert main(["evaluate", "gzmh", "--dataset", str(folder), "--predictions", str(masks)]) == 0
+    assert "maxDic" in capsys.readouterr().out
+    detections = [["image", "x", "y", "score"]]
+    for file_name, objects in zip(rows["file_name"], rows["objects"]):
+        detections += [[file_name.rsplit("/", 1)[1], x + 3, y - 2, 0.9] for x, y in objects["centroid"]]
+    detections.append([rows["file_name"][0].rsplit("/", 1)[1], 5, 5, 0.3])  # a false one, scored low
+    with open(tmp_path / "detections.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows(detections)
+    command = ["evaluate", "gzmh", "--dataset", str(folder), "--predictions", str(tmp_path / "detections.csv")]
+    assert main(command + ["--threshold", "0.5"]) == 0
+    scored = read_csv(tmp_path / "gzmh-test-scores.csv")
+    mitoses = sum(len(o["centroid"]) for o in rows["objects"])
+    assert scored["one_to_one f1"] == 1.0 and scored["gzmh_authors f1"] == 1.0 and scored["one_to_one tp"] == mitoses
+    assert main(command + ["--threshold", "0.2"]) == 0  # the false one counts now
+    assert read_csv(tmp_path / "gzmh-test-scores.csv")["one_to_one fp"] == 1
+    with open(tmp_path / "detections.csv", "a") as handle:
+        handle.write("no-such-image.jpg,1,1,0.9\n")
+    assert main(command) == 2
+    assert "prediction with no image (1)" in capsys.readouterr().err
+

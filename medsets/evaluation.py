@@ -65,9 +65,11 @@ def evaluate_predictions(name: str, predictions: Path, dataset: Path, split: str
                          allow_missing: bool = False, convention: str = "uacanet", config: str | None = None,
                          threshold: float | None = None) -> int:
     """The `medsets evaluate` command: check the inputs, pick the scoring by the split's label, print, write CSV."""
-    from datasets import get_dataset_config_names, get_dataset_split_names, load_dataset
+    from datasets import disable_progress_bars, get_dataset_config_names, get_dataset_split_names, load_dataset
 
     from .export import is_medsets_folder
+
+    disable_progress_bars()  # loading a built split takes a moment; the scoring has its own bar
 
     if not predictions.exists():
         raise BuildError(f"{predictions}: no such file or folder of predictions.")
@@ -91,13 +93,13 @@ def evaluate_predictions(name: str, predictions: Path, dataset: Path, split: str
     label = rows.features.get("label")
     if mitoses:
         table, counts = score_mitoses(rows, predictions, allow_missing, threshold)
-        title = "mitosis detection F1 on whole images (both matching rules of medsets.metrics.mitosis)"
+        title = "mitosis detection F1 on whole images, both rules of medsets.metrics.mitosis"
     elif isinstance(label, ClassLabel):
         if not predictions.is_file():
             raise BuildError(f"{predictions}: a folder; {name} is scored from a CSV of predicted labels.",
                              hint="One row per image: file_name (or image_id), label (name or id).")
         table, counts = score_labels(rows, predictions, label, allow_missing, name, config)
-        title = "classification (medsets.metrics.classification)"
+        title = "medsets.metrics.classification"
     elif isinstance(label, Image):
         if not predictions.is_dir():
             raise BuildError(f"{predictions}: a file; {name} is scored from a folder of predicted masks"

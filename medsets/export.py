@@ -301,11 +301,16 @@ _building: list[int] = []  # the pid of the process running a build, while it ru
 _interrupted_by: list[int] = []  # the signal that stopped the build in this process, if one did
 
 
-def stop_children():
+def active_children() -> list:
+    return [child for name in ("multiprocess", "multiprocessing")  # datasets uses the first
+            for child in (sys.modules[name].active_children() if name in sys.modules else ())]
+
+
+def stop_children(keep: set[int] = frozenset()):
     """Kill the processes the build's worker pool left (a manager started just before the interrupt, a
-    worker the pool started while it was being torn down): at exit multiprocessing would wait for each."""
-    children = [child for name in ("multiprocess", "multiprocessing")  # datasets uses the first
-                for child in (sys.modules[name].active_children() if name in sys.modules else ())]
+    worker the pool started while it was being torn down): at exit multiprocessing would wait for each.
+    Children in `keep` (the caller's own, from before the build) are left alone."""
+    children = [child for child in active_children() if child.pid not in keep]
     for child in children:  # all at once: a worker that outlived the manager would complain on its way out
         child.kill()
     for child in children:
@@ -347,12 +352,13 @@ def terminate_as_exception():
         yield
         return
     interrupts = len(_interrupted_by)
+    callers_children = {child.pid for child in active_children()}
     _building.append(owner)
     try:
         yield
     finally:
         _building.remove(owner)
         if len(_interrupted_by) > interrupts:
-            stop_children()
+            stop_children(keep=callers_children)
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -470,3 +470,21 @@ def test_a_signal_stops_a_two_process_build_cleanly_and_its_workers_with_it(gzmh
         assert process.returncode == 128 + signum
         assert f"stopped by {signal.Signals(signum).name}" in err and "Traceback" not in err and "Exception" not in err
     assert not list(tmp_path.glob(".gzmh.*"))
+
+
+def test_stopping_a_builds_children_leaves_the_callers_own():
+    import multiprocessing
+
+    from medsets.export import active_children, stop_children
+
+    callers = multiprocessing.Process(target=time.sleep, args=(60,))
+    callers.start()
+    try:
+        keep = {child.pid for child in active_children()}
+        builds = multiprocessing.Process(target=time.sleep, args=(60,))  # as if started by the build's pool
+        builds.start()
+        stop_children(keep=keep)
+        assert not builds.is_alive() and callers.is_alive()
+    finally:
+        callers.kill()
+        callers.join()

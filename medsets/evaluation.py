@@ -178,33 +178,41 @@ def score_masks(rows, predictions: Path, allow_missing: bool, convention: str) -
 
 
 # -- results files ----------------------------------------------------------------------------------------
-def read_results(path: Path, wanted: dict[str, tuple]) -> tuple[list[dict], list[Problem]]:
-    """Rows of a results CSV as dicts of the wanted columns, found by header name (any case)."""
+def read_results(path: Path, wanted: dict[str, tuple]) -> tuple[list[dict], list[Problem], dict[str, str]]:
+    """Rows of a results CSV as dicts of the wanted columns, found by header name (any case), and which
+    header each wanted column was found under."""
     rows = parse_rows(decode_text(path.read_bytes()))
     if not rows:
-        return [], [Problem("bad results file", str(path), "no rows")]
+        return [], [Problem("bad results file", str(path), "no rows")], {}
     header = [h.strip().lower() for h in rows[0]]
     columns = {key: next((header.index(n) for n in names if n in header), None) for key, names in wanted.items()}
     absent = [f"{key} ({' or '.join(names)})" for key, names in wanted.items()
               if columns[key] is None and key != "score"]
     if absent:
-        return [], [Problem("bad results file", str(path), f"header {rows[0]} lacks {', '.join(absent)}")]
-    return [{"line": line, **{key: (row[i] if i is not None and i < len(row) else "") for key, i in columns.items()}}
-            for line, row in enumerate(rows[1:], start=2)], []
+        return [], [Problem("bad results file", str(path), f"header {rows[0]} lacks {', '.join(absent)}")], {}
+    entries = [{"line": line, **{key: (row[i] if i is not None and i < len(row) else "") for key, i in columns.items()}}
+               for line, row in enumerate(rows[1:], start=2)]
+    return entries, [], {key: header[i] for key, i in columns.items() if i is not None}
 
 
-def image_keys(rows) -> dict[str, int]:
-    """Every way a results file may name an image -> its row: the path in the download, its stem, its image_id."""
+def image_keys(rows, by_id: bool) -> dict[str, int]:
+    """How a results file names an image -> its row: by image_id (a column `image_id` or `id`), else by its
+    path in the download or its stem (`0012.png` and `0012` alike); never both, so a number cannot mean two
+    images."""
     keys = {}
     for index, (file_name, image_id) in enumerate(zip(rows["file_name"], rows["image_id"])):
-        for key in (file_name.lower(), stem(file_name).lower(), str(image_id)):
+        name = stem(file_name).lower()
+        # A numeric stem also answers to its number unpadded: spreadsheets drop leading zeros (00012 -> 12).
+        names = (file_name.lower(), name) + ((str(int(name)),) if name.isdigit() else ())
+        for key in ((str(image_id),) if by_id else names):
             keys.setdefault(key, index)
     return keys
 
 
 def row_of(keys: dict, value: str) -> int | None:
     value = value.strip().lower()
-    return keys.get(value, keys.get(stem(value), keys.get(value.lstrip("0") or "0")))
+    found = keys.get(value, keys.get(stem(value)))
+    return found if found is not None else keys.get(value.lstrip("0") or "0")
 
 
 # -- class labels -----------------------------------------------------------------------------------------
@@ -212,8 +220,8 @@ def score_labels(rows, path: Path, label: ClassLabel, allow_missing: bool, name:
                  config: str | None) -> tuple[dict, tuple]:
     from .metrics.classification import confusion, scores
 
-    entries, problems = read_results(path, {"image": KEY_COLUMNS, "label": LABEL_COLUMNS})
-    keys, truth = image_keys(rows), rows["label"]
+    entries, problems, header = read_results(path, {"image": KEY_COLUMNS, "label": LABEL_COLUMNS})
+    keys, truth = image_keys(rows, header.get("image") in ("image_id", "id")), rows["label"]
     predicted, extra, named = {}, [], set()  # named: images the file answers for, well or not
     for entry in entries:
         index = row_of(keys, entry["image"])
@@ -255,9 +263,10 @@ def score_labels(rows, path: Path, label: ClassLabel, allow_missing: bool, name:
 def score_mitoses(rows, path: Path, allow_missing: bool, threshold: float | None) -> tuple[dict, tuple]:
     from .metrics.mitosis import image_counts, summarize
 
-    entries, problems = read_results(path, {"image": KEY_COLUMNS, "x": ("x", "cx", "centroid_x"),
-                                            "y": ("y", "cy", "centroid_y"), "score": ("score", "confidence", "p")})
-    keys = image_keys(rows)
+    entries, problems, header = read_results(path, {"image": KEY_COLUMNS, "x": ("x", "cx", "centroid_x"),
+                                                    "y": ("y", "cy", "centroid_y"),
+                                                    "score": ("score", "confidence", "p")})
+    keys = image_keys(rows, header.get("image") in ("image_id", "id"))
     found: dict[int, list] = {i: [] for i in range(len(rows))}
     extra = []
     for entry in entries:

@@ -230,3 +230,17 @@ def test_gzmh_masks_and_detections(gzmh, tmp_path, capsys):
     assert main(command) == 2
     assert "prediction with no image (1)" in capsys.readouterr().err
 
+
+
+def test_images_are_named_by_file_or_by_id_as_the_header_says(hep2_2012, tmp_path, capsys):
+    folder, rows = hep2_2012
+    names = rows.features["label"].names
+    by_name = "file_name,label\n" + "".join(f"{int(f.rsplit('/', 1)[1].split('.')[0])},{names[l]}\n"
+                                            for f, l in zip(rows["file_name"], rows["label"]))  # 001.png as 1
+    by_id = "image_id,label\n" + "".join(f"{i},{l}\n" for i, l in zip(rows["image_id"], rows["label"]))
+    for text in (by_name, by_id):
+        (tmp_path / "p.csv").write_text(text)
+        assert main(["evaluate", "hep2", "--config", "icpr2012", "--dataset", str(folder),
+                     "--predictions", str(tmp_path / "p.csv")]) == 0
+        assert read_csv(tmp_path / "hep2-test-scores.csv")["accuracy"] == 1.0
+    capsys.readouterr()

@@ -20,7 +20,7 @@ mean IoU; the final scores are taken at each target's stored size, as the BIS5k 
 `--score_size input`), and for two-class datasets the BIS5k toolkit columns (meanDic, meanIoU, wFm, Sm, meanEm, mae,
 maxEm, maxDic, maxIoU: medsets.metrics.segmentation) on the foreground probability, next to the trivial
 all-background prediction. On GZMH tiles also the papers' mitosis F1 on full images, as the detection
-script scores its boxes (scripts/full_images.py): each connected region of foreground probability >= 0.5
+script scores its boxes (medsets.training.full_images): each connected region of foreground probability >= 0.5
 is a detection at its centroid, scored by its highest probability; the threshold is chosen on validation.
 Outputs in --output_dir: the model and its image processor, metrics.json, table.md, predictions.png
 (images, ground truth and prediction side by side) and, on GZMH tiles, detections.png (a full test image).

@@ -1,5 +1,5 @@
 """scripts/finetune_segmentation.py and its pieces: target decoding, joint augmentation, class balance,
-scores (segmentation_scores.py), and short runs on the BIS5k and GZMH tiles replicas that must learn."""
+scores (medsets.training.segmentation_scores), and short runs on the BIS5k and GZMH tiles replicas that must learn."""
 
 import json
 import os

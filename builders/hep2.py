@@ -43,6 +43,12 @@ class HEp2(MedsetsBuilder):
         "test": {"centromere": 487, "golgi": 165, "homogeneous": 523, "numem": 441, "nucleolar": 529,
                  "speckled": 575},
     }
+    # The processed distribution repeats a block of NuMem cells: 11005-11198 reappear as 11199-11392, each
+    # copy 194 ids on, byte-different files of equal pixels. Pairs per split pair, counted on the real files.
+    ICPR2014_DUPLICATED_CELLS = range(11005, 11199)
+    ICPR2014_DUPLICATE_SHIFT = 194
+    ICPR2014_DUPLICATE_PAIRS = {("train", "train"): 80, ("validation", "validation"): 3, ("test", "test"): 7,
+                                ("train", "test"): 54, ("train", "validation"): 35, ("validation", "test"): 15}
     ICPR2014_LAYOUTS = ("(A) gt_training.csv beside a folder of NNNNN.png + NNNNN_Mask.png",
                         "(B) gt_training.csv with training/validation/test (or train/val/test) folders of PNGs",
                         "(C) train/ and test/ folders with train.csv and test.csv")

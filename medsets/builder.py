@@ -24,12 +24,17 @@ import shutil
 import tempfile
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import datasets
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from . import layout
-from .checks import (BuildError, BuildReport, Ledger, Problem, PublishedCounts, compare_counts, counted_parts,
-                     coverage_stats, cross_split_duplicates, group_overlap, size_stats, stray_mask_values, tally)
+from .checks import (BuildError, BuildReport, Ledger, Problem, PublishedCounts, compare_counts, copies_to_drop,
+                     counted_parts, coverage_stats, duplicate_groups, duplicate_pairs, group_overlap, size_stats,
+                     stray_mask_values, tally)
 from .schema import UnreadableImage, image_value, mask_value, pixel_hash
 from .layout import LayoutNotFound
 from .source import Source, SourceError, UnreadableFile
@@ -39,6 +44,9 @@ from .source import Source, SourceError, UnreadableFile
 class MedsetsConfig(datasets.BuilderConfig):
     # Build without the rows that fail a check, recording each one, instead of refusing to build.
     skip_bad: bool = False
+    # Keep one image of each group of pixel-identical images (the first in split order, then by image_id)
+    # and list the others as dropped; off by default, so that the published splits stay comparable.
+    drop_duplicates: bool = False
 
 
 @dataclass
@@ -190,7 +198,48 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
                 hint="Fix or re-download the files named above, or build without them with --skip-bad "
                 "(each left-out row is then listed in the build report and the card).",
             )
+        order = list(self._scanned.splits)
+        examples.sort(key=lambda ex: (order.index(ex["split"]), ex["image_id"]))
+        # The published counts describe the download as released, duplicates included.
+        self._count_mismatches = compare_counts(tally(examples, self.COUNTED_COLUMNS, self.summed_facts()),
+                                                self._scanned.published)
+        groups = duplicate_groups(self._duplicate_units(examples), order)
+        self._duplicates = {"pairs": duplicate_pairs(groups, order), "groups": groups} if groups else {}
+        self._dropped = copies_to_drop(groups) if self.config.drop_duplicates else []
+        if self._dropped:
+            gone = self._rows_of(examples, self._dropped)
+            self._drop_rows(gone)
+            examples = [ex for ex in examples if (ex["split"], ex["image_id"]) not in gone]
         self.report = self._make_report(problems, examples)
+
+    # -- duplicates -------------------------------------------------------------------------------------
+    def _duplicate_units(self, examples: list[dict]) -> list[dict]:
+        """What duplicates are sought among, and dropped as a whole: each row, unless a dataset cuts images
+        into tiles (then each source image)."""
+        return [{key: ex[key] for key in ("split", "image_id", "file_name", "pixel_hash")} for ex in examples]
+
+    def _rows_of(self, examples: list[dict], units: list[dict]) -> set[tuple[str, int]]:
+        """The (split, image_id) of the rows that make up these units."""
+        return {(unit["split"], unit["image_id"]) for unit in units}
+
+    def _drop_rows(self, gone: set[tuple[str, int]]):
+        """Remove rows from the shards already written, and from the split infos datasets recorded."""
+        by_split = defaultdict(set)
+        for split, image_id in gone:
+            by_split[split].add(image_id)
+        for split, image_ids in by_split.items():
+            pattern = re.compile(rf"^{re.escape(self.dataset_name)}-{re.escape(split)}(-\d{{5}}-of-\d{{5}})?\.parquet$")
+            shards = sorted(p for p in Path(self._output_dir).iterdir() if pattern.match(p.name))
+            info = self.info.splits[split]
+            lengths = []
+            for shard in shards:
+                rows, num_bytes = without_rows(shard, image_ids)
+                lengths.append(rows)
+                info.num_bytes -= num_bytes
+            info.num_examples = sum(lengths)
+            if info.shard_lengths:
+                info.shard_lengths = lengths
+            info.original_shard_lengths = None  # counted before the drop; nothing reads them for a local folder
 
     # -- per example -----------------------------------------------------------------------------------
     def _examples(self, record: dict):
@@ -246,10 +295,11 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
         return None if value is None else str(value)
 
     def _make_report(self, problems: list[Problem], examples: list[dict]) -> BuildReport:
+        """The report of the built rows (`examples`, in split order); the published counts were compared, and
+        duplicates found, over every row of the download before."""
         order = list(self._scanned.splits)
-        examples.sort(key=lambda ex: (order.index(ex["split"]), ex["image_id"]))
         counts = tally(examples, self.COUNTED_COLUMNS, self.summed_facts())
-        warnings = list(self._scanned.warnings) + cross_split_duplicates(examples) + stray_mask_values(examples)
+        warnings = list(self._scanned.warnings) + stray_mask_values(examples)
         if self.GROUP_COLUMN:
             warnings += group_overlap(examples, self.GROUP_COLUMN)
         return BuildReport(
@@ -258,12 +308,35 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
             source=str(self._source.path),
             layout=self._scanned.layout,
             counts={split: counts.get(split, {"total": 0}) for split in order},
-            count_mismatches=compare_counts(counts, self._scanned.published),
+            count_mismatches=self._count_mismatches,
             skipped=[asdict(p) for p in problems],
             warnings=warnings,
             image_sizes=size_stats(examples),
             mask_coverage=coverage_stats(examples),
+            duplicates=self._duplicates,
+            dropped=self._dropped,
         )
+
+
+def without_rows(shard: Path, image_ids: set[int]) -> tuple[int, int]:
+    """Rewrite a Parquet shard without the rows of these image ids, row group by row group (memory: one row
+    group), keeping its schema and the features datasets stored in it. Returns (rows left, Arrow bytes removed)."""
+    source = pq.ParquetFile(shard)
+    compression = source.metadata.row_group(0).column(0).compression.lower() if source.metadata.num_row_groups else "none"
+    kept_rows = removed_bytes = 0
+    rewritten = shard.with_name(shard.name + ".filtered")
+    with pq.ParquetWriter(rewritten, source.schema_arrow, compression="none" if compression == "uncompressed" else compression) as writer:
+        for index in range(source.metadata.num_row_groups):
+            group = source.read_row_group(index)
+            dropped = pc.is_in(group["image_id"], value_set=pa.array(sorted(image_ids), pa.int64()))
+            kept = group.filter(pc.invert(dropped))
+            removed_bytes += group.nbytes - kept.nbytes
+            kept_rows += kept.num_rows
+            if kept.num_rows:
+                writer.write_table(kept)
+    source.close()
+    os.replace(rewritten, shard)
+    return kept_rows, removed_bytes
 
 
 def listed_twice(splits: dict[str, list[dict]]) -> list[Problem]:

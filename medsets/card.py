@@ -99,11 +99,17 @@ def card_text(name: str, builder_cls, reports: list[BuildReport], prose: str, fo
             lines.append(f"- {split} image size (w x h): min {s['min']}, median {s['median']}, max {s['max']}")
         for split, c in report.mask_coverage.items():
             lines.append(f"- {split} mask foreground fraction: mean {c['mean']}, min {c['min']}, max {c['max']}")
+        duplicates = report.duplicate_lines()
         findings = ([f"count differs from the published one: {m}" for m in report.count_mismatches]
                     + [f"left out with --skip-bad: {p['kind']}: {p['file']} {p['detail']}".rstrip()
-                       for p in report.skipped] + report.warnings)
+                       for p in report.skipped] + duplicates[:1] + report.warnings)
         lines += ["", "Build findings:" if findings else "Build findings: none; counts match the published ones."]
         lines += [f"- {f}" for f in findings] + [""]
+        if report.dropped:  # every dropped row, folded: the one line above says how many and why
+            lines += [f"<details><summary>The {len(report.dropped)} rows dropped with --drop-duplicates</summary>",
+                      "", "| split | file | same pixels as (kept) |", "|---|---|---|"]
+            lines += [f"| {d['split']} | {d['file_name']} | {d['same_as']} |" for d in report.dropped]
+            lines += ["", "</details>", ""]
         lines += ["```python", "from datasets import load_dataset",
                   f'ds = load_dataset("{name}", "{report.config}")', "```", ""]
     return "\n".join(lines)

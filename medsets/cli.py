@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--skip-bad", action="store_true",
                        help="leave out rows that fail a check instead of refusing to build; each is listed "
                             "in the build report and the card")
+    build.add_argument("--drop-duplicates", action="store_true",
+                       help="keep one image of each group of pixel-identical images (the one in the earliest split: "
+                            "train, validation, test; then the lowest image_id) and list every dropped row in the "
+                            "report and the card. Without it duplicates are only reported and the published splits "
+                            "are kept as they are, so that results stay comparable with papers")
     build.add_argument("--num-proc", type=int,
                        help="worker processes for decoding, checking and re-encoding (default: the dataset's "
                             f"measured best: 1 for hep2, all {os.cpu_count()} cores for leukemia and gzmh)")
@@ -166,7 +171,8 @@ def build_dataset(args) -> int:
         print(f"medsets: --tile-size/--tile-overlap apply to gzmh --config tiles, not to {args.name}", file=sys.stderr)
         return 2
     out, report = build(builder_cls, args.source, args.config, args.out or Path(args.name),
-                        overwrite=args.overwrite, skip_bad=args.skip_bad, num_proc=args.num_proc, **options)
+                        overwrite=args.overwrite, skip_bad=args.skip_bad, num_proc=args.num_proc,
+                        drop_duplicates=args.drop_duplicates, **options)
     print(report.render())
     print(f"\nWrote {out} (report in {out / 'reports' / (report.config + '.txt')}).")
     print(f"Load it with: datasets.load_dataset({str(out)!r}, {report.config!r})")

@@ -2,13 +2,17 @@
 
 Classification: one row per class, a few examples each, the cell mask (if any) as a coloured outline.
 Segmentation: a few images above the same images with their target mask overlaid.
-Detection: images with mask and boxes above a zoom on one object of each. Rows are read from
-the written Parquet shards batch by batch, stopping as soon as the grid is full.
+Detection: images with mask and boxes above a zoom on one object of each. The rows are chosen from
+one small column of the written Parquet shards (labels, object lists) and only the chosen rows' row
+groups are read: a 13,596-cell build spent 4 s choosing when whole rows were read.
 """
 
 from __future__ import annotations
 
+import bisect
 import io
+import itertools
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -41,14 +45,37 @@ def thumbnail(image_bytes: bytes, mask_bytes: bytes | None = None, outline: bool
     return tile
 
 
-def read_rows(shards: list[Path], columns: list[str], enough) -> list[dict]:
-    rows = []
-    for shard in shards:
-        for batch in pq.ParquetFile(shard).iter_batches(batch_size=8, columns=columns):  # GZMH rows are MBs each
-            rows.extend(batch.to_pylist())
-            if enough(rows):
-                return rows
-    return rows
+def choose_rows(shards: list[Path], column: str, wanted) -> list[tuple[int, int]]:
+    """Rows chosen from one small column only (labels, object lists), never from the images: `wanted(value,
+    chosen)` says whether a row with this value joins the chosen (shard, row) list, which is done once it
+    returns None. Stops reading at the first shard that completes the choice."""
+    chosen: list[tuple[int, int, object]] = []
+    for index, shard in enumerate(shards):
+        for row, value in enumerate(pq.read_table(shard, columns=[column]).column(column).to_pylist()):
+            verdict = wanted(value, chosen)
+            if verdict is None:
+                return [(s, r) for s, r, _ in chosen]
+            if verdict:
+                chosen.append((index, row, value))
+    return [(s, r) for s, r, _ in chosen]
+
+
+def rows_at(shards: list[Path], picks: list[tuple[int, int]], columns: list[str]) -> list[dict]:
+    """The rows at (shard, row) positions, reading only the row groups that hold them (GZMH rows are MBs)."""
+    found: dict[tuple[int, int], dict] = {}
+    for index in sorted({s for s, _ in picks}):
+        parquet = pq.ParquetFile(shards[index])
+        starts = list(itertools.accumulate((parquet.metadata.row_group(g).num_rows
+                                            for g in range(parquet.metadata.num_row_groups)), initial=0))
+        by_group = defaultdict(list)
+        for s, row in picks:
+            if s == index:
+                by_group[bisect.bisect_right(starts, row) - 1].append(row)
+        for group, rows in by_group.items():
+            table = parquet.read_row_group(group, columns=columns)
+            for row in rows:
+                found[(index, row)] = table.slice(row - starts[group], 1).to_pylist()[0]
+    return [found[pick] for pick in picks]
 
 
 def grid(rows_of_tiles: list[tuple[str, list[Image.Image]]], columns: int) -> Image.Image:
@@ -98,42 +125,43 @@ def detection_tiles(row: dict) -> tuple[Image.Image, Image.Image]:
 
 
 def sample_picture(shards: list[Path], features, path: Path, per_row: int = 6) -> Path:
+    """Choose the rows from a small column (labels, object lists) and read only those rows' images."""
     label = features["label"]
     if "objects" in features:  # detection: prefer examples that hold objects (most tiles hold none)
-        with_objects, without = [], []
-        for shard in shards:
-            for batch in pq.ParquetFile(shard).iter_batches(batch_size=8, columns=["image", "label", "objects"]):
-                for row in batch.to_pylist():  # keep only what the picture can use: memory stays a few rows
-                    (with_objects if row["objects"]["bbox"] else without).append(row)
-                del without[per_row:], with_objects[per_row:]
-                if len(with_objects) >= per_row:
-                    break
-            if len(with_objects) >= per_row:
-                break
-        rows = (with_objects + without)[:per_row]
+        def wanted(objects, chosen):
+            holding = sum(1 for *_, value in chosen if value["bbox"])
+            if holding >= per_row:
+                return None
+            return bool(objects["bbox"]) or len(chosen) - holding < per_row  # a few without, in case
+
+        picks = choose_rows(shards, "objects", wanted)
+        rows = rows_at(shards, picks, ["image", "label", "objects"])
+        rows = ([r for r in rows if r["objects"]["bbox"]] + [r for r in rows if not r["objects"]["bbox"]])[:per_row]
         pairs = [detection_tiles(r) for r in rows]
         rows_of_tiles = [("image, mask, boxes", [p[0] for p in pairs]), ("first object", [p[1] for p in pairs])]
     elif isinstance(label, ClassLabel):
         mask_column = "mask" if "mask" in features else None
-        columns = ["image", "label"] + ([mask_column] if mask_column else [])
-        wanted = {i: per_row for i in range(label.num_classes)}
+        per_class = Counter()
 
-        def enough(rows):
-            found = {}
-            for row in rows:
-                found[row["label"]] = found.get(row["label"], 0) + 1
-            return all(found.get(i, 0) >= n for i, n in wanted.items())
+        def wanted(value, chosen):
+            if all(per_class[i] >= per_row for i in range(label.num_classes)):
+                return None
+            if value is None or value < 0 or per_class[value] >= per_row:  # -1: an unlabelled row
+                return False
+            per_class[value] += 1
+            return True
 
-        rows = read_rows(shards, columns, enough)
+        picks = choose_rows(shards, "label", wanted)
+        rows = rows_at(shards, picks, ["image", "label"] + ([mask_column] if mask_column else []))
         rows_of_tiles = []
         for i, name in enumerate(label.names):
-            chosen = [r for r in rows if r["label"] == i][:per_row]
             tiles = [thumbnail(r["image"]["bytes"], (r[mask_column] or {}).get("bytes") if mask_column else None,
-                               outline=True) for r in chosen]
+                               outline=True) for r in rows if r["label"] == i]
             if tiles:
                 rows_of_tiles.append((name, tiles))
     else:  # segmentation: the label is the target mask
-        rows = read_rows(shards, ["image", "label"], lambda rows: len(rows) >= per_row)[:per_row]
+        picks = [(0, row) for row in range(min(per_row, pq.ParquetFile(shards[0]).metadata.num_rows))]
+        rows = rows_at(shards, picks, ["image", "label"])
         rows_of_tiles = [("image", [thumbnail(r["image"]["bytes"]) for r in rows]),
                          ("label", [thumbnail(r["image"]["bytes"], r["label"]["bytes"]) for r in rows])]
     grid(rows_of_tiles, per_row).save(path, optimize=True)

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
 from scipy import ndimage
 
 from .builders import BIS5k, GZMH, HEp2, Leukemia
@@ -45,16 +47,22 @@ class Writer:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
 
-    def text(self, rel: str, rows: list[list], delimiter=",", bom=False, crlf=False, trailing_blank=False):
+    def text(self, rel: str, rows: list[list], delimiter=",", bom=False, crlf=False, trailing_blank=False,
+             final_newline=True):
         newline = "\r\n" if crlf else "\n"
-        text = newline.join(delimiter.join(str(c) for c in row) for row in rows) + newline
+        text = newline.join(delimiter.join(str(c) for c in row) for row in rows) + (newline if final_newline else "")
         if trailing_blank:
             text += newline * 2
         self.bytes(rel, (b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8"))
 
-    def png(self, rel: str, array: np.ndarray):
+    def png(self, rel: str, array: np.ndarray, saved: tuple[int, ...] | None = None):
+        """`saved` (year, month, day, hour, minute, second) goes into a tIME chunk, as the real files carry one."""
         buffer = io.BytesIO()
-        Image.fromarray(array).save(buffer, format="PNG", compress_level=1)
+        info = None
+        if saved:
+            info = PngImagePlugin.PngInfo()
+            info.add(b"tIME", struct.pack(">HBBBBB", *saved))
+        Image.fromarray(array).save(buffer, format="PNG", compress_level=1, pnginfo=info)
         self.bytes(rel, buffer.getvalue())
 
     def close(self):
@@ -176,16 +184,33 @@ def write_hep2_icpr2014(dest, variant: str = "processed", *, scale: float = 0.02
         folders = dict(zip(("train", "validation", "test"), names[split_folders]))
         rows = [["Image ID", "Image class"]]
         for name, (first, last) in ICPR2014_ID_RANGES.items():
-            ids = rng.permutation(np.arange(first, last + 1))
+            wanted = {split: _scaled(HEp2.ICPR2014_PROCESSED_SPLIT_COUNTS[split][name], scale) for split in folders}
+            cells = {split: [] for split in folders}
+            copies = {}  # copy id -> original id: the real release repeats a block of NuMem cells
+            if name == "numem":
+                for original, copy, split_a, split_b in _icpr2014_duplicates(wanted, scale, rng):
+                    cells[split_a].append(original)
+                    cells[split_b].append(copy)
+                    copies[copy] = original
+            # The whole block is left to the planted pairs, so an id in it is always one of a pair.
+            block = {c + shift for c in HEp2.ICPR2014_DUPLICATED_CELLS for shift in (0, HEp2.ICPR2014_DUPLICATE_SHIFT)}
+            pool = rng.permutation([cell for cell in range(first, last + 1) if cell not in block])
             start = 0
+            for split in folders:
+                n = wanted[split] - len(cells[split])
+                cells[split] += pool[start:start + n].tolist()
+                start += n
+            drawn = {original: draw_cell(name, 78, 78, rng)[0] for original in sorted(copies.values())}
             for split, folder in folders.items():
-                n = _scaled(HEp2.ICPR2014_PROCESSED_SPLIT_COUNTS[split][name], scale)
-                for cell in sorted(ids[start:start + n]):
-                    out.png(f"{top}{folder}/{cell:05d}.png", _grey(draw_cell(name, 78, 78, rng)[0]))
+                for cell in sorted(cells[split]):
+                    image = drawn.get(copies.get(cell, cell))
+                    image = draw_cell(name, 78, 78, rng)[0] if image is None else image
+                    # Each file saved at its own time: a copy differs from its original in bytes, not pixels.
+                    out.png(f"{top}{folder}/{cell:05d}.png", _grey(image),
+                            saved=(2014, 1 + cell % 12, 1 + cell % 28, cell % 24, cell % 60, (cell // 60) % 60))
                     rows.append([f"{cell:05d}", ORIGINAL_SPELLING[name]])
-                start += HEp2.ICPR2014_PROCESSED_SPLIT_COUNTS[split][name]
         rows[1:] = sorted(rows[1:])
-        out.text(f"{top}gt_training.csv", rows)
+        out.text(f"{top}gt_training.csv", rows, final_newline=False)
 
     elif variant == "card":
         top += "HEp-2/"
@@ -203,6 +228,25 @@ def write_hep2_icpr2014(dest, variant: str = "processed", *, scale: float = 0.02
         raise ValueError(f"unknown ICPR 2014 variant {variant!r}: organisers, processed or card")
     out.close()
     return out.dest
+
+
+def _icpr2014_duplicates(wanted: dict[str, int], scale: float, rng) -> list[tuple[int, int, str, str]]:
+    """The repeated block of the real release, scaled: (original, copy = original + 194, split of the
+    original, split of the copy), with the real pairs per split pair (at least one of each while the
+    scaled split counts leave room). Which of a pair lies in the earlier split is drawn at random, so the
+    lower id is not always the one in train."""
+    planted, used = [], Counter()
+    originals = iter(HEp2.ICPR2014_DUPLICATED_CELLS)
+    for (split_a, split_b), n in HEp2.ICPR2014_DUPLICATE_PAIRS.items():
+        for _ in range(_scaled(n, scale)):
+            need = Counter([split_a, split_b])
+            original = next(originals, None)
+            if original is None or any(used[s] + k > wanted[s] for s, k in need.items()):
+                break
+            used += need
+            first, second = (split_a, split_b) if rng.random() < 0.5 else (split_b, split_a)
+            planted.append((original, original + HEp2.ICPR2014_DUPLICATE_SHIFT, first, second))
+    return planted
 
 
 # -- HEp-2 ICPR 2012 (MIVIA contest) ------------------------------------------------------------------

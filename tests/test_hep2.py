@@ -2,8 +2,10 @@
 
 import csv
 import io
+import json
 import shutil
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -178,9 +180,67 @@ def test_cross_split_duplicates_and_specimen_overlap_are_reported(tmp_path, buil
     cells = (contest / "cells.csv").read_text().replace("2;test;15;", "2;test;1;")
     (contest / "cells.csv").write_text(cells)
     _, report = build_hep2(source, "icpr2012")
-    text = " ".join(report.warnings)
-    assert "1 images appear in more than one split" in text and "test:ICPR2012" in text
-    assert "specimen_id values occur in more than one split: 1 (test+train)" in text
+    assert "specimen_id values occur in more than one split: 1 (test+train)" in " ".join(report.warnings)
+    assert report.duplicates["pairs"] == {"train-test": 1}
+    [group] = report.duplicates["groups"]
+    assert [(u["split"], u["file_name"].rsplit("/", 2)[-2:]) for u in group] == [
+        ("train", ["training", "001.png"]), ("test", ["test", "001.png"])]
+
+
+def pixels_of(folder: Path) -> list[tuple[str, int, bytes]]:
+    rows = []
+    for shard in sorted((folder / "data" / "icpr2014").glob("*.parquet")):
+        table = pq.read_table(shard, columns=["image", "image_id"]).to_pylist()
+        rows += [(shard.name.split("-")[0], r["image_id"], PILImage.open(io.BytesIO(r["image"]["bytes"])).tobytes())
+                 for r in table]
+    return rows
+
+
+def test_icpr2014_replica_repeats_a_numem_block_as_the_real_release_does(tmp_path):
+    """The real processed distribution holds cells 11005-11198 again as 11199-11392: equal pixels, other bytes."""
+    from medsets import synthetic
+
+    source = synthetic.write_hep2_icpr2014(tmp_path / "raw", "processed", scale=0.02)
+    files = {int(p.stem): p for p in source.rglob("*.png")}
+    copies = [(cell, cell + 194) for cell in hep2.HEp2.ICPR2014_DUPLICATED_CELLS if cell in files]
+    assert len(copies) == 7  # the real 80/3/7/54/35/15 pairs, scaled, at least one per split pair
+    for original, copy in copies:
+        assert files[copy].read_bytes() != files[original].read_bytes()  # the tIME chunks differ
+        assert PILImage.open(files[copy]).tobytes() == PILImage.open(files[original]).tobytes()
+    assert not (source / "gt_training.csv").read_bytes().endswith(b"\n")  # no final newline, as the real file
+
+
+def test_duplicates_counted_per_split_pair_and_dropped_on_request(tmp_path, build_hep2):
+    from medsets import synthetic
+
+    source = synthetic.write_hep2_icpr2014(tmp_path / "raw", "processed", scale=0.02)
+    folder, report = build_hep2(source)
+    line = ("7 pixel-identical pairs (7 groups, 14 images): 2 within train, 1 within validation, 1 within test, "
+            "1 train-validation, 1 train-test, 1 validation-test; 3 cross splits")
+    assert line in report.render() and line in (folder / "README.md").read_text()
+    assert report.count_mismatches == [] or all("published" in m for m in report.count_mismatches)
+    saved = json.loads((folder / "reports" / "icpr2014.json").read_text())["duplicates"]
+    assert len(saved["groups"]) == 7 and all(len(group) == 2 for group in saved["groups"])
+    rows = pixels_of(folder)
+    assert len(rows) - len({pixels for *_, pixels in rows}) == 7  # kept as published by default
+
+    dropped_folder, dropped = build_hep2(source, out=tmp_path / "dropped", drop_duplicates=True)
+    rows = pixels_of(dropped_folder)
+    assert len({pixels for *_, pixels in rows}) == len(rows)  # no two pixel-identical images left
+    assert {s: c["total"] for s, c in dropped.counts.items()} == {
+        s: c["total"] - sum(1 for d in dropped.dropped if d["split"] == s) for s, c in report.counts.items()}
+    order = ["train", "validation", "test"]
+    for group in saved["groups"]:  # the copy kept is the earliest split's, then the lowest id
+        kept = min(group, key=lambda u: (order.index(u["split"]), u["image_id"]))
+        assert (kept["split"], kept["image_id"]) in {(s, i) for s, i, _ in rows}
+        assert all((u["split"], u["image_id"]) not in {(s, i) for s, i, _ in rows} for u in group if u is not kept)
+    card = (dropped_folder / "README.md").read_text()
+    assert "7 copies dropped with --drop-duplicates" in card
+    assert all(f"| {d['split']} | {d['file_name']} | {d['same_as']} |" in card for d in dropped.dropped)
+    assert len(dropped.dropped) == 7 and all(f"dropped {d['split']}:{d['file_name']}" in dropped.render()
+                                             for d in dropped.dropped)
+    ds = load_dataset(str(dropped_folder), cache_dir=str(tmp_path / "cache"))
+    assert {s: len(ds[s]) for s in ds} == {s: c["total"] for s, c in dropped.counts.items()}
 
 
 def test_python_api_as_a_datasets_builder(replicas, tmp_path):

@@ -115,7 +115,7 @@ def test_patient_in_two_splits_is_a_leakage_warning(tmp_path):
     _, report = build_leukemia(source, tmp_path / "leukemia")
     patient = parse_original_name(moved.name)["patient_id"]
     assert f"1 patient_id values occur in more than one split: {patient} (train+validation)" in report.warnings
-    assert any("appear in more than one split" in w for w in report.warnings)  # the very same cell, too
+    assert report.duplicates["pairs"] == {"train-validation": 1}  # the very same cell, too
 
 
 def damage_unparseable_name(root):

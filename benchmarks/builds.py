@@ -158,6 +158,36 @@ def link_subset(source: Path, dest: Path, fraction: float) -> int:
     return count
 
 
+def gzmh_goals(results: dict, base_mib: float, input_bytes: int) -> dict:
+    """The ratios the tiles work is held to, from this run's stages: tiles per source image against full, the
+    speed-up of tiles on all cores, the tiles config's size against the input, one pass against two builds."""
+    cores = os.cpu_count() or 1
+    one = {c: results[f"medsets {c} num_proc=1 (c)"] for c in ("full", "tiles", "both")}
+    many = {c: results.get(f"medsets {c} num_proc={cores} (c)") for c in ("full", "tiles", "both")}
+    tiles_vs_full = one["tiles"]["wall_s"] / one["full"]["wall_s"]
+    out = {"tiles_over_full_per_image": tiles_vs_full,
+           "tiles_output_over_input": one["tiles"]["output_bytes"] / input_bytes,
+           "both_over_separate_wall": one["both"]["wall_s"] / (one["full"]["wall_s"] + one["tiles"]["wall_s"]),
+           "both_peak_above_baseline_mib": one["both"]["peak_rss_mib"] - base_mib,
+           "separate_peak_above_baseline_mib": max(one[c]["peak_rss_mib"] for c in ("full", "tiles")) - base_mib}
+    lines = [f"tiles {one['tiles']['wall_s'] / one['tiles']['images'] * 1000:.0f} ms per source image, full "
+             f"{one['full']['wall_s'] / one['full']['images'] * 1000:.0f}: {tiles_vs_full:.2f}x (goal: at most 2x)",
+             f"tiles folder {one['tiles']['output_bytes'] / 2**20:.0f} MiB for {input_bytes / 2**20:.0f} MiB of input: "
+             f"{out['tiles_output_over_input']:.2f}x (goal: at most 2x for JPEG sources)",
+             f"one pass (both configs) {one['both']['wall_s']:.1f} s against full + tiles built apart "
+             f"{one['full']['wall_s'] + one['tiles']['wall_s']:.1f} s: {out['both_over_separate_wall']:.2f}x the time; "
+             f"peak {out['both_peak_above_baseline_mib']:.0f} MiB above the baseline against "
+             f"{out['separate_peak_above_baseline_mib']:.0f} MiB for the larger of the two"]
+    for config in ("tiles", "both"):
+        if cores > 1 and many[config]:
+            speedup = one[config]["wall_s"] / many[config]["wall_s"]
+            out[f"{config}_speedup_{cores}_cores"] = speedup
+            lines.append(f"{config} on {cores} cores: {speedup:.2f}x faster than on one"
+                         + (" (goal: at least 1.7x on 2 cores)" if config == "tiles" else ""))
+    out["lines"] = lines
+    return out
+
+
 def in_images(mib: float) -> float:
     return mib * 2**20 / DECODED_IMAGE_BYTES
 
@@ -237,10 +267,12 @@ def build_gzmh(args):
                 {"label": "imagefolder (b1)", "spec": dict(base, stage="imagefolder"), **training},
                 {"label": "imagefolder+embed (b3)", "spec": dict(base, stage="imagefolder+embed"), **training},
             ]
-            for config, rows_per_image in (("full", 1), ("tiles", per_image_tiles)):
+            # `medsets build gzmh` writes both configs from one pass ("both"); against the two separate builds.
+            for config, rows_per_image in (("full", 1), ("tiles", per_image_tiles), ("both", 1 + per_image_tiles)):
                 plan += [{"label": label.replace("medsets ", f"medsets {config} "), "spec": spec, **everything,
                           "rows": images * rows_per_image, "config": config}
-                         for label, spec in medsets_stages(dict(base, config=config), args)]
+                         for label, spec in medsets_stages(dict(base, config=None if config == "both" else config),
+                                                           args)]
             if small:
                 small_source = work / "replica-small"
                 for config, rows_per_image in (("full", 1), ("tiles", per_image_tiles)):
@@ -255,7 +287,7 @@ def build_gzmh(args):
 
     for label, r in results.items():  # the source images a tiles build reported against the plan's
         seen = sum(c.get("source_images", 0) for c in r.get("counts", {}).values())
-        if r.get("config") == "tiles" and seen != r["images"]:
+        if r.get("config") in ("tiles", "both") and seen != r["images"]:
             print(f"  WARNING: {label} reported {seen} source images, expected {r['images']}")
 
     base_mib = results["baseline"]["peak_rss_mib"]
@@ -280,8 +312,9 @@ def build_gzmh(args):
           f"{tile_size}, overlap {tile_overlap}, per image); images: source images. images/s, /core and the x "
           "columns are per source image: x raw = seconds per image / raw-read's (which reads image and mask).")
     print(f"imagefolder reads train/images/ only ({splits['train']} JPEGs, no masks, no objects) and keeps the "
-          "JPEG bytes: the plain-loader reference. medsets reads all splits, images and masks, and writes PNG "
-          "(full images, tiles) plus the mask and objects.")
+          "JPEG bytes: the plain-loader reference. medsets reads all splits, images and masks, and writes the "
+          "JPEG bytes as they are (full) or JPEG tiles with the source's tables (tiles), PNG masks and the objects; "
+          "'both' is `medsets build gzmh` (tiles and full from one pass).")
     print("/core: images/s divided by the processes that did the work (num_proc when datasets started a pool, "
           "else 1).")
     print("RSS: peak of the stage process (includes the imports); -base: minus the baseline stage; "
@@ -289,6 +322,10 @@ def build_gzmh(args):
     print(f"Sizes: input {(jpg_bytes + png_bytes) / 2**20:.0f} MiB (JPEG {jpg_bytes / 2**20:.0f}, masks "
           f"{png_bytes / 2**20:.0f}; train/images {train_bytes / 2**20:.0f}); out = medsets hub folder or "
           "imagefolder Parquet (JPEG bytes embedded); x in = out / the stage's input.")
+
+    goals = gzmh_goals(results, base_mib, jpg_bytes + png_bytes)
+    print("\nGoals (issue 18), measured in this run:")
+    print("\n".join(f"  {line}" for line in goals["lines"]))
 
     scaling, lines = memory_scaling(results, base_mib, images, small, args.num_proc)
     print(f"\nMemory: peak RSS minus the baseline ({base_mib:.0f} MiB), also as decoded {GZMH_SIZE}x{GZMH_SIZE} RGB "
@@ -322,5 +359,5 @@ def build_gzmh(args):
         "tile_size": tile_size, "tile_overlap": tile_overlap, "tiles_per_image": per_image_tiles,
         "small_replica_images": small, "small_fraction": args.small_fraction, "repeat": args.repeat,
         "page_cache": "warm", "machine": machine_info(), "replica_reused": reused, "stages": results,
-        "decoded_image_bytes": DECODED_IMAGE_BYTES, "memory_scaling": scaling, "scaling_statement": statement,
+        "decoded_image_bytes": DECODED_IMAGE_BYTES, "memory_scaling": scaling, "goals": goals, "scaling_statement": statement,
         "extrapolated_full_s": extrapolated, "peak_disk_extra_bytes": disk.peak_extra, "total_s": round(elapsed, 1)})

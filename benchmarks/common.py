@@ -55,10 +55,11 @@ def run_stage(spec: dict):
         elif name == "imagefolder+embed":
             extra["parquet_files"] = write_embedded_shards(ds, scratch / "imagefolder")
     elif name == "medsets":
-        _, report = export.build(getattr(medsets, spec["builder"]), spec["source"], spec["config"],
-                                 scratch / "out", num_proc=spec["num_proc"])
-        rows = sum(c["total"] for c in report.counts.values())
-        extra["counts"] = report.counts
+        _, reports = export.build_configs(getattr(medsets, spec["builder"]), spec["source"], spec["config"],
+                                          scratch / "out", num_proc=spec["num_proc"])
+        rows = sum(c["total"] for report in reports.values() for c in report.counts.values())
+        extra["counts"] = next(iter(reports.values())).counts  # the first config's (gzmh one pass: tiles)
+        extra["configs"] = list(reports)
     else:
         raise SystemExit(f"unknown stage {name!r}")
     wall = time.perf_counter() - start

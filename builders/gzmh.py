@@ -29,7 +29,8 @@ from ..builder import MedsetsBuilder, MedsetsConfig, RowProblems, Scan
 from ..checks import BuildError, Problem
 from ..layout import IMAGE_FOLDERS, IMAGE_SUFFIXES, MASK_FOLDERS, images_and_masks, rank_image_ids, split_order
 from ..objects import components, cross_check, objects_in_tile, tiles
-from ..schema import UnreadableImage, decode, detection_features, image_value, png_bytes
+from ..schema import (UnreadableImage, decode, detection_features, image_value, jpeg_block_grid, jpeg_bytes_like,
+                      pixel_hash, png_bytes)
 from ..source import Source, UnreadableFile, parent, stem, suffix
 
 # Folders that only say what they hold; removed from a box file's path to find its split folder.
@@ -46,6 +47,9 @@ TILES_PER_IMAGE = 10_000
 class GZMHConfig(MedsetsConfig):
     tile_size: int = 512
     tile_overlap: int = 64  # px, at least: a mitosis's size, so each one lies whole inside some tile
+    # "jpeg": a JPEG source's tiles as JPEG with its own tables, cut on its block grid (about the source's
+    # size; decoded pixels differ slightly, measured in the report); "png": every tile lossless (~8x larger).
+    tile_format: str = "jpeg"
 
 
 class GZMH(MedsetsBuilder):
@@ -53,11 +57,15 @@ class GZMH(MedsetsBuilder):
 
     BUILDER_CONFIG_CLASS = GZMHConfig
     BUILDER_CONFIGS = [
-        GZMHConfig(name="full", description="whole 2084x2084 images with mask and objects, splits as found"),
         GZMHConfig(name="tiles", description="the images cut into 512x512 tiles (overlap 64, --tile-overlap), "
-                                             "masks and objects remapped; what training uses"),
+                                             "masks and objects remapped; what training uses (default)"),
+        GZMHConfig(name="full", description="whole 2084x2084 images with mask and objects, splits as found"),
     ]
-    DEFAULT_CONFIG_NAME = "full"
+    # Tiles by default: the transformers examples load a dataset without a config name and resize each image
+    # to about 600 px, where a 2084 px field's mitosis would shrink to some 10 px.
+    DEFAULT_CONFIG_NAME = "tiles"
+    # `medsets build gzmh` writes both from one pass: each large image is decoded once for all.
+    BUILT_TOGETHER = ("tiles", "full")
 
     CATEGORIES = ["mitosis"]
     ID2LABEL = {0: "background", 1: "mitosis"}
@@ -70,7 +78,10 @@ class GZMH(MedsetsBuilder):
     COUNTED_COLUMNS = ()
     MASK_COLUMN = "label"
     DEFAULT_NUM_PROC = os.cpu_count() or 1  # decoding 2084x2084 images dominates (~5/s per core)
-    RECORDS_PER_JOB = 16
+    # Small chunks, so that datasets shares a split's images evenly between the worker processes.
+    RECORDS_PER_JOB = 2
+    # Rows of 2084x2084 images are MBs each: small row groups keep the writer's buffer to a few images.
+    WRITER_BATCH_SIZE = {"full": 4, "tiles": 64}
     # Tiles are re-encoded; level 1 as measured for C-NMC (`python -m benchmarks png-levels`).
     PNG_COMPRESS_LEVEL = 1
     CARD_NOTES = (
@@ -80,16 +91,18 @@ class GZMH(MedsetsBuilder):
         "`label` is the mask with class ids (0 background, 1 mitosis); `id2label.json` names them.",
         "`tiles`: tiles keep `source_image_id` and `offset` [x, y]; an object is listed in every tile holding "
         "its centroid and `counted` in exactly one; tiles without mitoses are kept (the negatives).",
+        "`tiles` is the default config: the transformers object-detection and semantic-segmentation examples "
+        "load a dataset without a config name and resize each image to about 600 px, where a mitosis of a "
+        "2084 px field would shrink to some 10 px. The whole fields: `load_dataset(..., \"full\")`; a plain "
+        "`medsets build gzmh` writes both configs from one pass over the download.",
+        "`tiles` of a JPEG source are JPEG, encoded again with the source's own quantisation tables and chroma "
+        "subsampling and cut on its 8/16 px block grid (but the last row and column, which end at the border), "
+        "so the config is about the source's size; decoded, they differ slightly from crops of the decoded "
+        "source (the build report measures how much). Build with `--tile-format png` for exact pixels (~8x larger).",
         "When the download splits the test set (V2: test_1or2_score, test_3_score), `test` is declared as "
         "their union (no copy), as the transformers object-detection example expects a `test` split.",
     )
     SUMMED_FACTS = ("mitoses",)
-
-    def __init__(self, *args, writer_batch_size=None, **kwargs):
-        super().__init__(*args, writer_batch_size=writer_batch_size, **kwargs)
-        # Rows of 2084x2084 images are several MB each: small batches keep the writer's buffer (and each
-        # Parquet row group) to a few images.
-        self._writer_batch_size = writer_batch_size or (4 if self.config.name == "full" else 64)
 
     def summed_facts(self) -> tuple[str, ...]:
         return self.SUMMED_FACTS + (("source_images",) if self.config.name == "tiles" else ())
@@ -109,6 +122,8 @@ class GZMH(MedsetsBuilder):
         if not (64 <= size and 0 <= overlap < size):  # >= 64 also keeps tile ids below TILES_PER_IMAGE
             raise BuildError(f"gzmh: tile size {size} with overlap {overlap} cannot tile an image.",
                              hint="Use a tile size of at least 64 and 0 <= overlap < tile size (default 512, 64).")
+        if self.config.tile_format not in ("jpeg", "png"):
+            raise BuildError(f"gzmh: tile format {self.config.tile_format!r} is not one of jpeg, png.")
         found = images_and_masks(source)
         pairs = found.pairs()
         if not pairs:
@@ -138,7 +153,10 @@ class GZMH(MedsetsBuilder):
         layout = f"{version}; split folders {', '.join(sorted(records, key=split_order))}; {found.pairing}; {truth}"
         if self.config.name == "tiles":
             layout += (f"; tiles {self.config.tile_size}x{self.config.tile_size}, overlap {self.config.tile_overlap} "
-                       "(at least; tiles spread evenly from border to border)")
+                       "(at least; tiles spread evenly from border to border"
+                       + (", on a JPEG source's block grid but the last" if self.config.tile_format == "jpeg" else "")
+                       + f"), {self.config.tile_format.upper()} tiles"
+                       + (" from JPEG sources, PNG from others" if self.config.tile_format == "jpeg" else ""))
         images = "total" if self.config.name == "full" else "source_images"  # in tiles a row is a tile
         published = {"*": {images: self.PUBLISHED_IMAGES, "mitoses": self.PUBLISHED_MITOSES}}
         return Scan(layout, records, problems, published, box_warnings)
@@ -173,7 +191,19 @@ class GZMH(MedsetsBuilder):
         return boxes, formats, warnings
 
     # -- rows -----------------------------------------------------------------------------------------
-    def _examples(self, record: dict):
+    def _rows(self, record: dict):
+        """The rows of this config and of those built beside it (`also_build`), from one decode."""
+        image_cell, image, mask_cell, mask, found, labels, facts = self._decode(record)
+        for config in (self.config.name, *self.config.also_build):
+            if config == "full":
+                yield config, *self._full_row(record, image_cell, image, mask_cell, mask, found, facts)
+            else:
+                for row in self._tile_rows(record, image, mask, found, labels, facts):
+                    yield config, *row
+
+    def _decode(self, record: dict):
+        """Image and mask decoded and checked (RowProblems if they cannot be), the mask's objects, and the
+        facts about the whole image for the report."""
         problems = []
         try:
             image_cell, image = image_value(self._source.read_bytes(record["image_file"]), self.PNG_COMPRESS_LEVEL)
@@ -186,33 +216,43 @@ class GZMH(MedsetsBuilder):
         except (UnreadableImage, UnreadableFile) as err:
             problems.append(Problem("unreadable mask", record["mask_file"],
                                     str(err).removeprefix(f"{record['mask_file']}: ")))
-            mask = None
+            mask_cell = mask = None
         if image is not None and mask is not None and (mask.shape[1], mask.shape[0]) != image.size:
             problems.append(Problem("mask size", record["mask_file"],
                                     f"{mask.shape[1]}x{mask.shape[0]}, its image is {image.width}x{image.height}"))
         if problems:
             raise RowProblems(problems)
         labels, found = components(mask)
-        facts = {"stray_mask_pixels": stray, "mask_coding": coding}
+        facts = {"stray_mask_pixels": stray, "mask_coding": coding, "pixel_hash": pixel_hash(image)}
         if record["boxes"] is not None:
             file_boxes = [b.scaled(image.width, image.height) if b.normalized else b for b in record["boxes"]]
             facts["box_disagreements"] = cross_check(found, file_boxes, record["image_file"])
+        return image_cell, image, mask_cell, mask, found, labels, facts
+
+    def _full_row(self, record, image_cell, image, mask_cell, mask, found, facts):
         image_id = record["image_id"]
-        if self.config.name == "full":
-            objects = [{"component": c.index, "bbox": [float(v) for v in c.bbox], "area": c.area,
-                        "centroid": list(c.centroid)} for c in found]
-            example = {"image": image_cell, "label": mask_cell, "objects": object_columns(objects, image_id, False),
-                       "image_id": image_id, "file_name": record["image_file"]}
-            yield example, image, {**facts, "mitoses": len(found), "mask_coverage": float(mask.mean())}
-            return
+        objects = [{"component": c.index, "bbox": [float(v) for v in c.bbox], "area": c.area,
+                    "centroid": list(c.centroid)} for c in found]
+        example = {"image": image_cell, "label": mask_cell, "objects": object_columns(objects, image_id, False),
+                   "image_id": image_id, "file_name": record["image_file"]}
+        return example, image, {**facts, "mitoses": len(found), "mask_coverage": float(mask.mean())}
+
+    def _tile_rows(self, record, image, mask, found, labels, facts):
+        """The tiles of one image. A JPEG source's tiles are JPEG with its own tables, cut on its block grid
+        (all but the last row and column of tiles, which end at the border); how their decoded pixels differ
+        from the source's is measured on the first tile (on the grid) and the last (off it) of each image."""
+        grid = jpeg_block_grid(image) if self.config.tile_format == "jpeg" else None
         pixels = np.asarray(image.convert("RGB"))
+        image_id = record["image_id"]
         size, overlap = self.config.tile_size, self.config.tile_overlap
-        for tile in tiles(image.width, image.height, size, overlap):
+        cut = tiles(image.width, image.height, size, overlap, grid or 1)
+        for tile in cut:
             window = np.s_[tile.y:tile.y + tile.height, tile.x:tile.x + tile.width]
             tile_image = Image.fromarray(pixels[window])
             objects = objects_in_tile(labels, found, tile)
+            encoded = jpeg_bytes_like(tile_image, image) if grid else png_bytes(tile_image, self.PNG_COMPRESS_LEVEL)
             example = {
-                "image": {"bytes": png_bytes(tile_image, self.PNG_COMPRESS_LEVEL), "path": None},
+                "image": {"bytes": encoded, "path": None},
                 "label": {"bytes": png_bytes(Image.fromarray(mask[window])), "path": None},
                 "objects": object_columns(objects, image_id, True),
                 "source_image_id": image_id,
@@ -221,9 +261,31 @@ class GZMH(MedsetsBuilder):
                 "file_name": record["image_file"],
             }
             first = tile.index == 0  # facts about the whole image are reported once, with its first tile
-            yield example, tile_image, {**(facts if first else {}), "source_images": int(first),
-                                        "mitoses": sum(o["counted"] for o in objects),
-                                        "mask_coverage": float(mask[window].mean())}
+            tile_facts = {"source_images": int(first), "source_image_id": image_id, "pixel_hash": None,
+                          "mitoses": sum(o["counted"] for o in objects), "mask_coverage": float(mask[window].mean()),
+                          "tile_format": "jpeg" if grid else "png"}
+            if first:
+                tile_facts.update({key: value for key, value in facts.items() if key != "pixel_hash"},
+                                  source_pixel_hash=facts["pixel_hash"])
+            if grid and tile.index in (0, len(cut) - 1):
+                on_grid = tile.x % grid == 0 and tile.y % grid == 0
+                difference = np.abs(np.asarray(decode(encoded).convert("RGB"), np.int16) - pixels[window])
+                tile_facts["jpeg_difference"] = {"on_grid": on_grid, "max": int(difference.max()),
+                                                 "sum": int(difference.sum()), "values": int(difference.size)}
+            yield example, tile_image, tile_facts
+
+    # -- duplicates: whole source images, also in tiles -------------------------------------------------
+    def _duplicate_units(self, examples):
+        if self.config.name == "full":
+            return super()._duplicate_units(examples)
+        return [{"split": ex["split"], "image_id": ex["source_image_id"], "file_name": ex["file_name"],
+                 "pixel_hash": ex["source_pixel_hash"]} for ex in examples if ex.get("source_images")]
+
+    def _rows_of(self, examples, units):
+        if self.config.name == "full":
+            return super()._rows_of(examples, units)
+        sources = {(unit["split"], unit["image_id"]) for unit in units}
+        return {(ex["split"], ex["image_id"]) for ex in examples if (ex["split"], ex["source_image_id"]) in sources}
 
     def _make_report(self, problems, examples):
         report = super()._make_report(problems, examples)
@@ -234,12 +296,33 @@ class GZMH(MedsetsBuilder):
         if any(c != "0/255" for c in codings):  # unpublished encoding: say what was found and how it was read
             report.warnings.append("mask encodings found: " + "; ".join(
                 f"{coding} in {len(files)} masks (e.g. {files[0]})" for coding, files in sorted(codings.items())))
+        measured = [ex["jpeg_difference"] for ex in examples if ex.get("jpeg_difference")]
+        if measured:
+            report.warnings.append(tile_difference_finding(examples, measured))
         disagreements = [line for ex in examples for line in ex.get("box_disagreements", [])]
         if disagreements:
             report.warnings.append(f"box files vs masks: {len(disagreements)} disagreements (listed below; "
                                    "objects are taken from the masks)")
             report.warnings += disagreements
         return report
+
+
+def tile_difference_finding(examples: list[dict], measured: list[dict]) -> str:
+    """How JPEG tiles decode against the decoded source, per kind of tile, in 8-bit levels."""
+    formats = defaultdict(int)
+    for ex in examples:
+        formats[ex["tile_format"]] += 1
+    parts = []
+    for on_grid, name in ((True, "on the block grid"), (False, "off it (last row and column)")):
+        found = [m for m in measured if m["on_grid"] == on_grid]
+        if found:
+            mean = sum(m["sum"] for m in found) / sum(m["values"] for m in found)
+            parts.append(f"{name}: mean |difference| {mean:.2f}, max {max(m['max'] for m in found)} "
+                         f"({len(found)} tiles measured)")
+    return (f"tiles: {formats['jpeg']} JPEG (re-encoded with each source's quantisation tables and chroma "
+            f"subsampling), {formats['png']} PNG (lossless); decoded JPEG tiles against the crop of the decoded "
+            "source, measured on each image's first and last tile, " + "; ".join(parts)
+            + " (8-bit levels; for exact pixels build with --tile-format png)")
 
 
 def gzmh_mask(raw: bytes):

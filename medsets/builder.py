@@ -18,6 +18,7 @@ in `self.report`.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import os
 import re
 import shutil
@@ -47,6 +48,9 @@ class MedsetsConfig(datasets.BuilderConfig):
     # Keep one image of each group of pixel-identical images (the first in split order, then by image_id)
     # and list the others as dropped; off by default, so that the published splits stay comparable.
     drop_duplicates: bool = False
+    # Other configs of the dataset written in the same pass over the download (each image decoded once for
+    # all of them); see `BUILT_TOGETHER` and `companions`.
+    also_build: tuple[str, ...] = ()
 
 
 @dataclass
@@ -95,8 +99,21 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
     RECORDS_PER_JOB = 1000
     # Per-example facts (ints) summed per split in the report and the card, e.g. objects per image.
     SUMMED_FACTS: tuple[str, ...] = ()
+    # Configs that a build naming no config writes together, from one pass over the download: the first is
+    # written through datasets, the others beside it by `_rows` (GZMH: tiles and full). Empty: the default.
+    BUILT_TOGETHER: tuple[str, ...] = ()
+    # Rows per Parquet row group, per config; datasets' default where not given.
+    WRITER_BATCH_SIZE: dict[str, int] = {}
+    MAX_SHARD_BYTES = 500 << 20  # as datasets' default max_shard_size
 
     report: BuildReport | None = None
+    # The configs written beside this one (`also_build`), after a build: name -> a builder of that config
+    # holding its report, its info (features and splits) and its shards (`shard_files`).
+    companions: dict[str, "MedsetsBuilder"] = {}
+
+    def __init__(self, *args, writer_batch_size=None, **kwargs):
+        super().__init__(*args, writer_batch_size=writer_batch_size, **kwargs)
+        self._writer_batch_size = writer_batch_size or self.WRITER_BATCH_SIZE.get(self.config.name)
 
     @classmethod
     def split_unions(cls, splits: list[str]) -> dict[str, list[str]]:
@@ -151,6 +168,11 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
         self._scanned.problems += listed_twice(self._scanned.splits)
         for problem in self._scanned.problems:
             self._ledger.problem(problem)
+        if unknown := [c for c in self.config.also_build if c not in self.BUILT_TOGETHER or c == self.config.name]:
+            raise BuildError(f"{self.name}: config {self.config.name} cannot be built together with {', '.join(unknown)}"
+                             + (f"; one pass builds {', '.join(self.BUILT_TOGETHER)}" if self.BUILT_TOGETHER else ""))
+        self.companions = {name: self._companion(name) for name in self.config.also_build}
+        self._companion_features = {name: c.info.features for name, c in self.companions.items()}
         # datasets gives each worker process a share of a list argument; chunks of this size keep small
         # splits in one process, where starting a pool would cost more than it saves.
         size = self.RECORDS_PER_JOB
@@ -161,33 +183,59 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
         ]
 
     def _generate_examples(self, chunks: list[list[dict]], split: str):
-        for record in (r for chunk in chunks for r in chunk):
+        records = [r for chunk in chunks for r in chunk]
+        side = SideWriters(self._side_folder, split, records[0]["image_id"] if records else 0,
+                           self._companion_features, self.WRITER_BATCH_SIZE, self.MAX_SHARD_BYTES)
+        for record in records:
             try:
-                for example, image, facts in self._examples(record):
+                for config, example, image, facts in self._rows(record):
                     self._ledger.example(
+                        **({"config": config} if config != self.config.name else {}),
                         split=split,
                         image_id=example["image_id"],
                         file_name=example["file_name"],
                         width=image.width,
                         height=image.height,
-                        pixel_hash=pixel_hash(image),
+                        pixel_hash=facts["pixel_hash"] if "pixel_hash" in facts else pixel_hash(image),
                         **{c: self._value_name(c, example.get(c)) for c in counted_parts(self.COUNTED_COLUMNS)},
                         **({self.GROUP_COLUMN: example.get(self.GROUP_COLUMN)} if self.GROUP_COLUMN else {}),
-                        **facts,
+                        **{key: value for key, value in facts.items() if key != "pixel_hash"},
                     )
-                    yield f"{split}-{example['image_id']}", example
+                    if config == self.config.name:
+                        yield f"{split}-{example['image_id']}", example
+                    else:
+                        side.write(config, example)
             except RowProblems as bad:
                 for problem in bad.problems:
                     self._ledger.problem(problem)
+        for shard in side.close():
+            self._ledger.shard(**shard)
+
+    def _rows(self, record: dict):
+        """(config, example, decoded image, facts) for every row made from one record, in this config and
+        in the ones written beside it (`also_build`); a dataset that supports `BUILT_TOGETHER` overrides
+        this to decode each record once for all of them."""
+        if self.config.also_build:
+            raise NotImplementedError(f"{self.name} does not write several configs in one pass")
+        for example, image, facts in self._examples(record):
+            yield self.config.name, example, image, facts
+
+    def _companion(self, name: str) -> "MedsetsBuilder":
+        """A builder of another config with this one's options, to describe the rows written beside."""
+        own = {f.name for f in dataclasses.fields(datasets.BuilderConfig)} | {"also_build"}
+        options = {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config) if f.name not in own}
+        return type(self)(config_name=name, data_dir=self.config.data_dir, cache_dir=self._cache_dir_root, **options)
 
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
         # Inside the build's cache folder (for `medsets build`, its work folder): whatever removes that after a
         # crash or a kill removes the ledger too.
         os.makedirs(self._cache_dir_root, exist_ok=True)
         self._ledger = Ledger(tempfile.mkdtemp(prefix="medsets-ledger-", dir=self._cache_dir_root))
+        # The companion configs' shards: beside the ledger, moved into the output by the caller.
+        self._side_folder = tempfile.mkdtemp(prefix="medsets-companions-", dir=self._cache_dir_root)
         try:
             super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
-            problems, examples = self._ledger.read()
+            problems, examples, shards = self._ledger.read()
         finally:
             shutil.rmtree(self._ledger.folder, ignore_errors=True)
         if problems and not self.config.skip_bad:
@@ -198,6 +246,15 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
                 hint="Fix or re-download the files named above, or build without them with --skip-bad "
                 "(each left-out row is then listed in the build report and the card).",
             )
+        self._finish_build(problems, [ex for ex in examples if "config" not in ex])
+        for name, companion in self.companions.items():
+            companion._source, companion._scanned = self._source, companion._scan(self._source)
+            companion._scanned.splits = layout.ordered_splits(companion._scanned.splits)
+            companion._take_shards(list(self._scanned.splits), [s for s in shards if s["config"] == name])
+            companion._finish_build(problems, [ex for ex in examples if ex.get("config") == name])
+
+    def _finish_build(self, problems: list[Problem], examples: list[dict]):
+        """After every row is written: the published counts, duplicates (dropped on request), the report."""
         order = list(self._scanned.splits)
         examples.sort(key=lambda ex: (order.index(ex["split"]), ex["image_id"]))
         # The published counts describe the download as released, duplicates included.
@@ -211,6 +268,26 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
             self._drop_rows(gone)
             examples = [ex for ex in examples if (ex["split"], ex["image_id"]) not in gone]
         self.report = self._make_report(problems, examples)
+
+    def _take_shards(self, splits: list[str], shards: list[dict]):
+        """A companion's splits and shards, from what the workers of the main build wrote."""
+        self._side_shards = {split: sorted(Path(s["file"]) for s in shards if s["split"] == split) for split in splits}
+        split_dict = datasets.SplitDict(dataset_name=self.dataset_name)
+        for split in splits:
+            mine = sorted((s for s in shards if s["split"] == split), key=lambda s: s["file"])
+            split_dict.add(datasets.SplitInfo(name=split, num_examples=sum(s["num_examples"] for s in mine),
+                                              num_bytes=sum(s["num_bytes"] for s in mine),
+                                              shard_lengths=[s["num_examples"] for s in mine] if len(mine) > 1 else None,
+                                              dataset_name=self.dataset_name))
+        self.info.splits = split_dict
+
+    def shard_files(self, split: str, folder: str | os.PathLike | None = None) -> list[Path]:
+        """The Parquet shards of a split, in order: those datasets wrote into `folder` (by default the folder
+        being prepared), or for a companion config the ones written beside the main build."""
+        if getattr(self, "_side_shards", None) is not None:
+            return self._side_shards[split]
+        pattern = re.compile(rf"^{re.escape(self.dataset_name)}-{re.escape(split)}(-\d{{5}}-of-\d{{5}})?\.parquet$")
+        return sorted(p for p in Path(folder or self._output_dir).iterdir() if pattern.match(p.name))
 
     # -- duplicates -------------------------------------------------------------------------------------
     def _duplicate_units(self, examples: list[dict]) -> list[dict]:
@@ -228,11 +305,9 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
         for split, image_id in gone:
             by_split[split].add(image_id)
         for split, image_ids in by_split.items():
-            pattern = re.compile(rf"^{re.escape(self.dataset_name)}-{re.escape(split)}(-\d{{5}}-of-\d{{5}})?\.parquet$")
-            shards = sorted(p for p in Path(self._output_dir).iterdir() if pattern.match(p.name))
             info = self.info.splits[split]
             lengths = []
-            for shard in shards:
+            for shard in self.shard_files(split):
                 rows, num_bytes = without_rows(shard, image_ids)
                 lengths.append(rows)
                 info.num_bytes -= num_bytes
@@ -354,6 +429,46 @@ def listed_twice(splits: dict[str, list[dict]]) -> list[Problem]:
                 kept.append(record)
         records[:] = kept
     return problems
+
+
+class SideWriters:
+    """In a worker: the rows of the companion configs for one split, each config into its own Parquet
+    files (a new one past `max_bytes`), named by the first image id of the job so that their order is the
+    records' order whatever process wrote them."""
+
+    def __init__(self, folder, split: str, first_image_id: int, features: dict, batch_sizes: dict, max_bytes: int):
+        self.folder, self.split, self.first = Path(folder) if folder else None, split, first_image_id
+        self.features, self.batch_sizes, self.max_bytes = features, batch_sizes, max_bytes
+        self.open: dict[str, object] = {}
+        self.parts: dict[str, int] = defaultdict(int)
+        self.done: list[dict] = []
+
+    def write(self, config: str, example: dict):
+        from datasets.arrow_writer import ParquetWriter
+
+        writer = self.open.get(config)
+        if writer is None:
+            path = self.folder / f"{config}-{self.split}-{self.first:012d}-{self.parts[config]:03d}.parquet"
+            writer = self.open[config] = ParquetWriter(
+                features=self.features[config], path=str(path), writer_batch_size=self.batch_sizes.get(config),
+                embed_local_files=True)
+            writer.medsets_path = path
+        writer.write(example)
+        if writer._num_bytes >= self.max_bytes:
+            self._close(config)
+
+    def _close(self, config: str):
+        writer = self.open.pop(config)
+        num_examples, num_bytes = writer.finalize()
+        writer.close()
+        self.parts[config] += 1
+        self.done.append({"config": config, "split": self.split, "file": str(writer.medsets_path),
+                          "num_examples": num_examples, "num_bytes": num_bytes})
+
+    def close(self) -> list[dict]:
+        for config in list(self.open):
+            self._close(config)
+        return self.done
 
 
 class RowProblems(Exception):

@@ -103,16 +103,22 @@ class Ledger:
     def example(self, **facts):
         self._write({"example": facts})
 
-    def read(self) -> tuple[list[Problem], list[dict]]:
-        problems, examples = [], []
+    def shard(self, **facts):
+        """A Parquet file a worker wrote beside the build (a companion config's rows)."""
+        self._write({"shard": facts})
+
+    def read(self) -> tuple[list[Problem], list[dict], list[dict]]:
+        problems, examples, shards = [], [], []
         for path in sorted(self.folder.glob("*.jsonl")):
             for line in path.read_text(encoding="utf-8").splitlines():
                 record = json.loads(line)
                 if "problem" in record:
                     problems.append(Problem(**record["problem"]))
+                elif "shard" in record:
+                    shards.append(record["shard"])
                 else:
                     examples.append(record["example"])
-        return problems, examples
+        return problems, examples, shards
 
 
 # Published counts: {split: {"total": n, "<column>": {value: n}}}; split "*" means all splits together.

@@ -25,12 +25,14 @@ def main(argv: list[str] | None = None) -> int:
 
     build = commands.add_parser(
         "build", help="build a hub-ready folder from a raw download",
-        description="Build one config of a dataset from its raw download (the extracted folder, a folder "
-                    "above it, or the .zip) into a folder of Parquet shards with a dataset card. The "
-                    "layout variant is detected. Building another config into the same folder adds it.")
+        description="Build a dataset from its raw download (the extracted folder, a folder above it, or the "
+                    ".zip) into a folder of Parquet shards with a dataset card. The layout variant is detected. "
+                    "Without --config the default config is built (gzmh: tiles and full, from one pass over the "
+                    "download); building another config into the same folder adds it.")
     build.add_argument("name", help="dataset name (see `medsets list`)")
     build.add_argument("--source", required=True, type=Path, help="raw download: folder, wrapper folder or .zip")
-    build.add_argument("--config", help="config to build (default: the dataset's default config)")
+    build.add_argument("--config", help="the one config to build (default: the dataset's default config; for gzmh "
+                                        "both configs, tiles the default)")
     build.add_argument("--out", type=Path, help="output folder (default: ./NAME)")
     build.add_argument("--overwrite", action="store_true", help="rebuild a config the output folder already holds")
     build.add_argument("--skip-bad", action="store_true",
@@ -44,11 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--num-proc", type=int,
                        help="worker processes for decoding, checking and re-encoding (default: the dataset's "
                             f"measured best: 1 for hep2, all {os.cpu_count()} cores for leukemia and gzmh)")
-    tiling = build.add_argument_group("tiling (gzmh --config tiles)")
+    tiling = build.add_argument_group("tiling (gzmh tiles)")
     tiling.add_argument("--tile-size", type=int, help="tile width and height in pixels (default 512)")
     tiling.add_argument("--tile-overlap", type=int,
                         help="pixels neighbouring tiles share at least (default 64); tiles are spread evenly "
-                             "from border to border, so the overlap is usually larger (2084 px: 5 tiles, 119 px)")
+                             "from border to border, so the overlap is usually larger (2084 px: 5 tiles, 112-128 px)")
+    tiling.add_argument("--tile-format", choices=["jpeg", "png"],
+                        help="jpeg (default): tiles of a JPEG source are JPEG with its own quantisation tables, cut "
+                             "on its block grid where they can be, about the source's size (the report measures "
+                             "how their pixels differ); png: every tile lossless, about 8x the size")
 
     evaluate = commands.add_parser(
         "evaluate", help="score a results file against a built split, the way the dataset's papers do",
@@ -62,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--predictions", required=True, type=Path,
                           help="CSV of predicted labels or of detections, or folder of predicted masks (PNG, ...)")
     evaluate.add_argument("--dataset", type=Path, help="built dataset folder (default: ./NAME)")
-    evaluate.add_argument("--config", help="config of the built folder (default: its default; gzmh detections: full)")
+    evaluate.add_argument("--config", help="config of the built folder (default: its default; gzmh: full, the whole fields)")
     evaluate.add_argument("--split", default="test", help="split to score (default: %(default)s)")
     evaluate.add_argument("--convention", choices=["uacanet", "pysodmetrics"], default="uacanet",
                           help="masks: whose formulas, uacanet (the BIS5k toolkit, UACANet's Eval.py) or "
@@ -154,7 +160,7 @@ def list_datasets() -> int:
 
 def build_dataset(args) -> int:
     from . import BUILDERS
-    from .export import build
+    from .export import build_configs
 
     if args.name not in BUILDERS:
         print(f"medsets: unknown dataset {args.name!r}; choose one of: {', '.join(BUILDERS)}", file=sys.stderr)
@@ -165,17 +171,22 @@ def build_dataset(args) -> int:
         print(f"medsets: {args.name} has no config {args.config!r}; choose one of: {', '.join(configs)}",
               file=sys.stderr)
         return 2
-    options = {name: value for name, value in (("tile_size", args.tile_size), ("tile_overlap", args.tile_overlap))
-               if value is not None}
-    if options and (args.config or builder_cls.DEFAULT_CONFIG_NAME) != "tiles":
-        print(f"medsets: --tile-size/--tile-overlap apply to gzmh --config tiles, not to {args.name}", file=sys.stderr)
+    options = {name: value for name, value in (("tile_size", args.tile_size), ("tile_overlap", args.tile_overlap),
+                                               ("tile_format", args.tile_format)) if value is not None}
+    building = [args.config] if args.config else list(builder_cls.BUILT_TOGETHER or [builder_cls.DEFAULT_CONFIG_NAME])
+    if options and "tiles" not in building:
+        print(f"medsets: --tile-size/--tile-overlap/--tile-format apply to gzmh tiles, not to {args.name} "
+              f"{', '.join(building)}", file=sys.stderr)
         return 2
-    out, report = build(builder_cls, args.source, args.config, args.out or Path(args.name),
-                        overwrite=args.overwrite, skip_bad=args.skip_bad, num_proc=args.num_proc,
-                        drop_duplicates=args.drop_duplicates, **options)
-    print(report.render())
-    print(f"\nWrote {out} (report in {out / 'reports' / (report.config + '.txt')}).")
-    print(f"Load it with: datasets.load_dataset({str(out)!r}, {report.config!r})")
+    out, reports = build_configs(builder_cls, args.source, args.config, args.out or Path(args.name),
+                                 overwrite=args.overwrite, skip_bad=args.skip_bad, num_proc=args.num_proc,
+                                 drop_duplicates=args.drop_duplicates, **options)
+    for report in reports.values():
+        print(report.render() + "\n")
+    print(f"Wrote {out} (reports in {out / 'reports'}).")
+    for config in reports:
+        default = "" if config != builder_cls.DEFAULT_CONFIG_NAME else f"  # or datasets.load_dataset({str(out)!r})"
+        print(f"Load {config} with: datasets.load_dataset({str(out)!r}, {config!r}){default}")
     return 0
 
 

@@ -16,7 +16,7 @@ from datasets import load_dataset
 
 from . import synthetic
 from .builders import BUILDERS
-from .export import build
+from .export import build_configs
 
 DEMO_MARKER = ".medsets-demo"
 
@@ -42,24 +42,28 @@ def run_demo(out: Path, scale: float) -> int:
                                                        as_zip=True)),
         ("bis5k", "default", synthetic.write_bis5k(raw / "BIS5k", scale=scale / 5, size=256)),
         # 1024 px fields instead of 2084 px: a quarter of the pixels, the same structure.
-        ("gzmh", "full", synthetic.write_gzmh(raw / "GZMH Dataset V2", "v2", scale=scale / 5, size=1024,
-                                              as_zip=True)),
+        # A plain build of gzmh writes both configs, tiles (the default) and full, from one pass.
+        ("gzmh", None, synthetic.write_gzmh(raw / "GZMH Dataset V2", "v2", scale=scale / 5, size=1024,
+                                            as_zip=True)),
     ]
-    sources.append(("gzmh", "tiles", sources[-1][2]))
+    built = []
     for name, config, source in sources:
-        print(f"\n2. medsets build {name} --config {config} --source {source.relative_to(out.parent)}")
-        folder, report = build(BUILDERS[name], source, config, out / name)
-        print(f"   layout detected: {report.layout}")
-        if report.count_mismatches:
-            print(f"   {len(report.count_mismatches)} counts differ from the published ones, as expected for a "
-                  f"scaled-down replica (all listed in {folder / 'reports' / (config + '.txt')})")
-        for warning in report.warnings:
-            print(f"   warning: {warning}")
+        option = f" --config {config}" if config else ""
+        print(f"\n2. medsets build {name}{option} --source {source.relative_to(out.parent)}")
+        folder, reports = build_configs(BUILDERS[name], source, config, out / name)
+        for config_built, report in reports.items():
+            built.append((name, config_built))
+            print(f"   {config_built}: layout detected: {report.layout}")
+            if report.count_mismatches:
+                print(f"   {len(report.count_mismatches)} counts differ from the published ones, as expected for a "
+                      f"scaled-down replica (all listed in {folder / 'reports' / (config_built + '.txt')})")
+            for line in report.duplicate_lines()[:1] + report.warnings:
+                print(f"   {line}")
 
     print("\n3. Loading the built folders offline with plain `datasets` (no medsets code involved):")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with tempfile.TemporaryDirectory() as cache:
-        for name, config, _ in sources:
+        for name, config in built:
             ds = load_dataset(str(out / name), config, cache_dir=cache)
             first = next(iter(ds.values()))[0]
             sizes = ", ".join(f"{split} {len(d)}" for split, d in ds.items())
@@ -83,7 +87,7 @@ def run_demo(out: Path, scale: float) -> int:
                 values = sorted(set(first["label"].getdata()))
                 print(f"     first row: {first['file_name']}, image {first['image'].mode} {first['image'].size}, "
                       f"label mask {first['label'].mode} with class ids {values}")
-    print(f"\nDone. Built folders: {', '.join(str(out / n) for n in dict.fromkeys(n for n, _, _ in sources))}")
+    print(f"\nDone. Built folders: {', '.join(str(out / n) for n in dict.fromkeys(n for n, _ in built))}")
     return demo_training(out)
 
 

@@ -81,7 +81,8 @@ def evaluate_predictions(name: str, predictions: Path, dataset: Path, split: str
                          hint=f"Pass --dataset the folder that `medsets build {name}` wrote.")
     mitoses = predictions.is_file() and name == "gzmh"
     configs = get_dataset_config_names(str(dataset))
-    config = "full" if mitoses else config
+    if mitoses or (name == "gzmh" and config is None and "full" in configs):
+        config = "full"  # whole fields, as the GZMH papers score (the folder's default config is its tiles)
     if config is not None and config not in configs:
         raise BuildError(f"{dataset} has no config {config!r}; it has {', '.join(configs)}.",
                          hint="Build it (medsets build ... --config), or pass --config." if not mitoses else

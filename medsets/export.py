@@ -49,50 +49,64 @@ class OutputError(BuildError):
 
 def build(builder_cls, source, config: str | None, out, *, overwrite=False, skip_bad=False, num_proc=None,
           **config_options):
-    """Build one config of a dataset from a raw download into the hub folder `out`; `config_options` set
-    fields of the builder's config (gzmh tiles: tile_size, tile_overlap).
+    """Build a dataset from a raw download into the hub folder `out`: the config named, or with none the
+    dataset's default (for a dataset with `BUILT_TOGETHER` configs, all of those in one pass).
+    `config_options` set fields of the builder's config (gzmh: tile_size, tile_overlap, tile_format;
+    every dataset: drop_duplicates).
 
-    Returns (folder, BuildReport). Raises BuildError (or SourceError) with every problem listed;
-    the output is then untouched.
+    Returns (folder, BuildReport of the first config built; `build_configs` returns every one). Raises
+    BuildError (or SourceError) with every problem listed; the output is then untouched.
     """
-    config = config or builder_cls.DEFAULT_CONFIG_NAME
+    folder, reports = build_configs(builder_cls, source, config, out, overwrite=overwrite, skip_bad=skip_bad,
+                                    num_proc=num_proc, **config_options)
+    return folder, next(iter(reports.values()))
+
+
+def build_configs(builder_cls, source, config: str | None, out, *, overwrite=False, skip_bad=False, num_proc=None,
+                  **config_options):
+    """As `build`; returns (folder, {config: BuildReport}) for every config written."""
+    configs = [config] if config else list(builder_cls.BUILT_TOGETHER or [builder_cls.DEFAULT_CONFIG_NAME])
     out = Path(out).expanduser().resolve()
     with output_errors(out.parent, "create the folder that will hold the output"):
         out.parent.mkdir(parents=True, exist_ok=True)
     with output_lock(out), terminate_as_exception():
         recover_interrupted(out)
-        existing = check_output(out, config, overwrite)
-        return build_into(builder_cls, source, config, out, existing, skip_bad, num_proc, config_options)
+        existing = check_output(out, configs, overwrite)
+        return build_into(builder_cls, source, configs, out, existing, skip_bad, num_proc, config_options)
 
 
-def build_into(builder_cls, source, config, out: Path, existing: bool, skip_bad, num_proc, config_options):
-    """The build itself, in a work folder beside `out` (the caller holds the output's lock)."""
+def build_into(builder_cls, source, configs: list[str], out: Path, existing: bool, skip_bad, num_proc, config_options):
+    """The build itself, in a work folder beside `out` (the caller holds the output's lock): the first
+    config through datasets, the others written beside it in the same pass."""
     work = out.parent / f".{out.name}{TEMP_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     with removed_on_exit(work), output_errors(work, "write the build"):
         work.mkdir()
         (work / WORK_MARKER).write_text("a medsets build works here; removed when it ends\n")
-        builder = builder_cls(config_name=config, data_dir=str(source), cache_dir=str(work / "cache"),
-                              skip_bad=skip_bad, **config_options)
+        builder = builder_cls(config_name=configs[0], data_dir=str(source), cache_dir=str(work / "cache"),
+                              skip_bad=skip_bad, also_build=tuple(configs[1:]), **config_options)
         num_proc = num_proc or builder_cls.DEFAULT_NUM_PROC
         builder.download_and_prepare(output_dir=str(work / "prepared"), file_format="parquet",
                                      num_proc=num_proc if num_proc > 1 else None)
         stage = work / "out"
         stage.mkdir()
         if existing:
-            carry_over(out, stage, keep=lambda rel: not owned_by(rel, config))
-        splits = list(builder.info.splits)
-        move_shards(work / "prepared", stage / "data" / config, builder.dataset_name, splits)
-        sample_picture(sorted((stage / "data" / config).glob(f"{splits[0]}-*.parquet")), builder.info.features,
-                       stage / f"sample-{config}.png")
+            carry_over(out, stage, keep=lambda rel: not any(owned_by(rel, config) for config in configs))
         (stage / "reports").mkdir(exist_ok=True)
-        (stage / "reports" / f"{config}.json").write_text(builder.report.to_json() + "\n", encoding="utf-8")
-        (stage / "reports" / f"{config}.txt").write_text(builder.report.render() + "\n", encoding="utf-8")
+        written = {configs[0]: builder, **builder.companions}
+        for config, built in written.items():
+            splits = list(built.info.splits)
+            move_shards({split: built.shard_files(split, work / "prepared") for split in splits},
+                        stage / "data" / config)
+            sample_picture(sorted((stage / "data" / config).glob(f"{splits[0]}-*.parquet")), built.info.features,
+                           stage / f"sample-{config}.png")
+            (stage / "reports" / f"{config}.json").write_text(built.report.to_json() + "\n", encoding="utf-8")
+            (stage / "reports" / f"{config}.txt").write_text(built.report.render() + "\n", encoding="utf-8")
+            write_card(stage, builder_cls, built.info, config)
         if builder_cls.ID2LABEL:  # what the transformers segmentation example downloads beside the data
             (stage / "id2label.json").write_text(json.dumps({str(k): v for k, v in builder_cls.ID2LABEL.items()},
                                                             indent=2) + "\n", encoding="utf-8")
-        write_card(stage, builder_cls, builder.info, config)
         swap_in(stage, out)
-    return out, builder.report
+    return out, {config: built.report for config, built in written.items()}
 
 
 # -- output folder rules -----------------------------------------------------------------------------
@@ -100,7 +114,7 @@ def is_medsets_folder(folder: Path) -> bool:
     return (folder / "README.md").is_file() and any((folder / "reports").glob("*.json"))
 
 
-def check_output(out: Path, config: str, overwrite: bool) -> bool:
+def check_output(out: Path, configs: list[str], overwrite: bool) -> bool:
     """Refuse before any work is done; True when `out` is an existing medsets folder to extend."""
     if not out.exists():
         return False
@@ -111,9 +125,10 @@ def check_output(out: Path, config: str, overwrite: bool) -> bool:
     if not is_medsets_folder(out):
         raise OutputError(f"{out} exists and is not a folder built by medsets; it is left alone, even with "
                           "--overwrite.", hint="Choose another --out, or remove that folder yourself.")
-    if (out / "data" / config).exists() and not overwrite:
-        raise OutputError(f"{out} already holds config '{config}'.",
-                          hint="Pass --overwrite to rebuild it (other configs in the folder are kept), "
+    held = [config for config in configs if (out / "data" / config).exists()]
+    if held and not overwrite:
+        raise OutputError(f"{out} already holds config{'s' if len(held) > 1 else ''} {', '.join(map(repr, held))}.",
+                          hint="Pass --overwrite to rebuild (other configs in the folder are kept), "
                                "or choose another --out.")
     return True
 
@@ -138,15 +153,12 @@ def carry_over(old: Path, new: Path, keep):
         shutil.copy2(old / "README.md", new / "README.md")
 
 
-def move_shards(prepared: Path, target: Path, dataset_name: str, splits: list[str]):
-    """datasets names shards '<name>-<split>[-SSSSS-of-NNNNN].parquet'; the Hub convention is
-    data/<config>/<split>-SSSSS-of-NNNNN.parquet."""
+def move_shards(shards: dict[str, list[Path]], target: Path):
+    """Each split's shards, in order, under the Hub convention data/<config>/<split>-SSSSS-of-NNNNN.parquet."""
     target.mkdir(parents=True)
-    for split in splits:
-        pattern = re.compile(rf"^{re.escape(dataset_name)}-{re.escape(split)}(-\d{{5}}-of-\d{{5}})?\.parquet$")
-        shards = sorted(p for p in prepared.iterdir() if pattern.match(p.name))
-        for index, shard in enumerate(shards):
-            shard.rename(target / f"{split}-{index:05d}-of-{len(shards):05d}.parquet")
+    for split, files in shards.items():
+        for index, shard in enumerate(files):
+            shard.rename(target / f"{split}-{index:05d}-of-{len(files):05d}.parquet")
 
 
 def swap_in(stage: Path, out: Path):

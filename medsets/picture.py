@@ -19,7 +19,6 @@ import numpy as np
 import pyarrow.parquet as pq
 from datasets import ClassLabel
 from PIL import Image, ImageDraw, ImageFont
-from scipy import ndimage
 
 CELL = 128  # pixels per thumbnail
 MARGIN = 4
@@ -33,6 +32,8 @@ def thumbnail(image_bytes: bytes, mask_bytes: bytes | None = None, outline: bool
     if mask_bytes is not None:
         mask = np.asarray(Image.open(io.BytesIO(mask_bytes))) > 0
         if outline:  # thick enough to survive the shrink to CELL pixels
+            from scipy import ndimage  # here, not at the top: the CLI starts faster without it
+
             width = max(1, max(mask.shape) // CELL)
             mask = mask & ~ndimage.binary_erosion(mask, iterations=width)
         pixels = np.asarray(image, np.float32)

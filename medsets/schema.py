@@ -16,7 +16,7 @@ import re
 import numpy as np
 from datasets import ClassLabel, Features, Image, List, Sequence, Value
 from PIL import Image as PILImage
-from PIL import ImageOps
+from PIL import ImageOps, JpegImagePlugin
 
 PASS_THROUGH_FORMATS = {"PNG", "JPEG"}
 
@@ -54,6 +54,23 @@ def decode(raw: bytes) -> PILImage.Image:
 def png_bytes(image: PILImage.Image, compress_level: int = 6) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=compress_level)
+    return buffer.getvalue()
+
+
+def jpeg_block_grid(image: PILImage.Image) -> int | None:
+    """A decoded JPEG's block grid (its MCU): 8 px, or 16 px where chroma is subsampled; None for other
+    images (and JPEGs whose sampling PIL cannot name)."""
+    if image.format != "JPEG" or not getattr(image, "quantization", None):
+        return None
+    return {0: 8, 1: 16, 2: 16}.get(JpegImagePlugin.get_sampling(image))
+
+
+def jpeg_bytes_like(part: PILImage.Image, source: PILImage.Image) -> bytes:
+    """Part of a decoded JPEG encoded again with the source's own quantisation tables and chroma
+    subsampling: on the source's block grid the blocks come out nearly as they went in (the loss is the
+    colour conversion's rounding and chroma upsampling at the part's borders), at the source's size per pixel."""
+    buffer = io.BytesIO()
+    part.save(buffer, format="JPEG", qtables=source.quantization, subsampling=JpegImagePlugin.get_sampling(source))
     return buffer.getvalue()
 
 

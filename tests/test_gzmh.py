@@ -11,11 +11,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from datasets import load_dataset
+from huggingface_hub import DatasetCard
 from PIL import Image
 
 from medsets import GZMH, synthetic
 from medsets.cli import main
-from medsets.export import build
+from medsets.export import build, build_configs
 from medsets.objects import components, tile_starts, tiles
 
 SMALL = {"scale": 0.004, "size": 256}  # 6 (v1) or 7 (v2) images of 256x256
@@ -33,19 +34,20 @@ def pixels(cell) -> np.ndarray:
 @pytest.mark.parametrize("layout", ["v1", "v2"])
 def test_replica_layouts_build_and_load_offline(tmp_path, monkeypatch, layout):
     source = synthetic.write_gzmh(tmp_path / "raw", layout, wrapper="downloads", **SMALL)
-    folder, report = build(GZMH, source, None, tmp_path / "gzmh")
+    folder, reports = build_configs(GZMH, source, None, tmp_path / "gzmh")  # both configs, one pass
+    assert list(reports) == ["tiles", "full"]
+    report = reports["full"]
     splits = {"v1": ["train", "test"], "v2": ["train", "test_1or2_score", "test_3_score"]}[layout]
     assert list(report.counts) == splits
     assert report.layout.startswith("V2 (test split by mitotic score)" if layout == "v2" else "V1")
     assert ("cross-checked against VOC XML" in report.layout) == (layout == "v1")
     assert not [w for w in report.warnings if "box files vs masks" in w]  # replica boxes agree with masks
-    build(GZMH, source, "tiles", tmp_path / "gzmh")
     for config in ("full", "tiles"):  # two rows: images with boxes, a zoom on one mitosis each
         assert Image.open(folder / f"sample-{config}.png").height == 2 * (128 + 4) + 4
 
     monkeypatch.chdir(tmp_path)
-    full = load_dataset("gzmh", cache_dir=str(tmp_path / "cache"))
-    tiled = load_dataset("gzmh", "tiles", cache_dir=str(tmp_path / "cache"))
+    full = load_dataset("gzmh", "full", cache_dir=str(tmp_path / "cache"))
+    tiled = load_dataset("gzmh", cache_dir=str(tmp_path / "cache"))  # tiles: the default config
     assert "test" in full and "test" in tiled  # what the transformers detection example evaluates on
     if layout == "v2":  # declared as the union of the two scored test sets, without copying them
         assert len(full["test"]) == len(full["test_1or2_score"]) + len(full["test_3_score"])
@@ -65,7 +67,7 @@ def test_replica_layouts_build_and_load_offline(tmp_path, monkeypatch, layout):
 
 def test_jpeg_images_are_passed_through_and_masks_thresholded(tmp_path):
     source = synthetic.write_gzmh(tmp_path / "raw", "v2", **SMALL)
-    folder, _ = build(GZMH, source, None, tmp_path / "gzmh")
+    folder, _ = build(GZMH, source, "full", tmp_path / "gzmh")
     for row in rows(folder, "full", "train"):
         assert row["image"]["bytes"] == (source / row["file_name"]).read_bytes()
         raw_mask = np.asarray(Image.open(source / row["file_name"].replace("/images/", "/masks/").replace(".jpg", ".png")))
@@ -88,6 +90,13 @@ def test_components_of_known_shapes():
 
 def test_tile_geometry():
     assert tile_starts(2084, 512, 64) == [0, 393, 786, 1179, 1572]
+    # On a JPEG's 16 px block grid, all but the last, which ends at the border; the overlap still holds.
+    assert tile_starts(2084, 512, 64, grid=16) == [0, 400, 784, 1184, 1572]
+    for length in range(513, 2500, 37):
+        for grid in (1, 8, 16):
+            starts = tile_starts(length, 512, 64, grid)
+            assert starts[-1] == length - 512 and all(s % grid == 0 for s in starts[:-1])
+            assert all(b - a <= 512 - 64 for a, b in zip(starts, starts[1:]))
     assert tile_starts(1024, 512, 0) == [0, 512] and tile_starts(300, 512, 64) == [0]
     grid = tiles(2084, 2084, 512, 64)
     cores = {(t.core[0], t.core[1]) for t in grid}
@@ -266,8 +275,9 @@ def test_no_layout_and_two_versions_are_clear_errors(tmp_path, capsys):
 
 def test_tile_options_only_for_tiles(tmp_path, capsys):
     source = synthetic.write_gzmh(tmp_path / "raw", "v2", **SMALL)
-    assert main(["build", "gzmh", "--source", str(source), "--tile-size", "128", "--out", str(tmp_path / "a")]) == 2
-    assert "apply to gzmh --config tiles" in capsys.readouterr().err
+    assert main(["build", "gzmh", "--config", "full", "--source", str(source), "--tile-size", "128",
+                 "--out", str(tmp_path / "a")]) == 2
+    assert "apply to gzmh tiles, not to gzmh full" in capsys.readouterr().err
     assert main(["build", "gzmh", "--config", "tiles", "--source", str(source), "--tile-size", "128",
                  "--tile-overlap", "16", "--out", str(tmp_path / "b")]) == 0
     report = json.loads((tmp_path / "b" / "reports" / "tiles.json").read_text())
@@ -290,8 +300,8 @@ def test_replica_is_faithful(tmp_path):
 
 
 def test_multiprocess_build_equals_single_process(tmp_path):
-    """Workers get 16 images each: 40 images use two processes. In a subprocess, so a stuck pool fails
-    the test instead of hanging CI."""
+    """Workers share a split's images (two per chunk): 40 images use two processes. In a subprocess, so a
+    stuck pool fails the test instead of hanging CI."""
     source = synthetic.write_gzmh(tmp_path / "raw", "v1", scale=0.026, size=128, as_zip=True)
     for num_proc in (1, 2):
         result = subprocess.run([sys.executable, "-m", "medsets", "build", "gzmh", "--config", "tiles",
@@ -314,8 +324,62 @@ def test_masks_with_low_label_values_keep_their_objects(tmp_path):
     binary = np.where(mask > 0, 255, 0).astype(np.uint8)
     source = write_layout(tmp_path / "raw", {"train/images/a.png": field((128, 128)), "train/masks/a.png": mask,
                                              "train/images/b.png": field((128, 128), 1), "train/masks/b.png": binary})
-    folder, report = build(GZMH, source, None, tmp_path / "gzmh")
+    folder, report = build(GZMH, source, "full", tmp_path / "gzmh")
     by_name = {r["file_name"].rsplit("/", 1)[-1]: r for r in rows(folder, "full", "train")}
     assert len(by_name["a.png"]["objects"]["bbox"]) == 2 and pixels(by_name["a.png"]["label"]).max() == 1
     assert any("mask encodings found" in w and "values {0, 1, 2} (nonzero read as mitosis) in 1 masks" in w
                and "0/255 in 1 masks" in w for w in report.warnings), report.warnings
+
+
+def test_one_pass_writes_both_configs_as_two_separate_builds_would(tmp_path):
+    """`medsets build gzmh` decodes each image once for tiles and full; the rows equal those of two builds."""
+    source = synthetic.write_gzmh(tmp_path / "raw", "v2", scale=0.004, size=700)
+    together, reports = build_configs(GZMH, source, None, tmp_path / "together")
+    for config in ("full", "tiles"):
+        alone, report = build(GZMH, source, config, tmp_path / config)
+        assert report.counts == reports[config].counts and report.layout == reports[config].layout
+        for split in report.counts:
+            assert rows(together, config, split) == rows(alone, config, split)
+    ds = load_dataset(str(together), cache_dir=str(tmp_path / "cache"))  # the default: tiles of 512x512
+    assert {row["image"].size for row in ds["train"]} == {(512, 512)}
+    configs = DatasetCard.load(together / "README.md").data["configs"]
+    assert [c["config_name"] for c in configs if c.get("default")] == ["tiles"]
+    assert 'load_dataset("gzmh", "full")' in (together / "README.md").read_text()  # the card says how
+
+
+def test_jpeg_tiles_keep_the_sources_tables_on_its_block_grid_and_png_tiles_are_exact(tmp_path):
+    source = synthetic.write_gzmh(tmp_path / "raw", "v2", scale=0.002, size=1100)
+    folder, report = build(GZMH, source, "tiles", tmp_path / "jpeg")
+    finding = next(w for w in report.warnings if w.startswith("tiles: "))
+    assert re.search(r"tiles: \d+ JPEG .* 0 PNG", finding) and "on the block grid: mean |difference|" in finding
+    for row in rows(folder, "tiles", "train"):
+        tile = Image.open(io.BytesIO(row["image"]["bytes"]))
+        original = Image.open(source / row["file_name"])
+        assert tile.format == "JPEG" and tile.quantization == original.quantization
+        x, y = row["offset"]
+        crop = np.asarray(original.convert("RGB"))[y:y + 512, x:x + 512].astype(int)
+        difference = np.abs(np.asarray(tile.convert("RGB")).astype(int) - crop)
+        on_grid = x % 16 == 0 and y % 16 == 0
+        assert on_grid or x == 1100 - 512 or y == 1100 - 512  # only the last row and column are off the grid
+        assert difference.mean() < (0.5 if on_grid else 4)
+    png, _ = build(GZMH, source, "tiles", tmp_path / "png", tile_format="png")
+    for row in rows(png, "tiles", "train"):
+        x, y = row["offset"]
+        crop = np.asarray(Image.open(source / row["file_name"]).convert("RGB"))[y:y + 512, x:x + 512]
+        assert np.array_equal(pixels(row["image"]), crop)  # lossless
+
+
+def test_duplicate_images_are_found_and_dropped_whole_in_tiles_and_full(tmp_path):
+    source = synthetic.write_gzmh(tmp_path / "raw", "v2", **SMALL)
+    root = source / "GZMH Dataset V2"
+    for kind in ("images", "masks"):  # the first training field again in test_3_score, under another name
+        suffix = ".jpg" if kind == "images" else ".png"
+        (root / "test_3_score" / kind / f"0999{suffix}").write_bytes((root / "train" / kind / f"0001{suffix}").read_bytes())
+    _, reports = build_configs(GZMH, source, None, tmp_path / "kept")
+    assert all(r.duplicates["pairs"] == {"train-test_3_score": 1} for r in reports.values())
+    folder, reports = build_configs(GZMH, source, None, tmp_path / "dropped", drop_duplicates=True)
+    for config, report in reports.items():
+        [dropped] = report.dropped
+        assert dropped["split"] == "test_3_score" and dropped["file_name"].endswith("0999.jpg")
+        assert not [r for r in rows(folder, config, "test_3_score") if r["file_name"].endswith("0999.jpg")]
+    assert reports["tiles"].counts["test_3_score"]["source_images"] == reports["full"].counts["test_3_score"]["total"]

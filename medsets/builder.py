@@ -92,6 +92,8 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
     MASK_COLUMN = "mask"
     # Segmentation datasets: class id -> name, exported as id2label.json at the folder root.
     ID2LABEL: dict[int, str] | None = None
+    # Hub task categories of a config beyond the card prose's (a folder's card lists those of its configs).
+    CONFIG_TASKS: dict[str, tuple[str, ...]] = {}
     # Facts a reader of the dataset card must know (shown under the title).
     CARD_NOTES: tuple[str, ...] = ()
     # Column naming the specimen/patient, audited for overlap across splits (leakage).
@@ -120,6 +122,11 @@ class MedsetsBuilder(datasets.GeneratorBasedBuilder):
         """Extra splits declared in the card as unions of built ones (no bytes copied), for splits that
         tools expect by name; none by default."""
         return {}
+
+    @classmethod
+    def id2label(cls, config: str) -> dict[int, str] | None:
+        """Class id -> name of a config's segmentation target, written as id2label.json; `ID2LABEL` by default."""
+        return cls.ID2LABEL
 
     def summed_facts(self) -> tuple[str, ...]:
         """The facts summed per split in this config's report (a config may sum more, as GZMH tiles do)."""
@@ -421,7 +428,7 @@ def listed_twice(splits: dict[str, list[dict]]) -> list[Problem]:
     for split, records in splits.items():
         kept = []
         for record in records:
-            file = record["image_file"]
+            file = record.get("file_name", record["image_file"])  # a cell cut from a slide names the slide and itself
             if file in first:
                 problems.append(Problem("duplicate id", file, f"listed twice: in {first[file]} and again in {split}"))
             else:

@@ -52,6 +52,8 @@ def write_card(folder: Path, builder_cls, info: datasets.DatasetInfo, config: st
     }}).to_dataset_card_data(card_data)
     # Exactly one default: the builder's, when it is present; otherwise datasets picks the only config.
     present = [c["config_name"] for c in card_data["configs"]]
+    tasks = list(card_data.get("task_categories") or [])  # the prose's, and those of the configs present
+    card_data["task_categories"] = list(dict.fromkeys(tasks + [t for c in present for t in builder_cls.CONFIG_TASKS.get(c, ())]))
     for entry in card_data["configs"]:
         entry.pop("default", None)
         if entry["config_name"] == builder_cls.DEFAULT_CONFIG_NAME and len(present) > 1:

@@ -30,6 +30,8 @@ ADVICE = {
     "unparseable name": "the name is not of the form UID_<patient>_<image>_<cell>_<all|hem>.bmp, so it has no patient",
     "label contradicts name": "the folder or CSV label disagrees with the _all/_hem ending of the original name",
     "missing image": "a mask or label row names an image that is not in the download; re-download or extract it again",
+    "missing label file": "a slide image has no CSV of its cells beside it, so its cells are unknown",
+    "mask outside box": "a cell's mask reaches beyond the box its CSV row gives (or is empty); the mask or the row is wrong",
     "unreadable box file": "a box file (VOC XML, COCO JSON, CSV, YOLO txt) does not parse; fix it or remove it "
                            "(objects come from the masks, box files are only cross-checked)",
     "unusable prediction": "a predicted mask that cannot be scored against its image",

@@ -36,12 +36,15 @@ def run_demo(out: Path, scale: float) -> int:
     sources = [
         ("hep2", "icpr2014", synthetic.write_hep2_icpr2014(
             raw / "hep2-processed", "processed", scale=scale, as_zip=True, wrapper="HEp-2")),
-        ("hep2", "icpr2012", synthetic.write_hep2_icpr2012(raw / "hep2-icpr2012", scale=min(1.0, 4 * scale))),
+        # The MIVIA download: the contest folder and Main_Dataset/ (the slides), cross-checked by the build.
+        ("hep2", "icpr2012", synthetic.write_hep2_icpr2012(raw / "hep2-icpr2012", scale=min(1.0, 4 * scale),
+                                                           parts=("contest", "main"))),
         # 450x450 cells take ~30 ms each to draw: a fifth of the fraction keeps the demo quick.
         ("leukemia", "cnmc", synthetic.write_leukemia(raw / "C-NMC_Leukemia", "kaggle", scale=scale / 5,
                                                        as_zip=True)),
         ("bis5k", "default", synthetic.write_bis5k(raw / "BIS5k", scale=scale / 5, size=256)),
         # 1024 px fields instead of 2084 px: a quarter of the pixels, the same structure.
+        ("hep2", "icpr2012_slides", raw / "hep2-icpr2012"),
         # A plain build of gzmh writes both configs, tiles (the default) and full, from one pass.
         ("gzmh", None, synthetic.write_gzmh(raw / "GZMH Dataset V2", "v2", scale=scale / 5, size=1024,
                                             as_zip=True)),

@@ -102,8 +102,9 @@ def build_into(builder_cls, source, configs: list[str], out: Path, existing: boo
             (stage / "reports" / f"{config}.json").write_text(built.report.to_json() + "\n", encoding="utf-8")
             (stage / "reports" / f"{config}.txt").write_text(built.report.render() + "\n", encoding="utf-8")
             write_card(stage, builder_cls, built.info, config)
-        if builder_cls.ID2LABEL:  # what the transformers segmentation example downloads beside the data
-            (stage / "id2label.json").write_text(json.dumps({str(k): v for k, v in builder_cls.ID2LABEL.items()},
+        id2label = next((labels for config in written if (labels := builder_cls.id2label(config))), None)
+        if id2label:  # what the transformers segmentation example downloads beside the data
+            (stage / "id2label.json").write_text(json.dumps({str(k): v for k, v in id2label.items()},
                                                             indent=2) + "\n", encoding="utf-8")
         swap_in(stage, out)
     return out, {config: built.report for config, built in written.items()}

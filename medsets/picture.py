@@ -95,20 +95,42 @@ def grid(rows_of_tiles: list[tuple[str, list[Image.Image]]], columns: int) -> Im
 
 
 BOX_COLOUR = (40, 230, 80)
+# One colour per category where there are several (HEp-2 slides: six patterns).
+CATEGORY_COLOURS = [(255, 80, 80), (80, 160, 255), (255, 210, 40), (230, 90, 230), (60, 230, 230), (255, 140, 40)]
 
 
-def detection_tiles(row: dict) -> tuple[Image.Image, Image.Image]:
+def box_colours(row: dict, categories: int) -> list[tuple[int, int, int]]:
+    if categories <= 1:
+        return [BOX_COLOUR] * len(row["objects"]["bbox"])
+    return [CATEGORY_COLOURS[c % len(CATEGORY_COLOURS)] for c in row["objects"]["category"]]
+
+
+def legend_tiles(names: list[str]) -> list[Image.Image]:
+    """One tile per category: its colour and its name, for the row under the pictures."""
+    font = ImageFont.load_default(size=14)
+    tiles = []
+    for i, name in enumerate(names):
+        tile = Image.new("RGB", (CELL, CELL), "white")
+        draw = ImageDraw.Draw(tile)
+        draw.rectangle([8, 8, CELL - 8, CELL - 40], outline=CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)], width=4)
+        draw.text((8, CELL - 30), name, fill="black", font=font)
+        tiles.append(tile)
+    return tiles
+
+
+def detection_tiles(row: dict, categories: int = 1) -> tuple[Image.Image, Image.Image]:
     """The whole image with mask and boxes, and a zoom on its first object (boxes of 40 px vanish when a
     2084 px field shrinks to a thumbnail)."""
     image = Image.open(io.BytesIO(row["image"]["bytes"])).convert("RGB")
     boxes = row["objects"]["bbox"]
+    colours = box_colours(row, categories)
     overview = thumbnail(row["image"]["bytes"], row["label"]["bytes"])
     scale = min(CELL / image.width, CELL / image.height, 1.0)
     left, top = (CELL - round(image.width * scale)) // 2, (CELL - round(image.height * scale)) // 2
     draw = ImageDraw.Draw(overview)
-    for x, y, w, h in boxes:
+    for (x, y, w, h), colour in zip(boxes, colours):
         draw.rectangle([left + x * scale - 3, top + y * scale - 3, left + (x + w) * scale + 3, top + (y + h) * scale + 3],
-                       outline=BOX_COLOUR, width=2)
+                       outline=colour, width=2)
     if boxes:
         x, y, w, h = boxes[0]
         side = max(64, 3 * max(w, h))
@@ -121,7 +143,7 @@ def detection_tiles(row: dict) -> tuple[Image.Image, Image.Image]:
     if boxes:
         f = CELL / int(side)
         ImageDraw.Draw(zoom).rectangle([(x - x0) * f - 1, (y - y0) * f - 1, (x + w - x0) * f + 1, (y + h - y0) * f + 1],
-                                       outline=BOX_COLOUR, width=2)
+                                       outline=colours[0], width=2)
     return overview, zoom
 
 
@@ -138,8 +160,11 @@ def sample_picture(shards: list[Path], features, path: Path, per_row: int = 6) -
         picks = choose_rows(shards, "objects", wanted)
         rows = rows_at(shards, picks, ["image", "label", "objects"])
         rows = ([r for r in rows if r["objects"]["bbox"]] + [r for r in rows if not r["objects"]["bbox"]])[:per_row]
-        pairs = [detection_tiles(r) for r in rows]
+        names = features["objects"]["category"].feature.names
+        pairs = [detection_tiles(r, len(names)) for r in rows]
         rows_of_tiles = [("image, mask, boxes", [p[0] for p in pairs]), ("first object", [p[1] for p in pairs])]
+        if len(names) > 1:
+            rows_of_tiles.append(("box colours", legend_tiles(names)))
     elif isinstance(label, ClassLabel):
         mask_column = "mask" if "mask" in features else None
         per_class = Counter()

@@ -117,10 +117,12 @@ def pixel_hash(image: PILImage.Image) -> str:
     return digest.hexdigest()
 
 
-def detection_features(category_names: list[str], *, with_mask: bool, tile: bool) -> Features:
-    """image, label (mask, mode L 0/1), objects (a dict of lists, as the transformers object-detection
-    example reads them: bbox COCO [x, y, w, h] float32 absolute pixels, area in pixels, centroid [x, y],
-    category ClassLabel), then the tile's origin for tiled configs, image_id and file_name."""
+def detection_features(category_names: list[str], *, with_mask: bool, tile: bool, object_columns: dict | None = None,
+                       mask_columns: dict | None = None, columns: dict | None = None) -> Features:
+    """image, label (mask, mode L: 0 background, class ids), further masks, objects (a dict of lists, as the
+    transformers object-detection example reads them: bbox COCO [x, y, w, h] float32 absolute pixels, area in
+    pixels, centroid [x, y], category ClassLabel, then `object_columns`), the tile's origin for tiled configs,
+    `columns`, image_id and file_name."""
     objects = {
         "id": Value("int64"),
         "bbox": List(Value("float32"), length=4),
@@ -132,13 +134,16 @@ def detection_features(category_names: list[str], *, with_mask: bool, tile: bool
         # Objects near a tile border are listed in every tile holding their centroid; `counted` is true in
         # exactly one of them, so that counts over tiles equal counts over images.
         objects["counted"] = Value("bool")
-    columns = {"image": Image()}
+    objects.update(object_columns or {})
+    out = {"image": Image()}
     if with_mask:
-        columns["label"] = Image()
-    columns["objects"] = Sequence(objects)  # Sequence of a dict is a dict of lists, unlike List
+        out["label"] = Image()
+    out.update(mask_columns or {})
+    out["objects"] = Sequence(objects)  # Sequence of a dict is a dict of lists, unlike List
     if tile:
-        columns["source_image_id"] = Value("int64")
-        columns["offset"] = List(Value("int32"), length=2)  # x, y of the tile's top-left corner in the image
-    columns["image_id"] = Value("int64")
-    columns["file_name"] = Value("string")
-    return Features(columns)
+        out["source_image_id"] = Value("int64")
+        out["offset"] = List(Value("int32"), length=2)  # x, y of the tile's top-left corner in the image
+    out.update(columns or {})
+    out["image_id"] = Value("int64")
+    out["file_name"] = Value("string")
+    return Features(out)

@@ -18,6 +18,7 @@ import json
 import struct
 import zipfile
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -249,55 +250,149 @@ def _icpr2014_duplicates(wanted: dict[str, int], scale: float, rng) -> list[tupl
     return planted
 
 
-# -- HEp-2 ICPR 2012 (MIVIA contest) ------------------------------------------------------------------
-# Each slide image holds one pattern at one intensity; 14 images for training, 14 others for test.
-# Cells per image are chosen so that the training totals match the published pattern and intensity
-# counts exactly (SOURCES.md); test totals follow the same proportions up to 734.
-ICPR2012_TRAIN_IMAGES = [  # (image number, pattern, intensity, cells)
+# -- HEp-2 ICPR 2012 (MIVIA contest and Main_Dataset) ---------------------------------------------------
+# Each slide image holds one pattern at one intensity; 14 slides for training, 14 others for test, numbered
+# as the real release splits them (HEp2.ICPR2012_SLIDES). Cells per slide are chosen so that the training
+# totals match the published pattern and intensity counts exactly (SOURCES.md); test totals follow the same
+# proportions up to 734.
+ICPR2012_TRAIN_IMAGES = [  # (slide number, pattern, intensity, cells)
     (1, "centromere", "positive", 60), (2, "centromere", "positive", 55), (3, "centromere", "intermediate", 93),
-    (4, "coarse_speckled", "positive", 60), (5, "coarse_speckled", "intermediate", 49),
-    (6, "cytoplasmatic", "positive", 33), (7, "cytoplasmatic", "intermediate", 25),
-    (8, "fine_speckled", "positive", 52), (9, "fine_speckled", "intermediate", 42),
-    (10, "homogeneous", "positive", 42), (11, "homogeneous", "positive", 40), (12, "homogeneous", "intermediate", 68),
-    (13, "nucleolar", "positive", 54), (14, "nucleolar", "intermediate", 48),
+    (5, "coarse_speckled", "positive", 60), (6, "coarse_speckled", "intermediate", 49),
+    (7, "cytoplasmatic", "positive", 33), (8, "cytoplasmatic", "intermediate", 25),
+    (9, "fine_speckled", "positive", 52), (11, "fine_speckled", "intermediate", 42),
+    (14, "homogeneous", "positive", 42), (18, "homogeneous", "positive", 40), (20, "homogeneous", "intermediate", 68),
+    (25, "nucleolar", "positive", 54), (26, "nucleolar", "intermediate", 48),
 ]
 ICPR2012_TEST_IMAGES = [
-    (15, "centromere", "positive", 58), (16, "centromere", "positive", 57), (17, "centromere", "intermediate", 97),
-    (18, "coarse_speckled", "positive", 62), (19, "coarse_speckled", "intermediate", 49),
-    (20, "cytoplasmatic", "positive", 33), (21, "cytoplasmatic", "intermediate", 26),
-    (22, "fine_speckled", "positive", 53), (23, "fine_speckled", "intermediate", 43),
-    (24, "homogeneous", "positive", 44), (25, "homogeneous", "positive", 40), (26, "homogeneous", "intermediate", 68),
+    (4, "centromere", "positive", 58), (10, "centromere", "positive", 57), (12, "centromere", "intermediate", 97),
+    (13, "coarse_speckled", "positive", 62), (15, "coarse_speckled", "intermediate", 49),
+    (16, "cytoplasmatic", "positive", 33), (17, "cytoplasmatic", "intermediate", 26),
+    (19, "fine_speckled", "positive", 53), (21, "fine_speckled", "intermediate", 43),
+    (22, "homogeneous", "positive", 44), (23, "homogeneous", "positive", 40), (24, "homogeneous", "intermediate", 68),
     (27, "nucleolar", "positive", 55), (28, "nucleolar", "intermediate", 49),
 ]
+SLIDE_SIZE = (1388, 1038)  # width, height of the slide images in the literature
+MAIN_DATASET_HEADER = ["Intensity", "ID", "CenterX", "CenterY", "Type", "Pattern", "MinX", "MinY", "MaxX", "MaxY"]
 
 
-def write_hep2_icpr2012(dest, *, scale: float = 0.05, seed: int = 0, as_zip: bool = False,
-                        wrapper: str | None = None) -> Path:
-    """ICPR2012_Cells_Classification_Contest/: training/ and test/ with NNN.png + NNN_mask.png (RGB,
-    green-dominant, 38-365 x 48-331 px), ';'-separated gt/intensity CSVs, cells.csv."""
-    rng = np.random.default_rng(seed)
-    out = Writer(dest, as_zip)
-    top = (f"{wrapper}/" if wrapper else "") + "ICPR2012_Cells_Classification_Contest/"
-    cells_rows = [["ID", "Set", "Image", "Intensity", "Mask", "Pattern"]]
-    for folder, images in (("training", ICPR2012_TRAIN_IMAGES), ("test", ICPR2012_TEST_IMAGES)):
-        info = [["ID", "intensity", "width", "height"]]
-        gt = [["ID", "pattern"]]
-        cell = 0
+@dataclass
+class DrawnCell:
+    x: int  # 0-based left and top of the cell's box on its slide
+    y: int
+    rgb: np.ndarray  # the crop, h x w x 3
+    mask: np.ndarray  # bool, h x w
+
+
+@dataclass
+class DrawnSlide:
+    number: int
+    split: str  # train | test
+    pattern: str
+    intensity: str
+    pixels: np.ndarray  # H x W x 3
+    cells: list[DrawnCell]
+
+
+def _place(taken: np.ndarray, w: int, h: int, rng) -> tuple[int, int] | None:
+    """A free spot for a w x h box (4 px from others and from the border): random tries, then a scan."""
+    height, width = taken.shape
+    for _ in range(200):
+        x, y = int(rng.integers(4, width - w - 3)), int(rng.integers(4, height - h - 3))
+        if not taken[y - 4:y + h + 4, x - 4:x + w + 4].any():
+            return x, y
+    for y in range(4, height - h - 3, 8):
+        for x in range(4, width - w - 3, 8):
+            if not taken[y - 4:y + h + 4, x - 4:x + w + 4].any():
+                return x, y
+    return None
+
+
+def _draw_slides(scale: float, rng, slide_size: tuple[int, int]) -> list[DrawnSlide]:
+    """Every slide with its cells scattered over it, apart: green-dominant crops on a dark field."""
+    width, height = slide_size
+    slides = []
+    for split, images in (("train", ICPR2012_TRAIN_IMAGES), ("test", ICPR2012_TEST_IMAGES)):
         for number, pattern, intensity, count in images:
+            pixels = np.zeros((height, width, 3), np.uint8)
+            pixels[..., 1] = rng.integers(0, 12, (height, width))
+            taken = np.zeros((height, width), bool)
+            cells = []
             for _ in range(_scaled(count, scale)):
-                cell += 1
-                w, h = int(rng.integers(38, 366)), int(rng.integers(48, 332))
+                w, h = int(rng.integers(38, 122)), int(rng.integers(48, 122))
+                spot = _place(taken, w, h, rng)
+                if spot is None:
+                    raise ValueError(f"slide {number}: {count} cells do not fit {width}x{height}; use a larger slide_size")
+                x, y = spot
+                taken[y:y + h, x:x + w] = True
                 image, mask = draw_cell(pattern, h, w, rng, 1.0 if intensity == "positive" else 0.5)
                 green = image * 210
                 rgb = np.stack([green * 0.085, green, green * 0.01], axis=-1).astype(np.uint8)
-                out.png(f"{top}{folder}/{cell:03d}.png", rgb)
-                out.png(f"{top}{folder}/{cell:03d}_mask.png", _mask(mask))
-                info.append([cell, intensity, w, h])
-                gt.append([cell, pattern])
-                cells_rows.append([cell, folder, number, intensity, f"{cell:03d}_mask.png", pattern])
-        out.text(f"{top}{folder}/{folder}.csv", info, delimiter=";", crlf=True)
-        out.text(f"{top}{folder}/gt_{folder}.csv", gt, delimiter=";", crlf=True)
-    out.text(f"{top}cells.csv", cells_rows, delimiter=";", crlf=True)
+                pixels[y:y + h, x:x + w] = np.maximum(pixels[y:y + h, x:x + w], rgb)
+                cells.append(DrawnCell(x, y, pixels[y:y + h, x:x + w].copy(), mask))
+            cells.sort(key=lambda c: (c.y, c.x))  # NN.csv lists them top to bottom
+            slides.append(DrawnSlide(number, split, pattern, intensity, pixels, cells))
+    return slides
+
+
+def write_hep2_icpr2012(dest, *, scale: float = 0.05, seed: int = 0, as_zip: bool = False,
+                        wrapper: str | None = None, parts: tuple[str, ...] = ("contest",),
+                        slide_size: tuple[int, int] = SLIDE_SIZE, masks_at: str = "slide",
+                        cell_images: bool = True) -> Path:
+    """The MIVIA download of the ICPR 2012 data, drawn once so that its two folders agree:
+
+    "contest": ICPR2012_Cells_Classification_Contest/ with training/ and test/ of NNN.png + NNN_mask.png
+    (RGB, green-dominant), ';'-separated gt/intensity CSVs with CRLF, cells.csv naming each cell's slide.
+    "main": Main_Dataset/ with Images/NN/NN.bmp (the slide, RGB BMP) and NN.csv (';', one header line, BOM-free:
+    intensity; id; two unknown ints; type; pattern, 'centromeric' for centromere; minX; minY; maxX; maxY,
+    1-based and inclusive), one row that is not a cell per slide; Cells/Cell_Images/NN/NNN.png (the crops,
+    unless `cell_images` is False) and Cells/Cell_Masks/NN/NNN.png, at slide size or at crop size (`masks_at`).
+    """
+    rng = np.random.default_rng(seed)
+    out = Writer(dest, as_zip)
+    top = f"{wrapper}/" if wrapper else ""
+    slides = _draw_slides(scale, rng, slide_size)
+    if "contest" in parts:
+        contest = top + "ICPR2012_Cells_Classification_Contest/"
+        cells_rows = [["ID", "Set", "Image", "Intensity", "Mask", "Pattern"]]
+        for split, folder in (("train", "training"), ("test", "test")):
+            info, gt, cell = [["ID", "intensity", "width", "height"]], [["ID", "pattern"]], 0
+            for slide in (s for s in slides if s.split == split):
+                for drawn in slide.cells:
+                    cell += 1
+                    out.png(f"{contest}{folder}/{cell:03d}.png", drawn.rgb)
+                    out.png(f"{contest}{folder}/{cell:03d}_mask.png", _mask(drawn.mask))
+                    info.append([cell, slide.intensity, drawn.rgb.shape[1], drawn.rgb.shape[0]])
+                    gt.append([cell, slide.pattern])
+                    cells_rows.append([cell, folder, slide.number, slide.intensity, f"{cell:03d}_mask.png",
+                                       slide.pattern])
+            out.text(f"{contest}{folder}/{folder}.csv", info, delimiter=";", crlf=True)
+            out.text(f"{contest}{folder}/gt_{folder}.csv", gt, delimiter=";", crlf=True)
+        out.text(f"{contest}cells.csv", cells_rows, delimiter=";", crlf=True)
+    if "main" in parts:
+        main = top + "Main_Dataset/"
+        for slide in slides:
+            nn = f"{slide.number:02d}"
+            out.bytes(f"{main}Images/{nn}/{nn}.bmp", _bmp(slide.pixels))
+            rows, cell_id = [MAIN_DATASET_HEADER], 0
+            pattern = "centromeric" if slide.pattern == "centromere" else slide.pattern
+            not_a_cell = len(slide.cells) // 2  # one row per slide that is not a cell, among the cells
+            for index, drawn in enumerate(slide.cells):
+                if index == not_a_cell:
+                    cell_id += 1
+                    rows.append([slide.intensity, cell_id, 0, 0, "mitotic", pattern, 1, 1, 3, 3])
+                cell_id += 1
+                h, w = drawn.mask.shape
+                rows.append([slide.intensity, cell_id, drawn.x + w // 2, drawn.y + h // 2, "cell", pattern,
+                             drawn.x + 1, drawn.y + 1, drawn.x + w, drawn.y + h])
+                if cell_images:
+                    out.png(f"{main}Cells/Cell_Images/{nn}/{cell_id:03d}.png", drawn.rgb)
+                if masks_at == "slide":
+                    canvas = np.zeros(slide.pixels.shape[:2], bool)
+                    canvas[drawn.y:drawn.y + h, drawn.x:drawn.x + w] = drawn.mask
+                    out.png(f"{main}Cells/Cell_Masks/{nn}/{cell_id:03d}.png", _mask(canvas))
+                else:
+                    out.png(f"{main}Cells/Cell_Masks/{nn}/{cell_id:03d}.png", _mask(drawn.mask))
+            out.text(f"{main}Images/{nn}/{nn}.csv", rows, delimiter=";")
     out.close()
     return out.dest
 

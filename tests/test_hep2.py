@@ -73,9 +73,9 @@ def test_icpr2012_contest_layout(replicas, build_hep2, tmp_path):
     train, test = ds["train"], ds["test"]
     # ids restart at 001 in test/; image_id stays unique within the config
     assert len(set(train["image_id"]) | set(test["image_id"])) == len(train) + len(test)
-    # specimens (source slide images) from cells.csv: 14 for training, 14 others for test, disjoint
-    assert set(train["specimen_id"]) <= {str(n) for n in range(1, 15)}
-    assert set(test["specimen_id"]) <= {str(n) for n in range(15, 29)}
+    # specimens (source slide images) from cells.csv: the contest's 14 slides for training, 14 others for test
+    assert set(train["specimen_id"]) == {str(n) for n in hep2.HEp2.ICPR2012_SLIDES["train"]}
+    assert set(test["specimen_id"]) == {str(n) for n in hep2.HEp2.ICPR2012_SLIDES["test"]}
     assert not any("specimen_id" in w for w in report.warnings)
     assert None not in train["intensity"]
     first = train[0]
@@ -177,7 +177,7 @@ def test_cross_split_duplicates_and_specimen_overlap_are_reported(tmp_path, buil
     # copy training cell 001 (and its mask) over test cell 001, and move test cell 002 onto slide 1
     for suffix in (".png", "_mask.png"):
         shutil.copy(contest / "training" / f"001{suffix}", contest / "test" / f"001{suffix}")
-    cells = (contest / "cells.csv").read_text().replace("2;test;15;", "2;test;1;")
+    cells = (contest / "cells.csv").read_text().replace("2;test;4;", "2;test;1;")
     (contest / "cells.csv").write_text(cells)
     _, report = build_hep2(source, "icpr2012")
     assert "specimen_id values occur in more than one split: 1 (test+train)" in " ".join(report.warnings)

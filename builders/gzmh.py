@@ -79,7 +79,7 @@ class GZMH(MedsetsBuilder):
     MASK_COLUMN = "label"
     DEFAULT_NUM_PROC = os.cpu_count() or 1  # decoding 2084x2084 images dominates (~5/s per core)
     # Small chunks, so that datasets shares a split's images evenly between the worker processes.
-    RECORDS_PER_JOB = 2
+    RECORDS_PER_JOB = 1
     # Rows of 2084x2084 images are MBs each: small row groups keep the writer's buffer to a few images.
     WRITER_BATCH_SIZE = {"full": 4, "tiles": 64}
     # Tiles are re-encoded; level 1 as measured for C-NMC (`python -m benchmarks png-levels`).

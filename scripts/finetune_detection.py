@@ -1,9 +1,16 @@
 #!/usr/bin/env python
-"""Train an RT-DETR mitosis detector on GZMH tiles (built by medsets) with Trainer; score it on full images.
+"""Train an RT-DETR detector with Trainer on a dataset built by medsets; score it on full images.
 
     python scripts/finetune_detection.py --dataset ./gzmh --config tiles --output_dir runs/rtdetr-gzmh
     python scripts/finetune_detection.py --dataset ./gzmh --model PekingU/rtdetr_r18vd \\
         --output_dir runs/rtdetr-r18-gzmh                                    # COCO weights, with a network
+    python scripts/finetune_detection.py --dataset ./hep2 --config icpr2012_slides --match_radius 40 \\
+        --output_dir runs/rtdetr-hep2-slides                                 # cells on whole HEp-2 slides
+
+A dataset without tiles (HEp-2 `icpr2012_slides`: one row per slide, six patterns) is read as one tile
+per image, resized to --image_size; the classes come from the dataset's `objects.category`. Every run is
+also scored with COCO mean average precision (torchmetrics' MeanAveragePrecision, as the transformers
+object-detection example scores) on the full images' boxes, per class too.
 
 Training sees the 512x512 tiles of `medsets build gzmh --config tiles`: every object listed in a tile
 (also those another tile counts: all are visible) is a box of class `mitosis`. Scoring follows the
@@ -42,8 +49,8 @@ from transformers import (AutoImageProcessor, RTDetrConfig, RTDetrForObjectDetec
 from medsets.training.arguments import FinetuneTrainingArguments as SharedTrainingArguments
 from medsets.training.arguments import parse_arguments
 from medsets.training.checkpoints import train_and_save_best
-from medsets.training.full_images import (THRESHOLDS, MitosisScorer, ScoringArguments, TileTable, dedupe,
-                                          draw_detections, f1_table, tile_table, to_full_image)
+from medsets.training.full_images import (THRESHOLDS, MitosisScorer, ScoringArguments, TileTable, coco_map, dedupe,
+                                          draw_detections, f1_table, map_table, tile_table, to_full_image)
 from medsets.training.image_pipeline import AugmentOptions, BatchAugment, decode_once, fits_decode_cache
 from medsets.training.splits import carve, oversampled
 
@@ -60,8 +67,10 @@ MODEL_SIZES = {
 
 @dataclass
 class DataArguments:
-    dataset: str = field(metadata={"help": "A folder written by `medsets build gzmh --config tiles` or a Hub id."})
-    config: str = field(default="tiles", metadata={"help": "Dataset config: tiles (with source_image_id, offset)."})
+    dataset: str = field(metadata={"help": "A folder written by `medsets build` (gzmh, or hep2 with icpr2012_slides) "
+                                           "or a Hub id."})
+    config: str = field(default="tiles", metadata={"help": "Dataset config: gzmh tiles (with source_image_id, offset), "
+                                                           "or whole images with objects (hep2 icpr2012_slides)."})
     train_split: str = field(default="train")
     validation_split: str | None = field(default=None, metadata={
         "help": "Split to choose the epoch and score threshold on. Default: whole source images carved from train."})
@@ -153,7 +162,7 @@ class TileSet(torch.utils.data.Dataset):
         pixels, boxes = torch.from_numpy(np.array(self.tile(row))), torch.from_numpy(self.table.boxes[row])
         if self.augment:  # torch's RNG: seeded differently in every worker, unlike numpy's
             pixels, boxes = symmetry(pixels, boxes, *(torch.rand(3) < 0.5).tolist())
-        labels = {"class_labels": torch.zeros(len(boxes), dtype=torch.int64), "boxes": boxes.float()}
+        labels = {"class_labels": torch.from_numpy(self.table.labels[row]), "boxes": boxes.float()}
         return {"pixel_values": pixels, "labels": labels, "row": row}
 
     def __getstate__(self):
@@ -193,17 +202,19 @@ class DetectionTrainer(Trainer):
         loader = torch.utils.data.DataLoader(
             tiles.with_rows(tiles.rows[np.isin(table.source[tiles.rows], mine)]),
             batch_size=self.args.per_device_eval_batch_size, collate_fn=collate, num_workers=0)
-        found = {int(s): [np.zeros((0, 5))] for s in mine}
+        found = {int(s): [np.zeros((0, 6))] for s in mine}
         fixed = self.scoring.score_threshold
         low = min(THRESHOLDS + ([] if fixed is None else [fixed]))
         for batch in loader:
             with self.autocast_smart_context_manager():
                 out = model(pixel_values=self.augment(batch["pixel_values"].to(self.args.device), train=False))
-            scores = out.logits.float().sigmoid()[..., 0].cpu().numpy()  # RT-DETR's focal loss: a sigmoid per query
+            # RT-DETR's focal loss: a sigmoid per query and class; a query's detection is its best class.
+            scores, labels = out.logits.float().sigmoid().max(dim=-1)
             boxes = out.pred_boxes.float().cpu().numpy()
-            for row, tile_scores, tile_boxes in zip(batch["row"].tolist(), scores, boxes):
+            for row, tile_scores, tile_labels, tile_boxes in zip(batch["row"].tolist(), scores.cpu().numpy(),
+                                                                 labels.cpu().numpy(), boxes):
                 found[int(table.source[row])].append(to_full_image(
-                    tile_scores, tile_boxes, table.offset[row], table.size[row], table.core[row], low))
+                    tile_scores, tile_boxes, table.offset[row], table.size[row], table.core[row], low, tile_labels))
         model.train(was_training)
         found = {s: dedupe(np.concatenate(parts), self.scoring.dedupe_radius) for s, parts in found.items()}
         if self.args.world_size > 1 and dist.is_initialized():
@@ -234,13 +245,14 @@ class DetectionTrainer(Trainer):
 
 
 # -- model and outputs -------------------------------------------------------------------------------------
-def build_model(args: ModelArguments, image_size: int):
+def build_model(args: ModelArguments, image_size: int, categories: list[str]):
     # A new class head starts at score 0.01 (RT-DETR's prior; transformers' default for one class is 0.5, which
     # makes every query a detection until training pushes them down).
-    labels = {"id2label": {0: "mitosis"}, "label2id": {"mitosis": 0}, "initializer_bias_prior_prob": 0.01}
+    labels = {"id2label": dict(enumerate(categories)), "label2id": {name: i for i, name in enumerate(categories)},
+              "initializer_bias_prior_prob": 0.01}
     if args.model:
-        model = RTDetrForObjectDetection.from_pretrained(args.model, num_labels=1, ignore_mismatched_sizes=True,
-                                                         **labels)
+        model = RTDetrForObjectDetection.from_pretrained(args.model, num_labels=len(categories),
+                                                         ignore_mismatched_sizes=True, **labels)
         processor = AutoImageProcessor.from_pretrained(args.model)
         processor.size = {"height": image_size, "width": image_size}  # what the tiles are decoded at
         return model, processor, f"{args.model} (fine-tuned)"
@@ -255,7 +267,7 @@ def build_model(args: ModelArguments, image_size: int):
         decoder_in_channels=[d] * 3, encoder_ffn_dim=shape["ffn"], decoder_ffn_dim=shape["ffn"], hidden_expansion=0.5,
         encoder_attention_heads=shape["heads"], decoder_attention_heads=shape["heads"],
         decoder_layers=shape["decoder_layers"], num_queries=shape["num_queries"], num_denoising=shape["num_denoising"],
-        num_labels=1, freeze_backbone_batch_norms=False, **labels)  # frozen batch norms only suit pretrained weights
+        num_labels=len(categories), freeze_backbone_batch_norms=False, **labels)  # frozen batch norms only suit pretrained weights
     model = RTDetrForObjectDetection(config)
     for module in model.modules():  # RT-DETR initialises batch norm scales at ~N(0, 0.01), made for loading weights
         if isinstance(module, torch.nn.BatchNorm2d):  # over; from scratch, scale 1 learns far faster (measured)
@@ -271,6 +283,7 @@ class Run:
     processor: object
     splits: dict  # name -> datasets.Dataset (the test split's tiles are drawn in detections.png)
     sets: dict  # name -> TileSet
+    categories: list[str]  # the dataset's object classes
     model_name: str
     notes: list[str]
     data_args: DataArguments
@@ -285,11 +298,16 @@ def set_up(argv: list[str] | None = None) -> Run:
 
     # 1. Data: validation as whole source images, every tile decoded once.
     dataset = datasets.load_dataset(data_args.dataset, data_args.config)
-    if "offset" not in dataset[data_args.train_split].column_names:
-        raise SystemExit(f"{data_args.dataset} {data_args.config}: no tile offsets; use the tiles config")
+    if "objects" not in dataset[data_args.train_split].column_names:
+        raise SystemExit(f"{data_args.dataset} {data_args.config}: no `objects` column; use a detection config "
+                         "(gzmh tiles, hep2 icpr2012_slides)")
     if data_args.oversample_positive < 1:
         raise SystemExit("--oversample_positive must be at least 1")
+    categories = dataset[data_args.train_split].features["objects"]["category"].feature.names
     notes, names = [], {"train": data_args.train_split, "test": data_args.test_split}
+    if "offset" not in dataset[data_args.train_split].column_names:
+        notes.append(f"whole images (no tiles): one tile per image, resized to {data_args.image_size}x"
+                     f"{data_args.image_size}")
     if data_args.validation_split:
         names["validation"] = data_args.validation_split
     splits = {name: dataset[split] for name, split in names.items() if split in dataset}
@@ -314,7 +332,7 @@ def set_up(argv: list[str] | None = None) -> Run:
         notes.append(f"validation: {len(np.unique(tables['train'].source[rows['validation']]))} whole source images "
                      f"({data_args.validation_fraction:.0%}) of {data_args.train_split!r}, seed {training_args.seed}")
     positive = np.array([len(tables["train"].boxes[r]) > 0 for r in rows["train"]], bool)
-    notes.append(f"train: {positive.sum()} of {len(rows['train'])} tiles hold mitoses, each seen "
+    notes.append(f"train: {positive.sum()} of {len(rows['train'])} tiles hold objects, each seen "
                  f"{data_args.oversample_positive}x per epoch")
     rows["train"] = oversampled(rows["train"], positive, data_args.oversample_positive)
     sets = {name: TileSet(decoded[name], splits[name], data_args.image_size, tables[name], rows[name],
@@ -322,14 +340,14 @@ def set_up(argv: list[str] | None = None) -> Run:
     logger.info("tiles per split %s; %s", {k: len(v) for k, v in sets.items()}, "; ".join(notes))
 
     # 2. Model and Trainer.
-    model, processor, model_name = build_model(model_args, data_args.image_size)
+    model, processor, model_name = build_model(model_args, data_args.image_size, categories)
     normalised = getattr(processor, "do_normalize", True)  # RT-DETR's COCO weights take plain [0, 1] pixels
     augment = BatchAugment(AugmentOptions(color_jitter=data_args.color_jitter),
                            processor.image_mean if normalised else [0.0] * 3,
                            processor.image_std if normalised else [1.0] * 3, jitter=BatchAugment.STAIN_JITTER)
     trainer = DetectionTrainer(model=model, args=training_args, train_dataset=sets["train"],
                                eval_dataset=sets["validation"], data_collator=collate, augment=augment, scoring=scoring)
-    return Run(trainer, processor, splits, sets, model_name, notes, data_args, scoring)
+    return Run(trainer, processor, splits, sets, categories, model_name, notes, data_args, scoring)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -352,6 +370,9 @@ def main(argv: list[str] | None = None) -> dict:
     scored = [n for n in ("validation", "test") if n in run.sets]
     found = {name: trainer.detect(run.sets[name]) for name in scored}
     results |= trainer.scorer.report(found, {name: run.sets[name].references for name in scored})
+    for name in scored:  # COCO mAP, class-aware, on every detection scoring at least the lowest threshold
+        tiles = run.sets[name]
+        results[name]["coco"] = coco_map(found[name], tiles.table.reference_boxes_of(tiles.rows), run.categories)
     if trainer.is_world_process_zero():
         write_outputs(Path(args.output_dir), results, run, found)
     if args.push_to_hub:
@@ -362,12 +383,15 @@ def main(argv: list[str] | None = None) -> dict:
 def write_outputs(out: Path, results: dict, run: Run, found: dict):
     scored = "test" if "test" in results else "validation"
     (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "table.md").write_text(f1_table(results, run.model_name, run.data_args.dataset, run.scoring))
+    what = "mitoses" if run.categories == ["mitosis"] else "objects"
+    (out / "table.md").write_text(f1_table(results, run.model_name, run.data_args.dataset, run.scoring, what) + "\n"
+                                  + map_table(results[scored]["coco"], run.data_args.dataset, scored))
     draw_detections(run.splits[scored], run.sets[scored].table, run.sets[scored].rows, found[scored],
-                    results[scored]["threshold"], run.scoring.match_radius, out / "detections.png")
-    logger.info("%s F1 %.3f (precision %.3f, recall %.3f) at threshold %g; written to %s", scored,
-                results[scored]["f1"], results[scored]["precision"], results[scored]["recall"],
-                results[scored]["threshold"], out)
+                    results[scored]["threshold"], run.scoring.match_radius, out / "detections.png",
+                    categories=run.categories, what=what)
+    logger.info("%s F1 %.3f (precision %.3f, recall %.3f) at threshold %g, COCO mAP %.3f (mAP@.50 %.3f); written "
+                "to %s", scored, results[scored]["f1"], results[scored]["precision"], results[scored]["recall"],
+                results[scored]["threshold"], results[scored]["coco"]["map"], results[scored]["coco"]["map_50"], out)
 
 
 if __name__ == "__main__":

@@ -202,6 +202,9 @@ def test_short_run_learns_and_writes_everything(gzmh_tiles, tmp_path):
     from transformers import AutoImageProcessor, RTDetrForObjectDetection
     model = RTDetrForObjectDetection.from_pretrained(out)
     assert model.config.id2label == {0: "mitosis"}
+    coco = saved["test"]["coco"]  # COCO mAP beside the F1, on the full images' boxes
+    assert list(coco["map_per_class"]) == ["mitosis"] and 0 <= coco["map"] <= coco["map_50"] <= 1
+    assert "COCO mean average precision on the test split" in table
     assert AutoImageProcessor.from_pretrained(out).size["height"] == 128
 
 
@@ -221,3 +224,42 @@ def test_two_processes_on_cpu_with_torchrun(gzmh_tiles, tmp_path):
     assert test["images"] == 10 and test["tp"] + test["fn"] == test["mitoses"]
     assert (tmp_path / "ddp" / "detections.png").exists()
     assert any("decoded by the DataLoader workers" in n for n in metrics["notes"])
+
+
+def test_coco_map_is_torchmetrics_mean_average_precision_on_full_image_boxes():
+    """Perfect detections score 1; boxes a quarter off keep mAP@.50 but lose the stricter IoUs; a category
+    without reference objects is -1, as torchmetrics reports it."""
+    truth = {1: [[10, 10, 50, 50, 0], [100, 100, 140, 160, 1]], 2: [[0, 0, 30, 30, 0]]}
+
+    def rows(boxes, shift=0.0):
+        return np.array([[(x0 + x1) / 2 + shift * (x1 - x0), (y0 + y1) / 2, 0.9, x1 - x0, y1 - y0, c]
+                         for x0, y0, x1, y1, c in boxes])
+
+    perfect = fi.coco_map({s: rows(b) for s, b in truth.items()}, truth, ["a", "b", "c"])
+    assert perfect["map"] == pytest.approx(1.0) and perfect["map_per_class"]["a"] == pytest.approx(1.0)
+    assert perfect["map_per_class"].get("c", -1) == -1 and perfect["objects"] == 3
+    shifted = fi.coco_map({s: rows(b, 0.25) for s, b in truth.items()}, truth, ["a", "b", "c"])  # IoU 0.6
+    assert shifted["map_50"] == pytest.approx(1.0) and shifted["map_75"] == 0 and shifted["map"] < 0.5
+    assert fi.coco_map({}, truth, ["a", "b", "c"])["map"] == 0
+
+
+def test_short_run_on_whole_hep2_slides_with_six_classes(tmp_path):
+    """icpr2012_slides: no tiles, one slide per row, six patterns; the script reads the classes from the
+    dataset, treats each slide as one tile and scores COCO mAP per pattern beside the centre F1."""
+    from medsets import HEp2
+
+    source = synthetic.write_hep2_icpr2012(tmp_path / "raw", scale=0.1, slide_size=(694, 519), parts=("main",))
+    folder, _ = build(HEp2, source, "icpr2012_slides", tmp_path / "hep2")
+    out = tmp_path / "run"
+    results = fd.main(["--dataset", str(folder), "--config", "icpr2012_slides", "--output_dir", str(out),
+                       "--num_train_epochs", "2", "--match_radius", "30", "--save_total_limit", "1", *QUICK])
+    assert any("whole images (no tiles)" in n for n in results["notes"])
+    assert results["split_sizes"]["test"] == {"images": 14, "tiles": 14}
+    coco = results["test"]["coco"]
+    assert list(coco["map_per_class"]) == HEp2.ICPR2012_LABELS and coco["images"] == 14
+    assert coco["objects"] == results["test"]["mitoses"] > 0  # every cell of the test slides, counted once
+    from transformers import RTDetrForObjectDetection
+    assert RTDetrForObjectDetection.from_pretrained(out).config.id2label == dict(enumerate(HEp2.ICPR2012_LABELS))
+    table = (out / "table.md").read_text()
+    assert "Object detection F1" in table and "published, on the real GZMH" not in table and "centromere" in table
+    assert (out / "detections.png").exists()

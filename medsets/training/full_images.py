@@ -1,11 +1,13 @@
-"""Mitosis scoring on full images from tile predictions, shared by the detection and segmentation scripts.
+"""Scoring on full images from tile predictions, shared by the detection and segmentation scripts.
 
 GZMH is scored per full image (the papers' F1 with a 20 px centroid radius), while the models see the
 512x512 tiles of `medsets build gzmh --config tiles`. Here: where each tile lies (`tile_table`), a tile's
 detections mapped back to full-image pixels and kept only by the tile whose core holds their centre
 (`to_full_image`, the builder's own rule for `counted`), duplicates from overlapping tiles dropped
-(`dedupe`), the F1 at the threshold chosen on validation (`MitosisScorer`), the table beside the
-published numbers, and a picture of one full image with its detections.
+(`dedupe`), the F1 at the threshold chosen on validation (`MitosisScorer`), COCO mean average precision
+(`coco_map`, torchmetrics' MeanAveragePrecision, as the transformers detection example scores), the table
+beside the published numbers, and a picture of one full image with its detections. A dataset without
+tiles (HEp-2 `icpr2012_slides`: whole slides) is read as one tile per image.
 """
 
 from __future__ import annotations
@@ -52,10 +54,16 @@ class TileTable:
     core: np.ndarray  # (N, 4) x0, x1, y0, y1: the part of the full image this tile scores
     boxes: list  # per tile, (n, 4) float32 cx, cy, w, h as fractions of the tile
     references: dict  # source_image_id -> [[x, y], ...] counted mitoses in full-image pixels
+    labels: list = field(default_factory=list)  # per tile, (n,) int64 category of each box
+    reference_boxes: dict = field(default_factory=dict)  # source_image_id -> [[x0, y0, x1, y1, category], ...]
 
     def references_of(self, rows) -> dict:
         """The counted mitoses of the full images that these tile rows come from."""
         return {int(s): self.references[int(s)] for s in np.unique(self.source[np.asarray(rows, np.int64)])}
+
+    def reference_boxes_of(self, rows) -> dict:
+        """The counted objects' boxes [x0, y0, x1, y1, category] of the full images of these tile rows."""
+        return {int(s): self.reference_boxes[int(s)] for s in np.unique(self.source[np.asarray(rows, np.int64)])}
 
 
 def tile_cores(source: np.ndarray, offset: np.ndarray, size: np.ndarray) -> np.ndarray:
@@ -78,29 +86,39 @@ def has_tiles(ds: datasets.Dataset) -> bool:
 
 
 def tile_table(ds: datasets.Dataset) -> TileTable:
-    source = np.asarray(ds["source_image_id"], np.int64)
-    offset = np.asarray(ds["offset"], np.int64).reshape(-1, 2)
+    """Where each row lies in its full image; a dataset of whole images (no `offset`) is one tile per image,
+    every object counted."""
+    tiled = has_tiles(ds)
+    source = np.asarray(ds["source_image_id"] if tiled else ds["image_id"], np.int64)
+    offset = np.asarray(ds["offset"], np.int64).reshape(-1, 2) if tiled else np.zeros((len(source), 2), np.int64)
     # The tiles of one image share a size: read one PNG header per image, not every tile.
     first = {int(s): i for i, s in reversed(list(enumerate(source)))}
     headers = ds.select(list(first.values())).cast_column("image", datasets.Image(decode=False))["image"]
     sizes = {s: Image.open(io.BytesIO(h["bytes"])).size for s, h in zip(first, headers)}
     size = np.array([sizes[int(s)] for s in source], np.int64).reshape(-1, 2)
-    boxes, references = [], {int(s): [] for s in source}
+    boxes, labels, references = [], [], {int(s): [] for s in source}
+    reference_boxes = {int(s): [] for s in source}
     for objects, (w, h), (x, y), s in zip(ds["objects"], size, offset, source):
         coco = np.asarray(objects["bbox"], np.float32).reshape(-1, 4)
         boxes.append(np.stack([(coco[:, 0] + coco[:, 2] / 2) / w, (coco[:, 1] + coco[:, 3] / 2) / h,
                                coco[:, 2] / w, coco[:, 3] / h], axis=1))
-        references[int(s)] += [[cx + x, cy + y] for (cx, cy), counted in zip(objects["centroid"], objects["counted"])
-                               if counted]
-    return TileTable(source, offset, size, tile_cores(source, offset, size), boxes, references)
+        labels.append(np.asarray(objects["category"], np.int64))
+        counted = objects.get("counted") or [True] * len(coco)
+        references[int(s)] += [[cx + x, cy + y] for (cx, cy), c in zip(objects["centroid"], counted) if c]
+        reference_boxes[int(s)] += [[bx + x, by + y, bx + x + bw, by + y + bh, category] for (bx, by, bw, bh), category, c
+                                    in zip(coco.tolist(), objects["category"], counted) if c]
+    return TileTable(source, offset, size, tile_cores(source, offset, size), boxes, references, labels,
+                     reference_boxes)
 
 
-def to_full_image(scores, boxes, offset, size, core, min_score: float) -> np.ndarray:
+def to_full_image(scores, boxes, offset, size, core, min_score: float, labels=None) -> np.ndarray:
     """One tile's detections (scores (Q,), boxes (Q, 4) cx, cy, w, h as fractions of the tile) as full-image
-    rows [x, y, score, w, h]; only those scoring at least min_score whose centre lies in the tile's core."""
+    rows [x, y, score, w, h] (and the category, when `labels` are given); only those scoring at least
+    min_score whose centre lies in the tile's core."""
     scores, boxes = np.asarray(scores, np.float64), np.asarray(boxes, np.float64).reshape(-1, 4)
     rows = np.column_stack([boxes[:, 0] * size[0] + offset[0], boxes[:, 1] * size[1] + offset[1], scores,
-                            boxes[:, 2] * size[0], boxes[:, 3] * size[1]])
+                            boxes[:, 2] * size[0], boxes[:, 3] * size[1]]
+                           + ([np.asarray(labels, np.float64).reshape(-1)] if labels is not None else []))
     x0, x1, y0, y1 = core
     keep = (scores >= min_score) & (rows[:, 0] >= x0) & (rows[:, 0] < x1) & (rows[:, 1] >= y0) & (rows[:, 1] < y1)
     return rows[keep]
@@ -110,7 +128,7 @@ def dedupe(rows: np.ndarray, radius: float) -> np.ndarray:
     """Greedy by score: a detection within `radius` of a higher-scored kept one is dropped (an object seen by
     two overlapping tiles, or twice by one). Dropping depends only on higher scores, so applying a score
     threshold before or after gives the same detections."""
-    rows = rows[np.argsort(-rows[:, 2], kind="stable")].reshape(-1, 5)
+    rows = rows[np.argsort(-rows[:, 2], kind="stable")]
     tree, dropped, kept = cKDTree(rows[:, :2]), np.zeros(len(rows), bool), []
     for i in range(len(rows)):
         if not dropped[i]:
@@ -120,6 +138,45 @@ def dedupe(rows: np.ndarray, radius: float) -> np.ndarray:
 
 
 # -- scores ------------------------------------------------------------------------------------------------
+def coco_map(found: dict, reference_boxes: dict, categories: list[str]) -> dict:
+    """COCO mean average precision (IoU 0.50:0.95, also at 0.50 and 0.75, and per category) of full-image
+    detections [x, y, score, w, h, category] against the reference boxes, with torchmetrics'
+    MeanAveragePrecision as the transformers object-detection example computes it (xyxy boxes, per-class)."""
+    import torch
+    from torchmetrics.detection import MeanAveragePrecision
+
+    metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", class_metrics=True)
+    predictions, targets = [], []
+    for image in sorted(reference_boxes):
+        rows = found.get(image, np.zeros((0, 6))).reshape(-1, 6)
+        xyxy = np.column_stack([rows[:, 0] - rows[:, 3] / 2, rows[:, 1] - rows[:, 4] / 2,
+                                rows[:, 0] + rows[:, 3] / 2, rows[:, 1] + rows[:, 4] / 2])
+        predictions.append({"boxes": torch.tensor(xyxy, dtype=torch.float32).reshape(-1, 4),
+                            "scores": torch.tensor(rows[:, 2], dtype=torch.float32),
+                            "labels": torch.tensor(rows[:, 5], dtype=torch.int64)})
+        truth = np.asarray(reference_boxes[image], np.float64).reshape(-1, 5)
+        targets.append({"boxes": torch.tensor(truth[:, :4], dtype=torch.float32),
+                        "labels": torch.tensor(truth[:, 4], dtype=torch.int64)})
+    metric.update(predictions, targets)
+    scores = metric.compute()
+    per_class = dict(zip(scores["classes"].reshape(-1).tolist(), scores["map_per_class"].reshape(-1).tolist()))
+    return {"map": float(scores["map"]), "map_50": float(scores["map_50"]), "map_75": float(scores["map_75"]),
+            "map_per_class": {categories[c]: value for c, value in sorted(per_class.items())},
+            "images": len(targets), "objects": int(sum(len(t["labels"]) for t in targets))}
+
+
+def map_table(coco: dict, dataset: str, split: str) -> str:
+    """COCO mAP of a split as markdown (-1 where a category has no reference objects, as torchmetrics says)."""
+    lines = [f"COCO mean average precision on the {split} split of {dataset} ({coco['images']} images, "
+             f"{coco['objects']} objects; torchmetrics MeanAveragePrecision, boxes on the full images):\n",
+             "| mAP@[.50:.95] | mAP@.50 | mAP@.75 | " + " | ".join(coco["map_per_class"]) + " |",
+             "|---|---|---|" + "---|" * len(coco["map_per_class"]),
+             f"| {coco['map']:.3f} | {coco['map_50']:.3f} | {coco['map_75']:.3f} | "
+             + " | ".join(f"{v:.3f}" for v in coco["map_per_class"].values()) + " |"]
+    return "\n".join(lines) + "\n"
+
+
+
 def best_of(grid: list[dict]) -> dict:
     """The best F1 of a threshold grid; among equal F1s the middle threshold, furthest from both ends of the tie."""
     ties = [s for s in grid if s["f1"] == max(t["f1"] for t in grid)]
@@ -162,7 +219,7 @@ class MitosisScorer:
                 chosen = self.score(found[name], references[name], threshold)
                 grid = self.sweep(found[name], references[name])[1]
                 results["test_best_threshold"] = best_of(grid)
-                results["no_detection_baseline"] = self.score({s: np.zeros((0, 5)) for s in references[name]},
+                results["no_detection_baseline"] = self.score({s: np.zeros((0, 6)) for s in references[name]},
                                                               references[name], 1.0)
             results[name] = {**chosen, "images": len(references[name]),
                              "mitoses": sum(map(len, references[name].values())),
@@ -170,9 +227,9 @@ class MitosisScorer:
         return results
 
 
-def f1_table(results: dict, model_name: str, dataset: str, scoring: ScoringArguments) -> str:
+def f1_table(results: dict, model_name: str, dataset: str, scoring: ScoringArguments, what: str = "mitoses") -> str:
     """precision, recall, F1, TP, FP, FN of ours (MitosisScorer.report's results), the test's own best
-    threshold, no detections, and the published GZMH numbers."""
+    threshold, no detections, and the published GZMH numbers (for mitoses)."""
     scored = "test" if "test" in results else "validation"
     how = "chosen on validation" if scoring.score_threshold is None else "given"
     rows = [(f"{model_name}, threshold {results['validation']['threshold']:g} {how}", results[scored])]
@@ -181,8 +238,9 @@ def f1_table(results: dict, model_name: str, dataset: str, scoring: ScoringArgum
                   "for information only)", results["test_best_threshold"]),
                  ("no detections (baseline)", results["no_detection_baseline"])]
     rows.insert(1, (f"{model_name}, same threshold, GZMH authors' rule", results[scored]["gzmh_authors"]))
-    lines = [f"Mitosis detection F1 on the {scored} split of {dataset} ({results[scored]['images']} full images, "
-             f"{results[scored]['mitoses']} mitoses; hit within {scoring.match_radius:g} px). Rows match one-to-one "
+    lines = [f"{'Mitosis' if what == 'mitoses' else 'Object'} detection F1 on the {scored} split of {dataset} "
+             f"({results[scored]['images']} full images, {results[scored]['mitoses']} {what}; hit within "
+             f"{scoring.match_radius:g} px of the centre, whatever the class). Rows match one-to-one "
              "(each detection confirms one mitosis at most, as the mitosis challenges score) unless they say "
              "\"GZMH authors' rule\": each mitosis takes its nearest detection when strictly closer than the "
              "radius, one detection may serve several (their public code's count_index, which the published "
@@ -191,13 +249,14 @@ def f1_table(results: dict, model_name: str, dataset: str, scoring: ScoringArgum
     lines += [f"| {name} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | {s['tp']} | {s['fp']} | "
               f"{s['fn']} |" for name, s in rows]
     lines += [f"| {name}: published, on the real GZMH test set, GZMH authors' rule | | | {f1:.3f} | | | |"
-              for name, f1 in PUBLISHED.items()]
+              for name, f1 in (PUBLISHED.items() if what == "mitoses" else ())]
     return "\n".join(lines) + "\n"
 
 
 # -- picture -----------------------------------------------------------------------------------------------
 def draw_detections(ds: datasets.Dataset, table: TileTable, rows, found: dict, threshold: float, radius: float,
-                    path: Path, view: int = 900, crop: int = 96, zoom: int = 4):
+                    path: Path, view: int = 900, crop: int = 96, zoom: int = 4, categories: list[str] | None = None,
+                    what: str = "mitoses"):
     """The image with the most mitoses among these tile rows, reassembled from its tiles: mitoses as green
     circles of the match radius, detections at or above the threshold as red boxes with their scores;
     beside it, a zoomed crop around a mitosis (or the best detection)."""
@@ -222,12 +281,13 @@ def draw_detections(ds: datasets.Dataset, table: TileTable, rows, found: dict, t
             cx, cy = at(x, y)
             draw.ellipse([cx - radius * factor, cy - radius * factor, cx + radius * factor, cy + radius * factor],
                          outline=(0, 200, 0), width=2)
-        for x, y, score, w, h in shown:
+        for x, y, score, w, h, *label in shown:
             x0, y0 = at(x - w / 2, y - h / 2)
             x1, y1 = at(x + w / 2, y + h / 2)
             draw.rectangle([x0, y0, x1, y1], outline=(230, 0, 0), width=2)
-            draw.text((x0, y0 - 14), f"{score:.2f}", fill=(230, 0, 0), font=font)
-    header = (f"{ds[rows[0]]['file_name']} (source image {image}): green = mitoses (circle: {radius:g} px match "
+            name = f"{categories[int(label[0])]} " if categories and len(categories) > 1 and label else ""
+            draw.text((x0, y0 - 14), f"{name}{score:.2f}", fill=(230, 0, 0), font=font)
+    header = (f"{ds[rows[0]]['file_name']} (source image {image}): green = {what} (circle: {radius:g} px match "
               f"radius), red = detections scoring >= {threshold:g}; right: {crop} px around "
               f"({left + crop // 2}, {top + crop // 2}) x{zoom}")
     sheet = Image.new("RGB", (max(overview.width + zoomed.width + 30, int(font.getlength(header)) + 20),

@@ -69,13 +69,15 @@ def build_configs(builder_cls, source, config: str | None, out, *, overwrite=Fal
     out = Path(out).expanduser().resolve()
     with output_errors(out.parent, "create the folder that will hold the output"):
         out.parent.mkdir(parents=True, exist_ok=True)
-    with output_lock(out), terminate_as_exception():
+    with output_lock(out), terminate_as_exception() as stopped:
         recover_interrupted(out)
         existing = check_output(out, configs, overwrite)
-        return build_into(builder_cls, source, configs, out, existing, skip_bad, num_proc, config_options)
+        return build_into(builder_cls, source, configs, out, existing, skip_bad, num_proc, config_options,
+                          stopped.check)
 
 
-def build_into(builder_cls, source, configs: list[str], out: Path, existing: bool, skip_bad, num_proc, config_options):
+def build_into(builder_cls, source, configs: list[str], out: Path, existing: bool, skip_bad, num_proc, config_options,
+               check_not_stopped=lambda: None):
     """The build itself, in a work folder beside `out` (the caller holds the output's lock): the first
     config through datasets, the others written beside it in the same pass."""
     work = out.parent / f".{out.name}{TEMP_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -106,6 +108,7 @@ def build_into(builder_cls, source, configs: list[str], out: Path, existing: boo
         if id2label:  # what the transformers segmentation example downloads beside the data
             (stage / "id2label.json").write_text(json.dumps({str(k): v for k, v in id2label.items()},
                                                             indent=2) + "\n", encoding="utf-8")
+        check_not_stopped()  # a signal whose exception a finaliser swallowed must still stop the build
         swap_in(stage, out)
     return out, {config: built.report for config, built in written.items()}
 
@@ -362,16 +365,53 @@ def terminate_as_exception():
     try:
         previous = {signum: signal.signal(signum, raise_exit) for signum in (signal.SIGTERM, signal.SIGINT)}
     except ValueError:  # not the main thread: leave signal handling to the caller
-        yield
+        yield Stopped(len(_interrupted_by))
         return
     interrupts = len(_interrupted_by)
     callers_children = {child.pid for child in active_children()}
     _building.append(owner)
+    # The handler's exception, raised while a finaliser (__del__, a weakref callback) runs, is "ignored" by
+    # Python: printed and dropped, and the build would go on and swap its output in. The signal is recorded,
+    # so the build checks before it swaps (Stopped.check); the "Exception ignored" report is left out.
+    previous_hook = sys.unraisablehook
+
+    def quiet_when_ours(unraisable):
+        if not (isinstance(unraisable.exc_value, (KeyboardInterrupt, SystemExit)) and len(_interrupted_by) > interrupts):
+            previous_hook(unraisable)
+
+    sys.unraisablehook = quiet_when_ours
     try:
-        yield
+        yield Stopped(interrupts)
     finally:
+        # After an interrupt, a multiprocessing finaliser that the exception cut short in its __init__ fails
+        # again when it is collected ("'Finalize' object has no attribute '_key'"), later, often at exit: that
+        # report is left out too, for the rest of the process. Otherwise the caller's hook comes back.
+        sys.unraisablehook = _without_broken_finalizers(previous_hook) if len(_interrupted_by) > interrupts \
+            else previous_hook
         _building.remove(owner)
         if len(_interrupted_by) > interrupts:
             stop_children(keep=callers_children)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _without_broken_finalizers(report):
+    def hook(unraisable):
+        kind = type(unraisable.object)
+        if not (kind.__name__ == "Finalize" and kind.__module__.startswith(("multiprocess", "multiprocessing"))):
+            report(unraisable)
+    return hook
+
+
+class Stopped:
+    """Whether SIGINT or SIGTERM arrived since a build began, whatever became of the exception it raised."""
+
+    def __init__(self, mark: int):
+        self.mark = mark
+
+    def check(self):
+        if len(_interrupted_by) > self.mark:
+            signum = _interrupted_by[-1]
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(128 + signum)

@@ -427,7 +427,7 @@ def test_messages_name_files_once_and_never_an_in_memory_buffer(organisers, caps
 
 @pytest.fixture(scope="module")
 def gzmh_for_workers(tmp_path_factory):
-    """Enough GZMH fields for two worker processes (16 images a job), small enough to build in seconds."""
+    """Enough GZMH fields for two worker processes, small enough to build in seconds."""
     return synthetic.write_gzmh(tmp_path_factory.mktemp("gzmh") / "raw", "v2", scale=0.03, size=768)
 
 
@@ -447,7 +447,9 @@ def alive(pid: int) -> bool:
 def test_a_signal_stops_a_two_process_build_cleanly_and_its_workers_with_it(gzmh_for_workers, tmp_path, signum,
                                                                              digest):
     out = tmp_path / "gzmh"
-    command = ["build", "gzmh", "--config", "tiles", "--source", gzmh_for_workers, "--out", out, "--num-proc", "2"]
+    # Small lossless tiles: seconds of work per worker, so that the signal lands while they run.
+    command = ["build", "gzmh", "--config", "tiles", "--source", gzmh_for_workers, "--out", out, "--num-proc", "2",
+               "--tile-size", "128", "--tile-overlap", "16", "--tile-format", "png"]
     assert cli(*command) == 0
     before = digest(out)
     process = subprocess.Popen([sys.executable, "-m", "medsets", *map(str, command), "--overwrite"],
@@ -459,6 +461,7 @@ def test_a_signal_stops_a_two_process_build_cleanly_and_its_workers_with_it(gzmh
             break
         time.sleep(0.05)
     assert len(workers) >= 2, "the build finished before its workers could be seen"
+    assert process.poll() is None, "the build finished before the signal could be sent"
     os.kill(process.pid, signum)
     _, err = process.communicate(timeout=120)
     time.sleep(1)
@@ -488,3 +491,24 @@ def test_stopping_a_builds_children_leaves_the_callers_own():
     finally:
         callers.kill()
         callers.join()
+
+
+def test_an_interrupt_that_a_finaliser_swallows_still_stops_the_build(capsys):
+    """Python drops an exception raised while a finaliser runs ("Exception ignored in ..."): a Ctrl-C that lands
+    there must still stop the build before it swaps its output in, quietly."""
+    from medsets import export
+
+    class Finaliser:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)  # the handler's KeyboardInterrupt is raised in here and dropped
+            time.sleep(0.2)
+
+    try:
+        with terminate_as_exception() as stopped:
+            finaliser = Finaliser()
+            del finaliser
+            with pytest.raises(KeyboardInterrupt):
+                stopped.check()
+    finally:
+        export._interrupted_by.clear()  # no later test's error may read as this interrupt
+    assert "Exception ignored" not in capsys.readouterr().err

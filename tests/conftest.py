@@ -1,12 +1,18 @@
 """Shared fixtures: offline environment, small synthetic replicas, and a build helper."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 # Before datasets is imported anywhere: no test touches the network or the user's cache.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
-os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="medsets-test-cache-"))
+if "HF_DATASETS_CACHE" not in os.environ:
+    # A cache of our own, removed when the session ends: each run fills it with a few hundred MB, and CI
+    # machines (this one too) have seen their disk run out under leftovers of earlier runs.
+    os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="medsets-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["HF_DATASETS_CACHE"], ignore_errors=True)
 os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
 
 import hashlib

@@ -262,4 +262,5 @@ def test_short_run_on_whole_hep2_slides_with_six_classes(tmp_path):
     assert RTDetrForObjectDetection.from_pretrained(out).config.id2label == dict(enumerate(HEp2.ICPR2012_LABELS))
     table = (out / "table.md").read_text()
     assert "Object detection F1" in table and "published, on the real GZMH" not in table and "centromere" in table
+    assert "one object at most" in table and "each object takes" in table and "one mitosis" not in table
     assert (out / "detections.png").exists()

@@ -238,11 +238,12 @@ def f1_table(results: dict, model_name: str, dataset: str, scoring: ScoringArgum
                   "for information only)", results["test_best_threshold"]),
                  ("no detections (baseline)", results["no_detection_baseline"])]
     rows.insert(1, (f"{model_name}, same threshold, GZMH authors' rule", results[scored]["gzmh_authors"]))
-    lines = [f"{'Mitosis' if what == 'mitoses' else 'Object'} detection F1 on the {scored} split of {dataset} "
+    one = "mitosis" if what == "mitoses" else "object"
+    lines = [f"{one.capitalize()} detection F1 on the {scored} split of {dataset} "
              f"({results[scored]['images']} full images, {results[scored]['mitoses']} {what}; hit within "
              f"{scoring.match_radius:g} px of the centre, whatever the class). Rows match one-to-one "
-             "(each detection confirms one mitosis at most, as the mitosis challenges score) unless they say "
-             "\"GZMH authors' rule\": each mitosis takes its nearest detection when strictly closer than the "
+             f"(each detection confirms one {one} at most, as the mitosis challenges score) unless they say "
+             f"\"GZMH authors' rule\": each {one} takes its nearest detection when strictly closer than the "
              "radius, one detection may serve several (their public code's count_index, which the published "
              "GZMH F1s come from; FP there = detections - TP).\n",
              "| | precision | recall | F1 | TP | FP | FN |", "|---|---|---|---|---|---|---|"]

@@ -126,7 +126,10 @@ REPLICAS = {"hep2": (write_hep2, ".png"), "leukemia": (write_cnmc, ".bmp"), "gzm
 
 def synthetic_fingerprint() -> str:
     import medsets.synthetic
-    return hashlib.sha256(Path(medsets.synthetic.__file__).read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256()
+    for module in sorted(Path(medsets.synthetic.__file__).parent.glob("*.py")):
+        digest.update(module.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def image_files(folder: Path, ext: str) -> list[Path]:
@@ -147,7 +150,7 @@ def make_replica(work: Path, dataset: str, scale: float | None) -> tuple[Path, f
         found = len(image_files(path, ext)) if path.is_dir() else 0
         if found == meta["files"]:
             note = "" if meta.get("synthetic") == synthetic_fingerprint() else \
-                " (medsets/synthetic.py has changed since it was written; delete the folder for a fresh one)"
+                " (medsets/synthetic/ has changed since it was written; delete the folder for a fresh one)"
             print(f"Reusing the synthetic {dataset} replica (scale {meta['scale']}, {found} files) in {path}{note}",
                   flush=True)
             return path, meta["scale"], True

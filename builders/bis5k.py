@@ -1,6 +1,6 @@
 """BIS5k: breast-cancer H&E images with pixel masks of the cancer region (5,000 train, 929 test).
 
-Layout: shared/SOURCES.md section 5. Masks are stored 0/255; the built `label` holds class ids 0/1 so
+What is known of the download: docs/bis5k.md. Masks are stored 0/255; the built `label` holds class ids 0/1 so
 the transformers semantic-segmentation example runs unchanged. The reference loader pairs images and
 masks by sorted order, which silently shifts every pair after a missing file; this builder pairs by
 file stem and reports whatever is left unpaired.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datasets
 
-from ..builder import MedsetsBuilder, MedsetsConfig, Scan
+from ..builder import MedsetsBuilder, MedsetsConfig, Record, Scan
 from ..layout import ignored_files, images_and_masks, rank_image_ids
 from ..schema import segmentation_features
 from ..source import Source
@@ -40,13 +40,12 @@ class BIS5k(MedsetsBuilder):
         pairs = found.pairs()
         if not pairs:
             raise self.layout_not_found(source, f"bis5k: {source.path} does not hold the BIS5k layout.",
-                                        hint="Point --source at the extracted BIS5k folder, a folder above it, "
+                                        hint="Point data_dir= at the extracted BIS5k folder, a folder above it, "
                                              "or the .zip.")
         split_of = self.split_names(found.split_folders())
-        records: dict[str, list[dict]] = {}
+        records: dict[str, list[Record]] = {}
         for (folder, _), (image_file, mask_file) in pairs.items():
-            records.setdefault(split_of[folder], []).append(
-                {"image_file": image_file, "mask_file": mask_file, "metadata": {}})
+            records.setdefault(split_of[folder], []).append(Record(image_file, mask_file=mask_file))
         rank_image_ids(records)
         folders = ", ".join(f"{folder.rsplit('/', 1)[-1]}/ ({split})" for folder, split in sorted(split_of.items()))
         return Scan(f"{folders}; {found.pairing}, paired by file stem", records, found.unpaired(),

@@ -1,6 +1,6 @@
 """GZMH: breast-cancer mitosis, 1,534 H&E images of 2084x2084 px with masks (and maybe box files).
 
-What is known about the raw download is in shared/SOURCES.md section 4: the counts, V2's split of the
+What is known about the raw download is in docs/gzmh.md: the counts, V2's split of the
 test set by mitotic score, and that masks, boxes and centroids exist; the folder layout, label format
 and mask encoding are not published. So the layout is inferred from what the download holds:
 - split folders with any names (train, test, test_1or2_score, ...), normalised to `\\w+`;
@@ -25,12 +25,13 @@ import numpy as np
 from PIL import Image
 
 from ..boxes import BoxFileError, box_format, coco_image_keys, read_boxes
-from ..builder import MedsetsBuilder, MedsetsConfig, RowProblems, Scan
-from ..checks import BuildError, Problem
+from ..builder import MedsetsBuilder, MedsetsConfig, Record, Scan
+from ..checks import BuildError, Problem, RowProblems
 from ..layout import IMAGE_FOLDERS, IMAGE_SUFFIXES, MASK_FOLDERS, images_and_masks, rank_image_ids, split_order
 from ..objects import components, cross_check, objects_in_tile, tiles
-from ..schema import (UnreadableImage, decode, detection_features, image_value, jpeg_block_grid, jpeg_bytes_like,
-                      pixel_hash, png_bytes)
+from ..duplicates import pixel_hash
+from ..schema import (decode, detection_features, jpeg_block_grid, jpeg_bytes_like,
+                      png_bytes)
 from ..source import Source, UnreadableFile, parent, stem, suffix
 
 # Folders that only say what they hold; removed from a box file's path to find its split folder.
@@ -52,20 +53,27 @@ class GZMHConfig(MedsetsConfig):
     tile_format: str = "jpeg"
 
 
+@dataclass
+class FieldRecord(Record):
+    # The boxes that box files in the download give for this field (cross-checked against its mask); None
+    # when its split has no box files.
+    boxes: list | None = None
+
+
 class GZMH(MedsetsBuilder):
     """GZMH: breast-cancer mitosis detection and segmentation (2084x2084 H&E, masks, boxes, centroids)."""
 
     BUILDER_CONFIG_CLASS = GZMHConfig
     BUILDER_CONFIGS = [
-        GZMHConfig(name="tiles", description="the images cut into 512x512 tiles (overlap 64, --tile-overlap), "
-                                             "masks and objects remapped; what training uses (default)"),
+        GZMHConfig(name="tiles", description="the images cut into 512x512 tiles (overlap at least 64 px), "
+                                             "masks and objects remapped; what training uses"),
         GZMHConfig(name="full", description="whole 2084x2084 images with mask and objects, splits as found"),
     ]
     # Tiles by default: the transformers examples load a dataset without a config name and resize each image
     # to about 600 px, where a 2084 px field's mitosis would shrink to some 10 px.
     DEFAULT_CONFIG_NAME = "tiles"
-    # `medsets build gzmh` writes both from one pass: each large image is decoded once for all.
-    BUILT_TOGETHER = ("tiles", "full")
+    # `medsets build gzmh` writes full beside tiles from one pass: each large image is decoded once for both.
+    COMPANION_CONFIGS = ("full",)
 
     CATEGORIES = ["mitosis"]
     ID2LABEL = {0: "background", 1: "mitosis"}
@@ -98,7 +106,8 @@ class GZMH(MedsetsBuilder):
         "`tiles` of a JPEG source are JPEG, encoded again with the source's own quantisation tables and chroma "
         "subsampling and cut on its 8/16 px block grid (but the last row and column, which end at the border), "
         "so the config is about the source's size; decoded, they differ slightly from crops of the decoded "
-        "source (the build report measures how much). Build with `--tile-format png` for exact pixels (~8x larger).",
+        "source (the build report measures how much). Build with `--tile-format png` (from Python: "
+        "`tile_format=\"png\"`) for exact pixels (~8x larger).",
         "When the download splits the test set (V2: test_1or2_score, test_3_score), `test` is declared as "
         "their union (no copy), as the transformers object-detection example expects a `test` split.",
     )
@@ -130,16 +139,16 @@ class GZMH(MedsetsBuilder):
             raise self.layout_not_found(
                 source, f"gzmh: no image/mask pairs found in {source.path} ({len(found.images)} images, "
                         f"{len(found.masks)} masks recognised).",
-                hint="Point --source at the extracted GZMH folder, a folder above it, or the .zip.")
+                hint="Point data_dir= at the extracted GZMH folder, a folder above it, or the .zip.")
         problems = found.unpaired()
         split_of = self.split_names(found.split_folders())
         box_files = [f for f in found.others if box_format(f) and f.rsplit("/", 1)[-1].lower() not in NOT_BOX_FILES]
         boxes, box_formats, box_warnings = self._read_box_files(source, box_files, split_of, problems)
-        records: dict[str, list[dict]] = defaultdict(list)
+        records: dict[str, list[FieldRecord]] = defaultdict(list)
         for (folder, key), (image_file, mask_file) in pairs.items():
             split = split_of[folder]
-            records[split].append({"image_file": image_file, "mask_file": mask_file,
-                                   "boxes": boxes[split].get(key, []) if split in boxes else None})
+            records[split].append(FieldRecord(image_file, mask_file=mask_file,
+                                              boxes=boxes[split].get(key, []) if split in boxes else None))
         rank_image_ids(records)
         for split, per_image in boxes.items():
             keys = {key for (folder, key) in pairs if split_of[folder] == split}
@@ -177,7 +186,7 @@ class GZMH(MedsetsBuilder):
                 keys = coco_image_keys(file, data) if suffix(file) == ".json" else [b.image for b in found] or [stem(file)]
             except (BoxFileError, UnreadableFile) as err:  # the message names the file; the problem does too
                 problems.append(Problem("unreadable box file", file, str(err).removeprefix(f"{file}: ")))
-                if suffix(file) in (".xml", ".txt"):  # one image's file: with --skip-bad that image goes unchecked
+                if suffix(file) in (".xml", ".txt"):  # one image's file: with skip_bad=True that image goes unchecked
                     boxes.setdefault(split, {})[stem(file).lower()] = None
                 continue
             formats.add(box_format(file))
@@ -191,50 +200,40 @@ class GZMH(MedsetsBuilder):
         return boxes, formats, warnings
 
     # -- rows -----------------------------------------------------------------------------------------
-    def _rows(self, record: dict):
-        """The rows of this config and of those built beside it (`also_build`), from one decode."""
+    def _rows(self, record: FieldRecord):
+        """The rows of this config and of its companions, from one decode."""
         image_cell, image, mask_cell, mask, found, labels, facts = self._decode(record)
-        for config in (self.config.name, *self.config.also_build):
+        for config in (self.config.name, *self.config.companions):
             if config == "full":
                 yield config, *self._full_row(record, image_cell, image, mask_cell, mask, found, facts)
             else:
                 for row in self._tile_rows(record, image, mask, found, labels, facts):
                     yield config, *row
 
-    def _decode(self, record: dict):
+    def _decode(self, record: FieldRecord):
         """Image and mask decoded and checked (RowProblems if they cannot be), the mask's objects, and the
         facts about the whole image for the report."""
         problems = []
-        try:
-            image_cell, image = image_value(self._source.read_bytes(record["image_file"]), self.PNG_COMPRESS_LEVEL)
-        except (UnreadableImage, UnreadableFile) as err:
-            problems.append(Problem("unreadable image", record["image_file"],
-                                    str(err).removeprefix(f"{record['image_file']}: ")))
-            image_cell = image = None
-        try:
-            mask_cell, mask, stray, coding = gzmh_mask(self._source.read_bytes(record["mask_file"]))
-        except (UnreadableImage, UnreadableFile) as err:
-            problems.append(Problem("unreadable mask", record["mask_file"],
-                                    str(err).removeprefix(f"{record['mask_file']}: ")))
-            mask_cell = mask = None
-        if image is not None and mask is not None and (mask.shape[1], mask.shape[0]) != image.size:
-            problems.append(Problem("mask size", record["mask_file"],
-                                    f"{mask.shape[1]}x{mask.shape[0]}, its image is {image.width}x{image.height}"))
+        image_cell, image = self.read(record.image_file, problems) or (None, None)
+        mask_cell, mask, stray, coding = self.read(record.mask_file, problems, as_mask=True, decode=gzmh_mask) \
+            or (None, None, 0, None)
+        if mask is not None:
+            self.check_mask_size(record.mask_file, mask, image, problems)
         if problems:
             raise RowProblems(problems)
         labels, found = components(mask)
         facts = {"stray_mask_pixels": stray, "mask_coding": coding, "pixel_hash": pixel_hash(image)}
-        if record["boxes"] is not None:
-            file_boxes = [b.scaled(image.width, image.height) if b.normalized else b for b in record["boxes"]]
-            facts["box_disagreements"] = cross_check(found, file_boxes, record["image_file"])
+        if record.boxes is not None:
+            file_boxes = [b.scaled(image.width, image.height) if b.normalized else b for b in record.boxes]
+            facts["box_disagreements"] = cross_check(found, file_boxes, record.image_file)
         return image_cell, image, mask_cell, mask, found, labels, facts
 
     def _full_row(self, record, image_cell, image, mask_cell, mask, found, facts):
-        image_id = record["image_id"]
+        image_id = record.image_id
         objects = [{"component": c.index, "bbox": [float(v) for v in c.bbox], "area": c.area,
                     "centroid": list(c.centroid)} for c in found]
         example = {"image": image_cell, "label": mask_cell, "objects": object_columns(objects, image_id, False),
-                   "image_id": image_id, "file_name": record["image_file"]}
+                   "image_id": image_id, "file_name": record.image_file}
         return example, image, {**facts, "mitoses": len(found), "mask_coverage": float(mask.mean())}
 
     def _tile_rows(self, record, image, mask, found, labels, facts):
@@ -243,7 +242,7 @@ class GZMH(MedsetsBuilder):
         from the source's is measured on the first tile (on the grid) and the last (off it) of each image."""
         grid = jpeg_block_grid(image) if self.config.tile_format == "jpeg" else None
         pixels = np.asarray(image.convert("RGB"))
-        image_id = record["image_id"]
+        image_id = record.image_id
         size, overlap = self.config.tile_size, self.config.tile_overlap
         cut = tiles(image.width, image.height, size, overlap, grid or 1)
         for tile in cut:
@@ -259,7 +258,7 @@ class GZMH(MedsetsBuilder):
                 "source_image_id": image_id,
                 "offset": [tile.x, tile.y],
                 "image_id": image_id * TILES_PER_IMAGE + tile.index,
-                "file_name": record["image_file"],
+                "file_name": record.image_file,
             }
             first = tile.index == 0  # facts about the whole image are reported once, with its first tile
             tile_facts = {"source_images": int(first), "source_image_id": image_id, "pixel_hash": None,
@@ -323,7 +322,7 @@ def tile_difference_finding(examples: list[dict], measured: list[dict]) -> str:
     return (f"tiles: {formats['jpeg']} JPEG (re-encoded with each source's quantisation tables and chroma "
             f"subsampling), {formats['png']} PNG (lossless); decoded JPEG tiles against the crop of the decoded "
             "source, measured on each image's first and last tile, " + "; ".join(parts)
-            + " (8-bit levels; for exact pixels build with --tile-format png)")
+            + " (8-bit levels; for exact pixels build with tile_format=\"png\")")
 
 
 def gzmh_mask(raw: bytes):

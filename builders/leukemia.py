@@ -1,6 +1,6 @@
 """Leukemia: ISBI 2019 C-NMC, normal (hem) versus leukemic (all) B-lymphoid cells, 450x450 RGB BMP.
 
-Layouts and counts: shared/SOURCES.md section 3. The Kaggle download and the TCIA layout differ only in
+Layouts and counts: docs/leukemia.md. The Kaggle download and the TCIA layout differ only in
 wrapper folder names, so one detection serves both: `fold_N/{all,hem}/` training folders, the
 preliminary-phase images with their labels CSV (which maps each anonymised `N.bmp` back to its
 original name, so patient ids are known there too) and the final-phase images, whose labels were
@@ -15,8 +15,9 @@ import re
 
 import datasets
 
-from ..builder import MedsetsBuilder, MedsetsConfig, Scan
+from ..builder import MedsetsBuilder, MedsetsConfig, Record, Scan
 from ..checks import Problem
+from ..label_files import Column, find_columns
 from ..layout import ignored_files, known_split, rank_image_ids
 from ..schema import classification_features
 from ..source import Source, parent, stem, suffix
@@ -115,8 +116,8 @@ class Leukemia(MedsetsBuilder):
                 elif parsed["label"] != folder_label:
                     problems.append(Problem("label contradicts name", f, f"in a {match['cls']}/ folder"))
                 else:
-                    records["train"].append({"image_file": f, "label": folder_label,
-                                             "metadata": name_metadata(parsed, int(match["fold"]))})
+                    records["train"].append(Record(f, folder_label,
+                                                   metadata=name_metadata(parsed, int(match["fold"]))))
 
         by_folder = source.folders()
         prelim = self._named_image_folder(by_folder, self.PRELIM_FOLDER)
@@ -132,7 +133,7 @@ class Leukemia(MedsetsBuilder):
         else:
             warnings.append("no preliminary-phase test data (C-NMC_test_prelim_phase_data): no validation split")
         if final:
-            records["test"] = [{"image_file": f, "label": self.UNLABELLED, "metadata": name_metadata(None)}
+            records["test"] = [Record(f, self.UNLABELLED, metadata=name_metadata(None))
                                for f in sorted(self._images_in(source, final, ignored), key=numeric_order)]
         else:
             warnings.append("no final-phase test data (C-NMC_test_final_phase_data): no test split")
@@ -149,49 +150,44 @@ class Leukemia(MedsetsBuilder):
     def _read_prelim(self, source: Source, folder: str, label_csv: str, ignored: list):
         """Rows 'Patient_ID,new_names,labels' = original name, anonymised N.bmp, 0/1."""
         rows = source.read_rows(label_csv)
-        header = [h.lower() for h in rows[0]] if rows and not any(parse_original_name(c) for c in rows[0]) else []
-        body = rows[1:] if header else rows
-
-        def column(words, content):
-            by_name = [i for i, h in enumerate(header) if any(w in h for w in words)]
-            return by_name[0] if by_name else next((i for i in range(len(body[0])) if content(body[0][i])), None)
-
-        problems = []
-        if not body:
+        table = find_columns(rows, {
+            "original": Column(("patient", "orig"), lambda v: parse_original_name(v) is not None),
+            "new": Column(("new",), lambda v: re.fullmatch(r"\d+\.bmp", v, re.IGNORECASE) is not None),
+            "label": Column(("label",), lambda v: v.lower() in self.LABEL_SPELLINGS),
+        })
+        if not table.body:
             return [], [Problem("bad label file", label_csv, "no rows")]
-        original = column(("patient", "orig"), lambda v: parse_original_name(v) is not None)
-        new = column(("new",), lambda v: re.fullmatch(r"\d+\.bmp", v, re.IGNORECASE) is not None)
-        label = column(("label",), lambda v: v.lower() in self.LABEL_SPELLINGS)
-        if None in (original, new, label):
+        if None in table.columns.values():
             return [], [Problem("bad label file", label_csv, "need the original name, new name and label columns; "
                                                              f"found {rows[0]}")]
+        problems = []
         images = {stem(f).lower(): f for f in self._images_in(source, folder, ignored)}
         records, listed = [], set()
-        for line, row in enumerate(body, start=2 if header else 1):
-            cells = (row + [""] * 3)
-            key = stem(cells[new]).lower()
+        for line, row in enumerate(table.body, start=table.first_line):
+            original, new, label = (table.value(row, c) for c in ("original", "new", "label"))
+            key = stem(new).lower()
             listed.add(key)
-            parsed = parse_original_name(cells[original])
-            name = self.LABEL_SPELLINGS.get(cells[label].strip().lower())
+            parsed = parse_original_name(original)
+            name = self.LABEL_SPELLINGS.get(label.lower())
             file = images.get(key)
             if file is None:
                 problems.append(Problem("missing image", label_csv,
-                                        f"line {line} lists {cells[new]}; not in {folder}/"))
+                                        f"line {line} lists {new}; not in {folder}/"))
             elif name is None:
                 problems.append(Problem("unknown label", label_csv,
-                                        f"line {line}: {cells[label]!r}; known: 0/1, hem/all"))
+                                        f"line {line}: {label!r}; known: 0/1, hem/all"))
             elif parsed is None:
                 problems.append(Problem("unparseable name", label_csv,
-                                        f"line {line}: original name {cells[original]!r}"))
+                                        f"line {line}: original name {original!r}"))
             elif parsed["label"] != name:
                 problems.append(Problem("label contradicts name", label_csv,
-                                        f"line {line}: label {cells[label]} for {cells[original]}"))
+                                        f"line {line}: label {label} for {original}"))
             else:
-                records.append({"image_file": file, "label": name, "metadata": name_metadata(parsed)})
+                records.append(Record(file, name, metadata=name_metadata(parsed)))
         for key, file in images.items():
             if key not in listed:
                 problems.append(Problem("unlabelled image", file, f"not listed in {label_csv}"))
-        records.sort(key=lambda r: numeric_order(r["image_file"]))
+        records.sort(key=lambda r: numeric_order(r.image_file))
         return records, problems
 
     # -- the repackaging (image/ + .txt lists) ---------------------------------------------------------
@@ -216,8 +212,7 @@ class Leukemia(MedsetsBuilder):
                     problems.append(Problem("label contradicts name", txt, f"line {line}: {raw_label} for {name}"))
                 else:
                     unnamed += parsed is None
-                    records[split].append({"image_file": images[key], "label": label,
-                                           "metadata": name_metadata(parsed)})
+                    records[split].append(Record(images[key], label, metadata=name_metadata(parsed)))
         for key, file in images.items():
             if key not in listed:
                 problems.append(Problem("unlabelled image", file, f"in none of {', '.join(txts.values())}"))

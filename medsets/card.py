@@ -103,12 +103,12 @@ def card_text(name: str, builder_cls, reports: list[BuildReport], prose: str, fo
             lines.append(f"- {split} mask foreground fraction: mean {c['mean']}, min {c['min']}, max {c['max']}")
         duplicates = report.duplicate_lines()
         findings = ([f"count differs from the published one: {m}" for m in report.count_mismatches]
-                    + [f"left out with --skip-bad: {p['kind']}: {p['file']} {p['detail']}".rstrip()
+                    + [f"left out with skip_bad=True: {p['kind']}: {p['file']} {p['detail']}".rstrip()
                        for p in report.skipped] + duplicates[:1] + report.warnings)
         lines += ["", "Build findings:" if findings else "Build findings: none; counts match the published ones."]
         lines += [f"- {f}" for f in findings] + [""]
         if report.dropped:  # every dropped row, folded: the one line above says how many and why
-            lines += [f"<details><summary>The {len(report.dropped)} rows dropped with --drop-duplicates</summary>",
+            lines += [f"<details><summary>The {len(report.dropped)} rows dropped with drop_duplicates=True</summary>",
                       "", "| split | file | same pixels as (kept) |", "|---|---|---|"]
             lines += [f"| {d['split']} | {d['file_name']} | {d['same_as']} |" for d in report.dropped]
             lines += ["", "</details>", ""]

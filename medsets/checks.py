@@ -16,6 +16,9 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .duplicates import duplicates_finding
+from .errors import MedsetsError
+
 # What a user can do about each kind of problem; shown once per kind in the error.
 ADVICE = {
     "unlabelled image": "an image has no row in the label file; check that the label file matches this download",
@@ -54,7 +57,15 @@ class Problem:
         return f"{self.file}: {self.detail}" if self.detail else self.file
 
 
-class BuildError(Exception):
+class RowProblems(Exception):
+    """Raised while a row is made: the row is left out and each of its problems recorded."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("; ".join(map(str, problems)))
+
+
+class BuildError(MedsetsError):
     """The raw data cannot be built as it is. Carries every problem found, not just the first."""
 
     def __init__(self, what: str, problems: list[Problem] | None = None, hint: str = ""):
@@ -135,13 +146,13 @@ class BuildReport:
     layout: str
     counts: dict = field(default_factory=dict)  # split -> {"total": n, column -> {value: n}}
     count_mismatches: list[str] = field(default_factory=list)
-    skipped: list[dict] = field(default_factory=list)  # problems whose rows were left out (--skip-bad)
+    skipped: list[dict] = field(default_factory=list)  # problems whose rows were left out (skip_bad=True)
     warnings: list[str] = field(default_factory=list)
     image_sizes: dict = field(default_factory=dict)  # split -> {"min": [w, h], "median": .., "max": ..}
     mask_coverage: dict = field(default_factory=dict)  # split -> foreground fraction {"mean", "min", "max"}
     # Pixel-identical images: {"pairs": {split pair: n}, "groups": [[{split, image_id, file_name, pixel_hash}]]}
     duplicates: dict = field(default_factory=dict)
-    dropped: list[dict] = field(default_factory=list)  # rows left out with --drop-duplicates, each with "same_as"
+    dropped: list[dict] = field(default_factory=list)  # rows left out with drop_duplicates=True, each with "same_as"
 
     def duplicate_lines(self) -> list[str]:
         """What the report and the card say of duplicates: one line, then every dropped row."""
@@ -149,8 +160,8 @@ class BuildReport:
             return []
         line = f"duplicates: {duplicates_finding(self.duplicates)} (every group in reports/{self.config}.json)"
         if not self.dropped:
-            return [line + "; all kept, as published (--drop-duplicates keeps one of each group)"]
-        return [line + f"; {len(self.dropped)} copies dropped with --drop-duplicates (the first of each group, in "
+            return [line + "; all kept, as published (drop_duplicates=True keeps one of each group)"]
+        return [line + f"; {len(self.dropped)} copies dropped with drop_duplicates=True (the first of each group, in "
                        "split order then by image_id, is kept):"] + [
             f"  dropped {d['split']}:{d['file_name']} (= {d['same_as']})" for d in self.dropped]
 
@@ -175,10 +186,10 @@ class BuildReport:
             lines.append(f"  counts differing from the published ones ({len(self.count_mismatches)}):")
             lines += [f"    - {m}" for m in self.count_mismatches]
         else:
-            lines.append("  counts match the published ones" + (" (before --drop-duplicates)" if self.dropped else ""))
+            lines.append("  counts match the published ones" + (" (before drop_duplicates=True)" if self.dropped else ""))
         lines += [f"  {line}" for line in self.duplicate_lines()]
         if self.skipped:
-            lines.append(f"  rows left out with --skip-bad ({len(self.skipped)}):")
+            lines.append(f"  rows left out with skip_bad=True ({len(self.skipped)}):")
             lines += [f"    - {p['kind']}: {p['file']} {p['detail']}".rstrip() for p in self.skipped]
         for w in self.warnings:
             lines.append(f"  warning: {w}")
@@ -235,57 +246,6 @@ def compare_counts(counts: dict, published: PublishedCounts) -> list[str]:
                 if have != n:
                     mismatches.append(f"{where}: {column} {value} {have}, published {n}")
     return mismatches
-
-
-def duplicate_groups(units: list[dict], split_order: list[str]) -> list[list[dict]]:
-    """Images of identical pixel content (the hash of the decoded pixels, so that copies differing only in
-    file metadata are found), as groups of two or more: each group in keeping order (split order, then
-    image_id), the groups ordered by their first member. A unit is {split, image_id, file_name, pixel_hash};
-    only hashes are held, never images."""
-    by_hash: dict[str, list[dict]] = defaultdict(list)
-    for unit in units:
-        by_hash[unit["pixel_hash"]].append(unit)
-
-    def keeping_order(unit):
-        return split_order.index(unit["split"]), unit["image_id"]
-
-    groups = [sorted(group, key=keeping_order) for group in by_hash.values() if len(group) > 1]
-    return sorted(groups, key=lambda group: keeping_order(group[0]))
-
-
-def duplicate_pairs(groups: list[list[dict]], split_order: list[str]) -> dict[str, int]:
-    """Pixel-identical pairs per split pair ("train" within train, "train-test" across), in split order;
-    a group of k images holds k(k-1)/2 pairs."""
-    pairs: dict[tuple[int, int], int] = defaultdict(int)
-    for group in groups:
-        where = [split_order.index(unit["split"]) for unit in group]
-        for i, a in enumerate(where):
-            for b in where[i + 1:]:
-                pairs[(min(a, b), max(a, b))] += 1
-
-    def name(a, b):
-        return split_order[a] if a == b else f"{split_order[a]}-{split_order[b]}"
-
-    ordered = sorted(pairs, key=lambda ab: (ab[0] != ab[1], ab))  # within a split first, then across
-    return {name(a, b): pairs[(a, b)] for a, b in ordered}
-
-
-def duplicates_finding(duplicates: dict) -> str:
-    """The one line of the report and the card: '194 pixel-identical pairs (194 groups, 388 images): 80
-    within train, ..., 54 train-test; 104 cross splits'."""
-    pairs, groups = duplicates["pairs"], duplicates["groups"]
-    total = sum(pairs.values())
-    across = sum(n for where, n in pairs.items() if "-" in where)  # split names are words: no hyphen
-    parts = [f"{n} {where if '-' in where else 'within ' + where}" for where, n in pairs.items()]
-    images = sum(len(group) for group in groups)
-    return (f"{total} pixel-identical pair{'s' if total != 1 else ''} ({len(groups)} group{'s' if len(groups) != 1 else ''},"
-            f" {images} images): {', '.join(parts)}; {across} cross splits")
-
-
-def copies_to_drop(groups: list[list[dict]]) -> list[dict]:
-    """Every member of a group but its first (the earliest split, then the lowest image_id), each with the
-    copy that is kept."""
-    return [{**unit, "same_as": f"{group[0]['split']}:{group[0]['file_name']}"} for group in groups for unit in group[1:]]
 
 
 def group_overlap(examples: list[dict], group_column: str) -> list[str]:

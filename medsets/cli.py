@@ -7,18 +7,61 @@ means the input (raw data, paths, output folder) is at fault; the message lists 
 from __future__ import annotations
 
 import argparse
-import os
+import re
 import signal
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+# The core and the builders name Python options in their messages (skip_bad=True, config_name="icpr2012"),
+# as a Python user passes them; on the command line they are flags.
+FLAGS = {"config_name": "--config", "data_dir": "--source", "out": "--out", "num_proc": "--num-proc",
+         "tile_size": "--tile-size", "tile_overlap": "--tile-overlap", "tile_format": "--tile-format"}
+SWITCHES = {"skip_bad": "--skip-bad", "drop_duplicates": "--drop-duplicates", "overwrite": "--overwrite"}
+
+
+def as_flags(message: str) -> str:
+    """A message of the core, with each Python option named as the command line's flag."""
+    message = re.sub(r"\b(" + "|".join(SWITCHES) + r")=True\b", lambda m: SWITCHES[m[1]], message)
+    return re.sub(r"\b(" + "|".join(FLAGS) + r')=(?:"([^"\s]*)"|(\S*\w))?',
+                  lambda m: FLAGS[m[1]] + (f" {m[2] or m[3]}" if (m[2] or m[3]) else ""), message)
+
+
+def package_version() -> str:
+    try:
+        return version("medsets")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def build_defaults() -> dict:
+    """What a build does when not told, read from the dataset modules' own constants."""
+    import dataclasses
+
+    from .builder import MedsetsConfig
+    from .builders import BUILDERS
+
+    shared = {f.name for f in dataclasses.fields(MedsetsConfig)}
+    return {name: {"config": cls.DEFAULT_CONFIG_NAME, "companions": cls.COMPANION_CONFIGS,
+                   "num_proc": cls.DEFAULT_NUM_PROC,
+                   "options": {f.name: f.default for f in dataclasses.fields(cls.BUILDER_CONFIG_CLASS)
+                               if f.name not in shared and f.name in FLAGS and f.default is not dataclasses.MISSING}}
+            for name, cls in BUILDERS.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # `build --help` and `list` show the defaults the dataset modules declare; importing them takes a second,
+    # so only those commands do.
+    defaults = build_defaults() if argv[:1] == ["build"] else {}
+    tiles = defaults.get("gzmh", {}).get("options", {})
+    num_proc = ", ".join(f"{name} {d['num_proc']}" for name, d in defaults.items()) or "the dataset's measured best"
     parser = argparse.ArgumentParser(
         prog="medsets",
         description="Turn raw biomedical microscopy downloads into Hugging Face datasets.",
         epilog="Example: medsets build hep2 --source ~/Downloads/ICIP2013_training_1.0.zip --out ./hep2",
     )
+    parser.add_argument("--version", action="version", version=f"medsets {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser("list", help="the datasets and configs medsets can build")
@@ -44,15 +87,16 @@ def main(argv: list[str] | None = None) -> int:
                             "report and the card. Without it duplicates are only reported and the published splits "
                             "are kept as they are, so that results stay comparable with papers")
     build.add_argument("--num-proc", type=int,
-                       help="worker processes for decoding, checking and re-encoding (default: the dataset's "
-                            f"measured best: 1 for hep2, all {os.cpu_count()} cores for leukemia and gzmh)")
+                       help="worker processes for decoding, checking and re-encoding (default: each dataset's "
+                            f"measured best on this machine: {num_proc})")
     tiling = build.add_argument_group("tiling (gzmh tiles)")
-    tiling.add_argument("--tile-size", type=int, help="tile width and height in pixels (default 512)")
+    tiling.add_argument("--tile-size", type=int, help=f"tile width and height in pixels (default {tiles.get('tile_size', 512)})")
     tiling.add_argument("--tile-overlap", type=int,
-                        help="pixels neighbouring tiles share at least (default 64); tiles are spread evenly "
-                             "from border to border, so the overlap is usually larger (2084 px: 5 tiles, 112-128 px)")
+                        help=f"pixels neighbouring tiles share at least (default {tiles.get('tile_overlap', 64)}); "
+                             "tiles are spread evenly from border to border, so the overlap is usually larger "
+                             "(2084 px at 512/64: 5 tiles, 112-128 px)")
     tiling.add_argument("--tile-format", choices=["jpeg", "png"],
-                        help="jpeg (default): tiles of a JPEG source are JPEG with its own quantisation tables, cut "
+                        help=f"default {tiles.get('tile_format', 'jpeg')}. jpeg: tiles of a JPEG source are JPEG with its own quantisation tables, cut "
                              "on its block grid where they can be, about the source's size (the report measures "
                              "how their pixels differ); png: every tile lossless, about 8x the size")
 
@@ -95,10 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     push.add_argument("--public", action="store_true", help="make the repository public (default: private)")
 
     demo = commands.add_parser(
-        "demo", help="build and load synthetic replicas of the raw downloads",
-        description="Write synthetic replicas of the raw layouts, build them with medsets, load the "
-                    "result offline with datasets.load_dataset, print a summary, and fine-tune a small ViT on "
-                    "the HEp-2 replica for a minute (with the train extra installed).")
+        "demo", help="build and load synthetic replicas of the raw downloads, then short training runs",
+        description="Write synthetic replicas of every raw layout (HEp-2 ICPR 2014 and the MIVIA download of "
+                    "ICPR 2012, C-NMC, BIS5k, GZMH V2) into OUT/raw, build each with medsets into OUT/NAME "
+                    "(hep2: icpr2014, icpr2012 and icpr2012_slides; gzmh: tiles and full), load every config "
+                    "offline with datasets.load_dataset and print a summary; then, from a clone with the train "
+                    "extra, short from-scratch runs of the three fine-tuning scripts (a ViT on HEp-2, SegFormer "
+                    "on BIS5k, RT-DETR on GZMH tiles and on the HEp-2 slides) into OUT/runs. "
+                    "About 3 minutes on two cores.")
     demo.add_argument("--out", type=Path, default=Path("medsets-demo"),
                       help="folder for the replicas and the built datasets (default: %(default)s)")
     demo.add_argument("--scale", type=float, default=0.05,
@@ -108,8 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     # Imported here so that `--help` answers at once.
     from datasets.utils.logging import set_verbosity_error
 
-    from .checks import BuildError
-    from .source import SourceError
+    from .errors import MedsetsError
 
     set_verbosity_error()  # datasets' own warnings (num_proc adjustments, ...) are noise here
     try:
@@ -131,13 +178,13 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import run_demo
 
         return run_demo(args.out, args.scale)
-    except (BuildError, SourceError) as err:
-        print(f"medsets: {err}", file=sys.stderr)
+    except MedsetsError as err:
+        print(f"medsets: {as_flags(str(err))}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, SystemExit, Exception) as err:
         # Stopped by SIGINT or SIGTERM: the pool of worker processes may answer with an error of its own
         # while it unwinds, so the signal recorded by the build says why. The build has cleaned up.
-        from .export import interrupted_by
+        from .processes import interrupted_by
 
         signum = interrupted_by() or (signal.SIGINT if isinstance(err, KeyboardInterrupt) else None)
         if signum is None:
@@ -148,13 +195,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def list_datasets() -> int:
-    from . import BUILDERS
+    from .builders import BUILDERS
 
+    defaults = build_defaults()
     for name, cls in BUILDERS.items():
+        d = defaults[name]
         print(f"{name}: {(cls.__doc__ or '').strip().splitlines()[0]}")
         for config in cls.BUILDER_CONFIGS:
-            default = " (default)" if config.name == cls.DEFAULT_CONFIG_NAME else ""
-            print(f"  --config {config.name}{default}: {config.description}")
+            role = (" (default)" if config.name == d["config"]
+                    else " (built with the default)" if config.name in d["companions"] else "")
+            print(f"  --config {config.name}{role}: {config.description}")
+        options = " ".join(f"--{key.replace('_', '-')} {value}" for key, value in d["options"].items())
+        print(f"  build defaults: --num-proc {d['num_proc']}" + (f" {options}" if options else ""))
     return 0
 
 
@@ -173,7 +225,7 @@ def build_dataset(args) -> int:
         return 2
     options = {name: value for name, value in (("tile_size", args.tile_size), ("tile_overlap", args.tile_overlap),
                                                ("tile_format", args.tile_format)) if value is not None}
-    building = [args.config] if args.config else list(builder_cls.BUILT_TOGETHER or [builder_cls.DEFAULT_CONFIG_NAME])
+    building = [args.config] if args.config else [builder_cls.DEFAULT_CONFIG_NAME, *builder_cls.COMPANION_CONFIGS]
     if options and "tiles" not in building:
         print(f"medsets: --tile-size/--tile-overlap/--tile-format apply to gzmh tiles, not to {args.name} "
               f"{', '.join(building)}", file=sys.stderr)
@@ -182,7 +234,7 @@ def build_dataset(args) -> int:
                                  overwrite=args.overwrite, skip_bad=args.skip_bad, num_proc=args.num_proc,
                                  drop_duplicates=args.drop_duplicates, **options)
     for report in reports.values():
-        print(report.render() + "\n")
+        print(as_flags(report.render()) + "\n")
     print(f"Wrote {out} (reports in {out / 'reports'}).")
     for config in reports:
         default = "" if config != builder_cls.DEFAULT_CONFIG_NAME else f"  # or datasets.load_dataset({str(out)!r})"

@@ -24,41 +24,17 @@ from pathlib import Path
 import numpy as np
 from datasets import ClassLabel, Image
 
-from .builder import canonical
+from .label_files import Column, canonical, find_columns
+from .metrics.classification.table3 import table3
 from .checks import BuildError, Problem
 from .layout import is_image
 from .source import decode_text, parse_rows, stem
 
 # What each convention of the toolkit equals (medsets.metrics.segmentation says how).
 REFERENCES = {"uacanet": "UACANet's Eval.py, the BIS5k toolkit", "pysodmetrics": "the pysodmetrics package"}
-# Table 3 of the HEp-2 report (shared/seeds/002): F1 per class and accuracy on the ICPR 2012 test set.
-PAPER_TABLE3 = {
-    "ConvNeXt-B ImageNet-22K 224²": {"nucleolar": 0.78, "homogeneous": 0.70, "coarse_speckled": 0.75,
-                                     "centromere": 0.88, "cytoplasmatic": 0.98, "fine_speckled": 0.47, "accuracy": 0.739},
-    "Custom CoAtNet JFT-3B 224²": {"nucleolar": 0.80, "homogeneous": 0.69, "coarse_speckled": 0.86,
-                                   "centromere": 0.85, "cytoplasmatic": 0.91, "fine_speckled": 0.54, "accuracy": 0.756},
-}
 MITOSIS_THRESHOLDS = [round(t, 2) for t in np.arange(0.05, 0.951, 0.05)]
 KEY_COLUMNS = ("file_name", "image_id", "image", "file", "name", "id")
 LABEL_COLUMNS = ("label", "prediction", "predicted", "pred", "class")
-
-
-def table3(scores: dict, label_names: list[str], model_name: str, paper: bool) -> str:
-    """Rows as in the report's Table 3 (F1 per class, then accuracy), with its two models beside ours
-    when the data is the report's (hep2 icpr2012), plus the contests' MCA and C-NMC's weighted F1."""
-    papers = list(PAPER_TABLE3) if paper else []
-
-    def row(name, ours, key=None, digits=2):
-        cells = [f"{ours:.{digits}f}"] + [f"{PAPER_TABLE3[p][key]:.{digits}f}" if key in PAPER_TABLE3[p] else ""
-                                          for p in papers]
-        return f"| {name} | " + " | ".join(cells) + " |"
-
-    lines = ["| | " + " | ".join([model_name] + papers) + " |", "|---|" + "---|" * (1 + len(papers))]
-    lines += [row(f"f1 score for {name}", scores["f1_by_class"][name], name) for name in label_names]
-    lines += [row("Average classification accuracy", scores["accuracy"], "accuracy", 3),
-              row("Mean class accuracy", scores["mean_class_accuracy"], digits=3),
-              row("Weighted F1", scores["weighted_f1"], digits=3)]
-    return "\n".join(lines) + "\n"
 
 
 def evaluate_predictions(name: str, predictions: Path, dataset: Path, split: str, csv_path: Path | None,
@@ -180,20 +156,20 @@ def score_masks(rows, predictions: Path, allow_missing: bool, convention: str) -
 
 # -- results files ----------------------------------------------------------------------------------------
 def read_results(path: Path, wanted: dict[str, tuple]) -> tuple[list[dict], list[Problem], dict[str, str]]:
-    """Rows of a results CSV as dicts of the wanted columns, found by header name (any case), and which
-    header each wanted column was found under."""
+    """Rows of a results CSV as dicts of the wanted columns, found by header name (any case; the first name
+    listed wins), and which header each wanted column was found under."""
     rows = parse_rows(decode_text(path.read_bytes()))
     if not rows:
         return [], [Problem("bad results file", str(path), "no rows")], {}
-    header = [h.strip().lower() for h in rows[0]]
-    columns = {key: next((header.index(n) for n in names if n in header), None) for key, names in wanted.items()}
+    table = find_columns(rows, {key: Column(names, exact=True) for key, names in wanted.items()}, has_header=True)
     absent = [f"{key} ({' or '.join(names)})" for key, names in wanted.items()
-              if columns[key] is None and key != "score"]
+              if table.columns[key] is None and key != "score"]
     if absent:
         return [], [Problem("bad results file", str(path), f"header {rows[0]} lacks {', '.join(absent)}")], {}
-    entries = [{"line": line, **{key: (row[i] if i is not None and i < len(row) else "") for key, i in columns.items()}}
-               for line, row in enumerate(rows[1:], start=2)]
-    return entries, [], {key: header[i] for key, i in columns.items() if i is not None}
+    entries = [{"line": line, **{key: (row[i] if i is not None and i < len(row) else "")
+                                 for key, i in table.columns.items()}}
+               for line, row in enumerate(table.body, start=table.first_line)]
+    return entries, [], {key: table.header_of(key) for key, i in table.columns.items() if i is not None}
 
 
 def image_keys(rows, by_id: bool) -> dict[str, int]:

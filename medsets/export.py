@@ -14,14 +14,12 @@ marker inside).
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import json
 import os
 import re
 import shutil
-import signal
 import sys
 import uuid
 from contextlib import contextmanager
@@ -32,6 +30,7 @@ from datasets.exceptions import DatasetGenerationError
 from .card import write_card
 from .checks import BuildError
 from .picture import sample_picture
+from .processes import terminate_as_exception
 
 TEMP_TAG = ".tmp-"
 OLD_TAG = ".old-"
@@ -50,7 +49,7 @@ class OutputError(BuildError):
 def build(builder_cls, source, config: str | None, out, *, overwrite=False, skip_bad=False, num_proc=None,
           **config_options):
     """Build a dataset from a raw download into the hub folder `out`: the config named, or with none the
-    dataset's default (for a dataset with `BUILT_TOGETHER` configs, all of those in one pass).
+    dataset's default (with its `COMPANION_CONFIGS`, written in the same pass).
     `config_options` set fields of the builder's config (gzmh: tile_size, tile_overlap, tile_format;
     every dataset: drop_duplicates).
 
@@ -65,7 +64,7 @@ def build(builder_cls, source, config: str | None, out, *, overwrite=False, skip
 def build_configs(builder_cls, source, config: str | None, out, *, overwrite=False, skip_bad=False, num_proc=None,
                   **config_options):
     """As `build`; returns (folder, {config: BuildReport}) for every config written."""
-    configs = [config] if config else list(builder_cls.BUILT_TOGETHER or [builder_cls.DEFAULT_CONFIG_NAME])
+    configs = [config] if config else [builder_cls.DEFAULT_CONFIG_NAME, *builder_cls.COMPANION_CONFIGS]
     out = Path(out).expanduser().resolve()
     with output_errors(out.parent, "create the folder that will hold the output"):
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -85,7 +84,7 @@ def build_into(builder_cls, source, configs: list[str], out: Path, existing: boo
         work.mkdir()
         (work / WORK_MARKER).write_text("a medsets build works here; removed when it ends\n")
         builder = builder_cls(config_name=configs[0], data_dir=str(source), cache_dir=str(work / "cache"),
-                              skip_bad=skip_bad, also_build=tuple(configs[1:]), **config_options)
+                              skip_bad=skip_bad, companions=tuple(configs[1:]), **config_options)
         num_proc = num_proc or builder_cls.DEFAULT_NUM_PROC
         builder.download_and_prepare(output_dir=str(work / "prepared"), file_format="parquet",
                                      num_proc=num_proc if num_proc > 1 else None)
@@ -123,17 +122,17 @@ def check_output(out: Path, configs: list[str], overwrite: bool) -> bool:
     if not out.exists():
         return False
     if not out.is_dir():
-        raise OutputError(f"{out} exists and is a file.", hint="Choose another --out.")
+        raise OutputError(f"{out} exists and is a file.", hint="Choose another out= folder.")
     if not any(out.iterdir()):
         return False
     if not is_medsets_folder(out):
         raise OutputError(f"{out} exists and is not a folder built by medsets; it is left alone, even with "
-                          "--overwrite.", hint="Choose another --out, or remove that folder yourself.")
+                          "overwrite=True.", hint="Choose another out= folder, or remove that folder yourself.")
     held = [config for config in configs if (out / "data" / config).exists()]
     if held and not overwrite:
         raise OutputError(f"{out} already holds config{'s' if len(held) > 1 else ''} {', '.join(map(repr, held))}.",
-                          hint="Pass --overwrite to rebuild (other configs in the folder are kept), "
-                               "or choose another --out.")
+                          hint="Pass overwrite=True to rebuild (other configs in the folder are kept), "
+                               "or choose another out= folder.")
     return True
 
 
@@ -252,11 +251,11 @@ def output_errors(where: Path, doing: str):
 def output_error(err: OSError, where: Path, doing: str) -> OutputError:
     place = err.filename or where
     reason = err.strerror or str(err) or type(err).__name__
-    hint = {errno.ENOSPC: "Free some disk space (a build needs about twice the output's size) or choose another --out.",
-            errno.EROFS: "That file system is read-only: choose another --out.",
-            errno.EACCES: "You may not write there: choose another --out.",
-            errno.ENOTDIR: "A file stands where a folder should be: choose another --out."}.get(
-        err.errno, "Choose another --out, or fix the problem named above.")
+    hint = {errno.ENOSPC: "Free some disk space (a build needs about twice the output's size) or choose another out= folder.",
+            errno.EROFS: "That file system is read-only: choose another out= folder.",
+            errno.EACCES: "You may not write there: choose another out= folder.",
+            errno.ENOTDIR: "A file stands where a folder should be: choose another out= folder."}.get(
+        err.errno, "Choose another out= folder, or fix the problem named above.")
     return OutputError(f"could not {doing}: {reason}: {place}. Nothing was changed.", hint=hint)
 
 
@@ -278,140 +277,3 @@ def removed_on_exit(folder: Path):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def _worker_signals_in_forked_child():
-    """A process forked during a build (a `datasets` worker) gets SIGTERM's default action back (see
-    terminate_as_exception), ignores SIGINT (Ctrl-C reaches the whole process group; the build stops its
-    workers itself), and dies with the build: the kernel kills it when its parent ends, even by SIGKILL,
-    where it would otherwise wait forever on a queue nobody reads."""
-    if not _building or _building[-1] == os.getpid():
-        return
-    owner = _building[-1]
-    _building.clear()  # its own children inherit the dispositions below; the kernel's death signal they need not
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sys.unraisablehook = _quiet_when_the_queue_is_gone(sys.unraisablehook)
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-        if os.getppid() != owner:  # the build ended between the fork and the prctl
-            os._exit(128 + signal.SIGKILL)
-
-
-def _quiet_when_the_queue_is_gone(report):
-    """datasets' `_prepare_split_single` yields in a `finally`: when a stopped build shuts the queue down under
-    a worker, closing that generator raises "generator ignored GeneratorExit", which Python prints as an
-    unraisable error. The build has stopped and says so; only that report is left out."""
-    def hook(unraisable):
-        if not (isinstance(unraisable.exc_value, RuntimeError) and "ignored GeneratorExit" in str(unraisable.exc_value)):
-            report(unraisable)
-    return hook
-
-
-os.register_at_fork(after_in_child=_worker_signals_in_forked_child)
-_building: list[int] = []  # the pid of the process running a build, while it runs (read by forked children)
-_interrupted_by: list[int] = []  # the signal that stopped the build in this process, if one did
-
-
-def active_children() -> list:
-    return [child for name in ("multiprocess", "multiprocessing")  # datasets uses the first
-            for child in (sys.modules[name].active_children() if name in sys.modules else ())]
-
-
-def stop_children(keep: set[int] = frozenset()):
-    """Kill the processes the build's worker pool left (a manager started just before the interrupt, a
-    worker the pool started while it was being torn down): at exit multiprocessing would wait for each.
-    Children in `keep` (the caller's own, from before the build) are left alone."""
-    children = [child for child in active_children() if child.pid not in keep]
-    for child in children:  # all at once: a worker that outlived the manager would complain on its way out
-        child.kill()
-    for child in children:
-        child.join(timeout=5)
-
-
-def interrupted_by() -> int | None:
-    """SIGTERM or SIGINT when one of them stopped a build in this process: whatever exception then reaches
-    the caller (the pool may raise its own while the interrupt unwinds it), that is why it stopped."""
-    return _interrupted_by[-1] if _interrupted_by else None
-
-
-@contextmanager
-def terminate_as_exception():
-    """Turn SIGTERM into an exception in the main thread so that cleanup (`finally`) runs.
-
-    Only in this process. Worker processes forked by `datasets` (num_proc > 1) would inherit the handler,
-    and the pool stops its workers with SIGTERM when a split is done. A worker must then die as with the
-    default action: one that raised instead could be left blocked on the pool's queue lock, and so could
-    one whose signal the kernel handed to another of its threads (Arrow's pool), since a Python handler
-    only runs once the main thread wakes up, and a thread blocked on that lock never does. Either way the
-    build hung in Pool.terminate (seen in about 1 of 4 two-process builds). So a fork resets SIGTERM to
-    the default at once (os.register_at_fork), and the handler itself exits at once outside its process."""
-    owner = os.getpid()
-
-    def raise_exit(signum, frame):
-        if os.getpid() != owner:
-            os._exit(128 + signum)
-        _interrupted_by.append(signum)
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise SystemExit(128 + signum)
-
-    raise_exit.medsets_owner = owner
-
-    try:
-        previous = {signum: signal.signal(signum, raise_exit) for signum in (signal.SIGTERM, signal.SIGINT)}
-    except ValueError:  # not the main thread: leave signal handling to the caller
-        yield Stopped(len(_interrupted_by))
-        return
-    interrupts = len(_interrupted_by)
-    callers_children = {child.pid for child in active_children()}
-    _building.append(owner)
-    # The handler's exception, raised while a finaliser (__del__, a weakref callback) runs, is "ignored" by
-    # Python: printed and dropped, and the build would go on and swap its output in. The signal is recorded,
-    # so the build checks before it swaps (Stopped.check); the "Exception ignored" report is left out.
-    previous_hook = sys.unraisablehook
-
-    def quiet_when_ours(unraisable):
-        if not (isinstance(unraisable.exc_value, (KeyboardInterrupt, SystemExit)) and len(_interrupted_by) > interrupts):
-            previous_hook(unraisable)
-
-    sys.unraisablehook = quiet_when_ours
-    try:
-        yield Stopped(interrupts)
-    finally:
-        # After an interrupt, a multiprocessing finaliser that the exception cut short in its __init__ fails
-        # again when it is collected ("'Finalize' object has no attribute '_key'"), later, often at exit: that
-        # report is left out too, for the rest of the process. Otherwise the caller's hook comes back.
-        sys.unraisablehook = _without_broken_finalizers(previous_hook) if len(_interrupted_by) > interrupts \
-            else previous_hook
-        _building.remove(owner)
-        if len(_interrupted_by) > interrupts:
-            stop_children(keep=callers_children)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-def _without_broken_finalizers(report):
-    def hook(unraisable):
-        kind = type(unraisable.object)
-        if not (kind.__name__ == "Finalize" and kind.__module__.startswith(("multiprocess", "multiprocessing"))):
-            report(unraisable)
-    return hook
-
-
-class Stopped:
-    """Whether SIGINT or SIGTERM arrived since a build began, whatever became of the exception it raised."""
-
-    def __init__(self, mark: int):
-        self.mark = mark
-
-    def check(self):
-        if len(_interrupted_by) > self.mark:
-            signum = _interrupted_by[-1]
-            if signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            raise SystemExit(128 + signum)

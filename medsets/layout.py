@@ -36,7 +36,7 @@ class LayoutNotFound(BuildError):
     def in_source(cls, source: Source, headline: str, looked_for: list[str], hint: str = "") -> LayoutNotFound:
         lines = [headline, "Looked for:", *(f"  {x}" for x in looked_for), "Found:",
                  *(f"  {x}" for x in source.summary())]
-        return cls("\n".join(lines), hint=hint or "Point --source at the extracted download, a folder above it, "
+        return cls("\n".join(lines), hint=hint or "Point data_dir= at the extracted download, a folder above it, "
                                                   "or the .zip.")
 
 
@@ -68,13 +68,13 @@ def ordered_splits(splits: Mapping[str, list]) -> dict[str, list]:
     return dict(sorted(splits.items(), key=lambda kv: split_order(kv[0])))
 
 
-def rank_image_ids(splits: Mapping[str, list[dict]]):
+def rank_image_ids(splits: Mapping[str, list]):
     """`image_id` = the rank of the record's image path among all images of the download: unique, and
     stable across rebuilds of the same download (for datasets whose files carry no numeric id)."""
-    ranks = {f: i for i, f in enumerate(sorted(r["image_file"] for rows in splits.values() for r in rows), 1)}
+    ranks = {f: i for i, f in enumerate(sorted(r.image_file for rows in splits.values() for r in rows), 1)}
     for rows in splits.values():
         for record in rows:
-            record["image_id"] = ranks[record["image_file"]]
+            record.image_id = ranks[record.image_file]
 
 
 @dataclass

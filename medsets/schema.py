@@ -9,7 +9,6 @@ One place decides what an `image` or a `mask` cell holds:
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 
@@ -107,14 +106,6 @@ def segmentation_features(metadata: dict | None = None) -> Features:
     Named as the transformers semantic-segmentation example expects, so it runs unchanged."""
     return Features({"image": Image(), "label": Image(), **(metadata or {}),
                      "image_id": Value("int64"), "file_name": Value("string")})
-
-
-def pixel_hash(image: PILImage.Image) -> str:
-    """Content hash independent of how the file was encoded, for duplicate detection."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(f"{image.mode}{image.size}".encode())
-    digest.update(image.tobytes())
-    return digest.hexdigest()
 
 
 def detection_features(category_names: list[str], *, with_mask: bool, tile: bool, object_columns: dict | None = None,

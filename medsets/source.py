@@ -18,6 +18,8 @@ import zlib
 from collections import Counter, defaultdict
 from pathlib import Path, PurePosixPath
 
+from .errors import MedsetsError
+
 # Files that archivers and desktops add; they are never data.
 _JUNK_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
 _JUNK_DIRS = {"__macosx"}
@@ -25,7 +27,7 @@ _JUNK_DIRS = {"__macosx"}
 LABEL_DELIMITERS = (",", ";", "\t")
 
 
-class SourceError(Exception):
+class SourceError(MedsetsError):
     """The path given as a source cannot be read as one (missing, not a folder or zip, empty)."""
 
 
@@ -73,7 +75,7 @@ class Source:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path).expanduser().resolve()
         if not self.path.exists():
-            raise SourceError(f"{path}: no such file or folder. Point --source at the extracted folder, "
+            raise SourceError(f"{path}: no such file or folder. Point data_dir= at the extracted folder, "
                               "a folder above it, or the downloaded .zip.")
         self._real_names: dict[str, str] = {}  # printable name -> the name on disk, where they differ
         if self.path.is_dir():
@@ -90,7 +92,7 @@ class Source:
             with zipfile.ZipFile(self.path) as archive:
                 files = [info.filename for info in archive.infolist() if not info.is_dir()]
         else:
-            raise SourceError(f"{path}: not a folder and not a .zip archive. Point --source at the "
+            raise SourceError(f"{path}: not a folder and not a .zip archive. Point data_dir= at the "
                               "extracted folder, a folder above it, or the downloaded .zip.")
         self.files: list[str] = sorted(f for f in files if not is_junk(f))
         if not self.files:

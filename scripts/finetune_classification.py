@@ -6,8 +6,8 @@
         --model google/vit-base-patch16-224-in21k --output_dir runs/hep2-2012-in21k        # with a network
     python scripts/finetune_classification.py --dataset ./leukemia --model_size small --output_dir runs/cnmc
 
-`--protocol paper` (the default for hep2 icpr2012) follows the ICPR 2012 report in shared/seeds
-(002_c99ac75afc15d924.txt, sections 3.1-3.2, Tables 1-3): cell mask applied, the official train set
+`--protocol paper` (the default for hep2 icpr2012) follows the ICPR 2012 report on ConvNeXt-B and CoAtNet
+(its sections 3.1-3.2, Tables 1-3; docs/fine-tuning.md): cell mask applied, the official train set
 split 5:5 into train/validation (stratified, seeded; `--group_by specimen_id` to split by slide),
 Table 1's augmentations, label smoothing 0.1, mixup 0.8 / cutmix 1.0, cosine schedule with warm-up,
 the best epoch by validation accuracy (ties: lower loss), flip test-time augmentation. `--protocol
@@ -42,7 +42,7 @@ from transformers import AutoImageProcessor, Trainer, ViTConfig, ViTForImageClas
 from transformers.modeling_outputs import ImageClassifierOutput
 
 from medsets import metric_path
-from medsets.evaluation import table3
+from medsets.metrics.classification.table3 import table3
 from medsets.training.arguments import FinetuneTrainingArguments as SharedTrainingArguments
 from medsets.training.arguments import parse_arguments
 from medsets.training.checkpoints import train_and_save_best
@@ -60,8 +60,10 @@ VIT_SIZES = {  # the ViT-Ti/S/B shapes of the DeiT and ViT papers
 
 @dataclass
 class DataArguments:
-    dataset: str = field(metadata={"help": "A folder written by `medsets build` (./hep2) or a Hub dataset id."})
-    config: str | None = field(default=None, metadata={"help": "Dataset config (hep2: icpr2014, icpr2012)."})
+    dataset: str = field(metadata={
+        "aliases": ["--dataset_name"], "help": "A folder written by `medsets build` (./hep2) or a Hub dataset id."})
+    config: str | None = field(default=None, metadata={
+        "aliases": ["--dataset_config_name"], "help": "Dataset config (hep2: icpr2014, icpr2012)."})
     train_split: str = field(default="train")
     validation_split: str | None = field(default=None, metadata={
         "help": "Split to select the best epoch on. Default: carved from the train split under the paper protocol "
@@ -85,7 +87,7 @@ class DataArguments:
 
 @dataclass
 class ModelArguments:
-    model: str | None = field(default=None, metadata={
+    model: str | None = field(default=None, metadata={"aliases": ["--model_name_or_path"],
         "help": "Hub id or folder of pretrained weights (google/vit-base-patch16-224-in21k). Default: a ViT built "
                 "from a config and trained from scratch (works offline)."})
     model_size: str = field(default="base", metadata={"help": "Size built from a config: tiny, small or base."})

@@ -67,9 +67,11 @@ MODEL_SIZES = {
 
 @dataclass
 class DataArguments:
-    dataset: str = field(metadata={"help": "A folder written by `medsets build` (gzmh, or hep2 with icpr2012_slides) "
+    dataset: str = field(metadata={
+        "aliases": ["--dataset_name"], "help": "A folder written by `medsets build` (gzmh, or hep2 with icpr2012_slides) "
                                            "or a Hub id."})
-    config: str = field(default="tiles", metadata={"help": "Dataset config: gzmh tiles (with source_image_id, offset), "
+    config: str = field(default="tiles", metadata={
+        "aliases": ["--dataset_config_name"], "help": "Dataset config: gzmh tiles (with source_image_id, offset), "
                                                            "or whole images with objects (hep2 icpr2012_slides)."})
     train_split: str = field(default="train")
     validation_split: str | None = field(default=None, metadata={
@@ -92,7 +94,7 @@ class DataArguments:
 
 @dataclass
 class ModelArguments:
-    model: str | None = field(default=None, metadata={
+    model: str | None = field(default=None, metadata={"aliases": ["--model_name_or_path"],
         "help": "Hub id or folder of RT-DETR weights (PekingU/rtdetr_r18vd); the head is re-made for one class. "
                 "Default: a model built from a config and trained from scratch (works offline)."})
     model_size: str = field(default="r18", metadata={

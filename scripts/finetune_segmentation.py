@@ -27,6 +27,9 @@ Outputs in --output_dir: the model and its image processor, metrics.json, table.
 
 Several GPUs or machines: `accelerate launch scripts/finetune_segmentation.py ...` or
 `torchrun --nproc_per_node 8 scripts/finetune_segmentation.py ...` (Trainer's DDP).
+
+One module because a fine-tuning script is one file per task, as the transformers examples are; what the
+scripts share lives in medsets.training.
 """
 
 from __future__ import annotations
@@ -69,8 +72,10 @@ SEGFORMER_SIZES = {  # the MiT-B0 and MiT-B2 encoders of the SegFormer paper, wi
 
 @dataclass
 class DataArguments:
-    dataset: str = field(metadata={"help": "A folder written by `medsets build` (./bis5k) or a Hub dataset id."})
-    config: str | None = field(default=None, metadata={"help": "Dataset config (gzmh: tiles)."})
+    dataset: str = field(metadata={
+        "aliases": ["--dataset_name"], "help": "A folder written by `medsets build` (./bis5k) or a Hub dataset id."})
+    config: str | None = field(default=None, metadata={
+        "aliases": ["--dataset_config_name"], "help": "Dataset config (gzmh: tiles)."})
     train_split: str = field(default="train")
     validation_split: str | None = field(default=None, metadata={
         "help": "Split to select the best epoch on. Default: the dataset's `validation` split, else carved from train."})
@@ -91,7 +96,7 @@ class DataArguments:
 
 @dataclass
 class ModelArguments:
-    model: str | None = field(default=None, metadata={
+    model: str | None = field(default=None, metadata={"aliases": ["--model_name_or_path"],
         "help": "Hub id or folder of pretrained weights (nvidia/mit-b0, nvidia/segformer-b0-finetuned-ade-512-512). "
                 "Default: a SegFormer built from a config and trained from scratch (works offline)."})
     model_size: str = field(default="b0", metadata={"help": "Size built from a config: b0 or b2."})

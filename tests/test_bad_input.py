@@ -13,7 +13,8 @@ from PIL import Image
 
 from medsets import synthetic
 from medsets.cli import main
-from medsets.export import recover_interrupted, terminate_as_exception
+from medsets.export import recover_interrupted
+from medsets.processes import terminate_as_exception
 
 
 def cli(*args) -> int:
@@ -61,6 +62,20 @@ def damage_mask_size(source):
 
 DAMAGES = [damage_missing_image, damage_unlabelled_image, damage_unknown_label, damage_truncated_png,
            damage_mask_size]
+
+
+def test_a_python_user_is_told_python_options_and_a_command_line_user_flags(organisers, tmp_path, capsys):
+    """The core's messages name the Python options (skip_bad=True, overwrite=True); the CLI says --skip-bad."""
+    from medsets import BuildError, HEp2
+    from medsets.export import build
+
+    damage_unknown_label(organisers)
+    with pytest.raises(BuildError) as raised:
+        build(HEp2, organisers, None, tmp_path / "hep2")
+    assert "skip_bad=True" in str(raised.value) and "--skip-bad" not in str(raised.value)
+    assert cli("build", "hep2", "--source", organisers, "--out", tmp_path / "hep2") == 2
+    err = capsys.readouterr().err
+    assert "--skip-bad" in err and "skip_bad" not in err
 
 
 @pytest.mark.parametrize("damage", DAMAGES, ids=lambda d: d.__name__[7:])
@@ -478,7 +493,7 @@ def test_a_signal_stops_a_two_process_build_cleanly_and_its_workers_with_it(gzmh
 def test_stopping_a_builds_children_leaves_the_callers_own():
     import multiprocessing
 
-    from medsets.export import active_children, stop_children
+    from medsets.processes import active_children, stop_children
 
     callers = multiprocessing.Process(target=time.sleep, args=(60,))
     callers.start()
@@ -496,7 +511,7 @@ def test_stopping_a_builds_children_leaves_the_callers_own():
 def test_an_interrupt_that_a_finaliser_swallows_still_stops_the_build(capsys):
     """Python drops an exception raised while a finaliser runs ("Exception ignored in ..."): a Ctrl-C that lands
     there must still stop the build before it swaps its output in, quietly."""
-    from medsets import export
+    from medsets import processes
 
     class Finaliser:
         def __del__(self):
@@ -510,5 +525,5 @@ def test_an_interrupt_that_a_finaliser_swallows_still_stops_the_build(capsys):
             with pytest.raises(KeyboardInterrupt):
                 stopped.check()
     finally:
-        export._interrupted_by.clear()  # no later test's error may read as this interrupt
+        processes._interrupted_by.clear()  # no later test's error may read as this interrupt
     assert "Exception ignored" not in capsys.readouterr().err

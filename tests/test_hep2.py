@@ -13,9 +13,16 @@ import pytest
 from datasets import Image, load_dataset
 from PIL import Image as PILImage
 
-from medsets.builder import canonical
+from medsets.label_files import canonical
+from medsets.cli import as_flags
 from medsets.builders import hep2
 from medsets.source import Source
+
+# The published facts, as the releases state them (docs/hep2.md); never the builder's own constants.
+ICPR2014_PATTERNS = ["homogeneous", "speckled", "nucleolar", "centromere", "numem", "golgi"]
+ICPR2012_PATTERNS = ["homogeneous", "coarse_speckled", "fine_speckled", "nucleolar", "centromere", "cytoplasmatic"]
+ICPR2012_TRAIN_SLIDES = (1, 2, 3, 5, 6, 7, 8, 9, 11, 14, 18, 20, 25, 26)
+ICPR2012_TEST_SLIDES = (4, 10, 12, 13, 15, 16, 17, 19, 21, 22, 23, 24, 27, 28)
 
 ICPR2014_VARIANTS = [
     ("organisers", {}, "organisers' release", ["train"]),
@@ -53,7 +60,7 @@ def test_icpr2014_every_layout(replicas, build_hep2, tmp_path, variant, options,
     assert list(report.counts) == splits
     ds = load_dataset(str(folder), cache_dir=str(tmp_path / "cache"))
     assert list(ds) == splits
-    assert ds["train"].features["label"].names == hep2.HEp2.ICPR2014_LABELS
+    assert ds["train"].features["label"].names == ICPR2014_PATTERNS
     truth = expected_labels(source)
     assert sum(len(d) for d in ds.values()) == len(truth)
     for split in splits:
@@ -68,14 +75,14 @@ def test_icpr2012_contest_layout(replicas, build_hep2, tmp_path):
     folder, report = build_hep2(source, "icpr2012")
     ds = load_dataset(str(folder), "icpr2012", cache_dir=str(tmp_path / "cache"))
     assert list(ds) == ["train", "test"]
-    assert ds["train"].features["label"].names == hep2.HEp2.ICPR2012_LABELS
+    assert ds["train"].features["label"].names == ICPR2012_PATTERNS
     assert ds["train"].features["intensity"].names == ["positive", "intermediate"]
     train, test = ds["train"], ds["test"]
     # ids restart at 001 in test/; image_id stays unique within the config
     assert len(set(train["image_id"]) | set(test["image_id"])) == len(train) + len(test)
     # specimens (source slide images) from cells.csv: the contest's 14 slides for training, 14 others for test
-    assert set(train["specimen_id"]) == {str(n) for n in hep2.HEp2.ICPR2012_SLIDES["train"]}
-    assert set(test["specimen_id"]) == {str(n) for n in hep2.HEp2.ICPR2012_SLIDES["test"]}
+    assert set(train["specimen_id"]) == {str(n) for n in ICPR2012_TRAIN_SLIDES}
+    assert set(test["specimen_id"]) == {str(n) for n in ICPR2012_TEST_SLIDES}
     assert not any("specimen_id" in w for w in report.warnings)
     assert None not in train["intensity"]
     first = train[0]
@@ -138,7 +145,7 @@ def test_loads_by_name_streaming_and_without_the_raw_source(replicas, build_hep2
     streamed = load_dataset("hep2", "icpr2012", streaming=True)
     row = next(iter(streamed["train"]))
     assert row["image"].mode == "RGB" and row["mask"].mode == "L"
-    assert streamed["train"].features["label"].names == hep2.HEp2.ICPR2012_LABELS
+    assert streamed["train"].features["label"].names == ICPR2012_PATTERNS
     raw_bytes = ds["train"].cast_column("image", Image(decode=False))[0]["image"]["bytes"]
     assert raw_bytes.startswith(b"\x89PNG")
 
@@ -202,7 +209,7 @@ def test_icpr2014_replica_repeats_a_numem_block_as_the_real_release_does(tmp_pat
 
     source = synthetic.write_hep2_icpr2014(tmp_path / "raw", "processed", scale=0.02)
     files = {int(p.stem): p for p in source.rglob("*.png")}
-    copies = [(cell, cell + 194) for cell in hep2.HEp2.ICPR2014_DUPLICATED_CELLS if cell in files]
+    copies = [(cell, cell + 194) for cell in range(11005, 11199) if cell in files]
     assert len(copies) == 7  # the real 80/3/7/54/35/15 pairs, scaled, at least one per split pair
     for original, copy in copies:
         assert files[copy].read_bytes() != files[original].read_bytes()  # the tIME chunks differ
@@ -235,7 +242,8 @@ def test_duplicates_counted_per_split_pair_and_dropped_on_request(tmp_path, buil
         assert (kept["split"], kept["image_id"]) in {(s, i) for s, i, _ in rows}
         assert all((u["split"], u["image_id"]) not in {(s, i) for s, i, _ in rows} for u in group if u is not kept)
     card = (dropped_folder / "README.md").read_text()
-    assert "7 copies dropped with --drop-duplicates" in card
+    assert "7 copies dropped with drop_duplicates=True" in card  # the card names the Python option
+    assert "7 copies dropped with --drop-duplicates" in as_flags(dropped.render())  # the command line, its flag
     assert all(f"| {d['split']} | {d['file_name']} | {d['same_as']} |" in card for d in dropped.dropped)
     assert len(dropped.dropped) == 7 and all(f"dropped {d['split']}:{d['file_name']}" in dropped.render()
                                              for d in dropped.dropped)

@@ -15,6 +15,9 @@ from medsets import HEp2, synthetic
 from medsets.cli import main
 from medsets.export import build
 
+# The six patterns in published order (docs/hep2.md), as a literal: never the builder's own constant.
+ICPR2012_PATTERNS = ["homogeneous", "coarse_speckled", "fine_speckled", "nucleolar", "centromere", "cytoplasmatic"]
+
 SLIDE_SIZE = (700, 520)  # half the real 1388x1038: the same structure, a quarter of the pixels
 
 
@@ -92,7 +95,7 @@ def test_icpr2012_slides_as_detection_and_segmentation(tmp_path):
     assert {s: c["total"] for s, c in report.counts.items()} == {"train": 14, "test": 14}
     ds = load_dataset(str(folder), "icpr2012_slides", cache_dir=str(tmp_path / "cache"))
     features = ds["train"].features
-    assert features["objects"]["category"].feature.names == HEp2.ICPR2012_LABELS
+    assert features["objects"]["category"].feature.names == ICPR2012_PATTERNS
     assert sum(report.counts[s]["cells"] for s in ds) == sum(len(o["id"]) for s in ds for o in ds[s]["objects"])
     slide = ds["train"][0]
     assert slide["image"].size == SLIDE_SIZE and slide["specimen_id"] == "1"
@@ -106,7 +109,7 @@ def test_icpr2012_slides_as_detection_and_segmentation(tmp_path):
         min_x, min_y, max_x, max_y = map(int, row[6:10])
         assert box == [min_x - 1, min_y - 1, max_x - min_x + 1, max_y - min_y + 1]  # 1-based bounds -> COCO
         assert area == np.count_nonzero(instance == object_id - 1000)
-        assert HEp2.ICPR2012_LABELS[category] == "centromere"
+        assert ICPR2012_PATTERNS[category] == "centromere"
         assert set(np.unique(semantic[instance == object_id - 1000])) == {category + 1}
     assert (semantic > 0).sum() == (instance > 0).sum()
     assert (folder / "id2label.json").exists() and (folder / "sample-icpr2012_slides.png").exists()

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medsets.schema import UnreadableImage, image_value, mask_value, pixel_hash
+from medsets.duplicates import pixel_hash
+from medsets.schema import UnreadableImage, image_value, mask_value
 
 
 def encoded(image: Image.Image, fmt: str, **options) -> bytes:

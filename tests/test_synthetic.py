@@ -1,4 +1,4 @@
-"""The replicas are faithful to SOURCES.md (names, quirks) and their classes really differ."""
+"""The replicas are faithful to the real files (names, quirks, counts: docs/) and their classes really differ."""
 
 import io
 import zipfile
@@ -8,7 +8,6 @@ from PIL import Image
 from scipy import ndimage
 
 from medsets import synthetic
-from medsets.builders import hep2
 
 
 def test_organisers_replica_quirks(tmp_path):
@@ -17,7 +16,7 @@ def test_organisers_replica_quirks(tmp_path):
     assert gt.startswith(b"\xef\xbb\xbfImage ID,Image class\r\n1,Homogeneous\r\n")
     assert gt.endswith(b"\r\n\r\n\r\n")  # trailing blank lines
     assert (root / "train" / "00001_Mask.png").exists()  # capital M, as in the original
-    first_golgi = synthetic.ICPR2014_ID_RANGES["golgi"][0]
+    first_golgi = synthetic.hep2.ICPR2014_ID_RANGES["golgi"][0]
     assert first_golgi == 12873 and (root / "train" / f"{first_golgi}.png").exists()
     mask = np.asarray(Image.open(root / "train" / "00001_Mask.png"))
     assert set(np.unique(mask)) == {0, 255}
@@ -46,10 +45,18 @@ def test_contest_replica_quirks(tmp_path):
 
 
 def test_full_size_counts_are_the_published_ones():
-    assert sum(n for *_, n in synthetic.ICPR2012_TRAIN_IMAGES) == 721
-    assert sum(n for *_, n in synthetic.ICPR2012_TEST_IMAGES) == 734
-    last = max(end for _, end in synthetic.ICPR2014_ID_RANGES.values())
-    assert last == 13596
+    assert sum(n for *_, n in synthetic.hep2.ICPR2012_TRAIN_IMAGES) == 721
+    assert sum(n for *_, n in synthetic.hep2.ICPR2012_TEST_IMAGES) == 734
+    ranges = synthetic.hep2.ICPR2014_ID_RANGES
+    assert max(end for _, end in ranges.values()) == 13596
+    assert {name: end - first + 1 for name, (first, end) in ranges.items()} == {
+        "homogeneous": 2494, "speckled": 2831, "nucleolar": 2598, "centromere": 2741, "numem": 2208, "golgi": 724}
+    assert {split: sum(c.values()) for split, c in synthetic.hep2.ICPR2014_SPLIT_COUNTS.items()} == {
+        "train": 8701, "validation": 2175, "test": 2720}
+    assert synthetic.leukemia.FOLD_COUNTS == {"0": (2397, 1130), "1": (2418, 1163), "2": (2457, 1096)}
+    assert synthetic.leukemia.PRELIM_COUNTS == (1219, 648)
+    assert synthetic.bis5k.PUBLISHED_COUNTS == {"formal_train": 5000, "formal_test": 929}
+    assert (synthetic.gzmh.PUBLISHED_IMAGES, synthetic.gzmh.PUBLISHED_MITOSES) == (1534, 2355)
 
 
 def features(image: np.ndarray) -> np.ndarray:
@@ -66,15 +73,18 @@ def features(image: np.ndarray) -> np.ndarray:
                      image.std() / image.mean(), foreground.mean()])
 
 
+ICPR2014_PATTERNS = ["homogeneous", "speckled", "nucleolar", "centromere", "numem", "golgi"]
+
+
 def test_classes_are_learnable_by_a_nearest_centroid_classifier():
     rng = np.random.default_rng(0)
     train = {p: np.array([features(synthetic.draw_cell(p, 78, 78, rng)[0]) for _ in range(30)])
-             for p in hep2.HEp2.ICPR2014_LABELS}
+             for p in ICPR2014_PATTERNS}
     mean = np.concatenate(list(train.values())).mean(0)
     std = np.concatenate(list(train.values())).std(0)
     centroids = {p: ((f - mean) / std).mean(0) for p, f in train.items()}
     correct = total = 0
-    for pattern in hep2.HEp2.ICPR2014_LABELS:
+    for pattern in ICPR2014_PATTERNS:
         for _ in range(20):
             x = (features(synthetic.draw_cell(pattern, 78, 78, rng, rng.choice([0.55, 1.0]))[0]) - mean) / std
             guess = min(centroids, key=lambda p: np.sum((centroids[p] - x) ** 2))

@@ -70,7 +70,7 @@ def test_wheel_holds_the_builders_card_prose_and_metric_modules(wheel):
         assert f"medsets/builders/{dataset}.py" in names and f"medsets/cards/{dataset}.md" in names
     for metric in ("classification", "mitosis", "segmentation"):
         assert f"medsets/metrics/{metric}/{metric}.py" in names
-    assert {"medsets/training/image_pipeline.py", "medsets/synthetic.py", "medsets/__main__.py"} <= names
+    assert {"medsets/training/image_pipeline.py", "medsets/synthetic/hep2.py", "medsets/__main__.py"} <= names
     # One import package: nothing else at the top level (the scripts stay in the repository).
     assert {name.split("/")[0] for name in names} == {"medsets", wheel.name.split("-py3")[0] + ".dist-info"}
 

@@ -2,7 +2,7 @@
 
 One pass over (prediction, reference) pairs gives the confusion matrix; every score is read off it:
 - accuracy: correct / all (what HEp-2 papers call "average classification accuracy", Table 3 of the
-  ICPR 2012 report in shared/seeds);
+  ICPR 2012 report on ConvNeXt-B and CoAtNet);
 - mean_class_accuracy (MCA): the mean over classes of per-class recall, the ICPR 2014 contest's measure;
 - f1 per class, macro_f1 (unweighted mean) and weighted_f1 (weighted by class support): C-NMC ranked
   entries by weighted F1;

@@ -10,6 +10,9 @@ Load it by path, offline:
 
 Or call `toolkit_scores` / `summarize` directly (no Arrow, no `evaluate` machinery).
 
+One module because `evaluate` loads a metric from the one file named after its folder; the thirteen
+columns share their per-image histograms and counts, so they are computed together here.
+
 Where the toolkit's formulas leave a choice (empty ground truth, quadrant split, 0/1 masks), the
 choice made is listed at the end of _DESCRIPTION below.
 """

@@ -202,10 +202,10 @@ class GZMH(MedsetsBuilder):
     # -- rows -----------------------------------------------------------------------------------------
     def _rows(self, record: FieldRecord):
         """The rows of this config and of its companions, from one decode."""
-        image_cell, image, mask_cell, mask, found, labels, facts = self._decode(record)
+        stored_image, image, stored_mask, mask, found, labels, facts = self._decode(record)
         for config in (self.config.name, *self.config.companions):
             if config == "full":
-                yield config, *self._full_row(record, image_cell, image, mask_cell, mask, found, facts)
+                yield config, *self._full_row(record, stored_image, image, stored_mask, mask, found, facts)
             else:
                 for row in self._tile_rows(record, image, mask, found, labels, facts):
                     yield config, *row
@@ -214,8 +214,8 @@ class GZMH(MedsetsBuilder):
         """Image and mask decoded and checked (RowProblems if they cannot be), the mask's objects, and the
         facts about the whole image for the report."""
         problems = []
-        image_cell, image = self.read(record.image_file, problems) or (None, None)
-        mask_cell, mask, stray, coding = self.read(record.mask_file, problems, as_mask=True, decode=gzmh_mask) \
+        stored_image, image = self.read(record.image_file, problems) or (None, None)
+        stored_mask, mask, stray, coding = self.read(record.mask_file, problems, as_mask=True, decode=gzmh_mask) \
             or (None, None, 0, None)
         if mask is not None:
             self.check_mask_size(record.mask_file, mask, image, problems)
@@ -226,13 +226,13 @@ class GZMH(MedsetsBuilder):
         if record.boxes is not None:
             file_boxes = [b.scaled(image.width, image.height) if b.normalized else b for b in record.boxes]
             facts["box_disagreements"] = cross_check(found, file_boxes, record.image_file)
-        return image_cell, image, mask_cell, mask, found, labels, facts
+        return stored_image, image, stored_mask, mask, found, labels, facts
 
-    def _full_row(self, record, image_cell, image, mask_cell, mask, found, facts):
+    def _full_row(self, record, stored_image, image, stored_mask, mask, found, facts):
         image_id = record.image_id
         objects = [{"component": c.index, "bbox": [float(v) for v in c.bbox], "area": c.area,
                     "centroid": list(c.centroid)} for c in found]
-        example = {"image": image_cell, "label": mask_cell, "objects": object_columns(objects, image_id, False),
+        example = {"image": stored_image, "label": stored_mask, "objects": object_columns(objects, image_id, False),
                    "image_id": image_id, "file_name": record.image_file}
         return example, image, {**facts, "mitoses": len(found), "mask_coverage": float(mask.mean())}
 

@@ -214,24 +214,24 @@ def main_dataset_cell(hep2, record: CutCellRecord):
     """One cell of Main_Dataset: its crop (or cut from its slide by its box) and its mask at crop size."""
     problems = list(record.problems)
     x0, y0, x1, y1 = record.box
-    image_cell = image = None
+    stored_image = image = None
     if record.cut:
         slide = hep2.read(record.image_file, problems, decode=lambda raw: decode(raw).convert("RGB"))
         if slide is not None:
             image = slide.crop((x0, y0, x1, y1))
-            image_cell = {"bytes": png_bytes(image, hep2.PNG_COMPRESS_LEVEL), "path": None}
+            stored_image = {"bytes": png_bytes(image, hep2.PNG_COMPRESS_LEVEL), "path": None}
     else:
-        image_cell, image = hep2.read(record.image_file, problems) or (None, None)
-    mask_cell, facts = None, {}
+        stored_image, image = hep2.read(record.image_file, problems) or (None, None)
+    stored_mask, facts = None, {}
     if record.mask_file:
         canvas, where = read_cell_mask(hep2, record.mask_file, record.box, record.slide_size, problems)
         if canvas is not None:
             cell_mask = canvas[y0:y1, x0:x1] if where == "slide" else canvas
-            mask_cell = {"bytes": png_bytes(Image.fromarray(cell_mask.astype(np.uint8))), "path": None}
+            stored_mask = {"bytes": png_bytes(Image.fromarray(cell_mask.astype(np.uint8))), "path": None}
             facts.update(mask_at=where, mask_coverage=float(cell_mask.mean()))
     if problems:
         raise RowProblems(problems)
-    example = {"image": image_cell, "mask": mask_cell, "label": record.label, **record.metadata,
+    example = {"image": stored_image, "mask": stored_mask, "label": record.label, **record.metadata,
                "image_id": record.image_id, "file_name": record.name}
     return example, image, facts
 
@@ -270,7 +270,7 @@ def slide_example(hep2, record: SlideRecord):
     semantic mask (pattern id + 1 per pixel, 0 background) and an instance mask (the cell's id in NN.csv
     per pixel, 16-bit)."""
     slide, problems = record.slide, list(record.problems)
-    image_cell, image = hep2.read(record.image_file, problems) or (None, None)
+    stored_image, image = hep2.read(record.image_file, problems) or (None, None)
     if image is None:
         raise RowProblems(problems)
     semantic = np.zeros((image.height, image.width), np.uint8)
@@ -301,7 +301,7 @@ def slide_example(hep2, record: SlideRecord):
                         "intensity": hep2.INTENSITIES.index(cell.intensity) if cell.intensity else -1})
     if problems:
         raise RowProblems(problems)
-    example = {"image": image_cell,
+    example = {"image": stored_image,
                "label": {"bytes": png_bytes(Image.fromarray(semantic)), "path": None},
                "instance_mask": {"bytes": png_bytes(Image.fromarray(instance)), "path": None},
                "objects": {key: [o[key] for o in objects] for key in

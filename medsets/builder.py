@@ -308,8 +308,8 @@ class MedsetsBuilder(PrepareHooks, datasets.GeneratorBasedBuilder):
         with cell masks, "label" for segmentation), else the record's label, then its metadata.
         Returns (example, decoded image, extra facts for the report)."""
         problems = list(record.problems)  # found while scanning (a missing mask, ...): reported with the rest
-        image_cell, image = self.read(record.image_file, problems) or (None, None)
-        example = {"image": image_cell, **record.metadata}
+        stored_image, image = self.read(record.image_file, problems) or (None, None)
+        example = {"image": stored_image, **record.metadata}
         facts = {}
         if self.MASK_COLUMN != "label":
             example["label"] = record.label

@@ -20,29 +20,29 @@ import pyarrow.parquet as pq
 from datasets import ClassLabel
 from PIL import Image, ImageDraw, ImageFont
 
-CELL = 128  # pixels per thumbnail
+THUMBNAIL = 128  # pixels per thumbnail
 MARGIN = 4
 OVERLAY = np.array([255, 60, 60], np.float32)  # mask colour, blended at 40%
 
 
 def thumbnail(image_bytes: bytes, mask_bytes: bytes | None = None, outline: bool = False) -> Image.Image:
-    """Fit an image into a CELL square; a mask is blended over it, or only its outline drawn (cell masks,
+    """Fit an image into a THUMBNAIL square; a mask is blended over it, or only its outline drawn (cell masks,
     where a fill would hide the staining pattern the picture is meant to show)."""
     image = Image.open(io.BytesIO(image_bytes)).convert("RGB")
     if mask_bytes is not None:
         mask = np.asarray(Image.open(io.BytesIO(mask_bytes))) > 0
-        if outline:  # thick enough to survive the shrink to CELL pixels
+        if outline:  # thick enough to survive the shrink to THUMBNAIL pixels
             from scipy import ndimage  # here, not at the top: the CLI starts faster without it
 
-            width = max(1, max(mask.shape) // CELL)
+            width = max(1, max(mask.shape) // THUMBNAIL)
             mask = mask & ~ndimage.binary_erosion(mask, iterations=width)
         pixels = np.asarray(image, np.float32)
         alpha = 1.0 if outline else 0.4
         pixels[mask] = (1 - alpha) * pixels[mask] + alpha * OVERLAY
         image = Image.fromarray(pixels.astype(np.uint8))
-    image.thumbnail((CELL, CELL))
-    tile = Image.new("RGB", (CELL, CELL))
-    tile.paste(image, ((CELL - image.width) // 2, (CELL - image.height) // 2))
+    image.thumbnail((THUMBNAIL, THUMBNAIL))
+    tile = Image.new("RGB", (THUMBNAIL, THUMBNAIL))
+    tile.paste(image, ((THUMBNAIL - image.width) // 2, (THUMBNAIL - image.height) // 2))
     return tile
 
 
@@ -82,15 +82,15 @@ def rows_at(shards: list[Path], picks: list[tuple[int, int]], columns: list[str]
 def grid(rows_of_tiles: list[tuple[str, list[Image.Image]]], columns: int) -> Image.Image:
     font = ImageFont.load_default(size=14)
     label_width = 8 + max(int(font.getlength(name)) for name, _ in rows_of_tiles)
-    width = label_width + columns * (CELL + MARGIN) + MARGIN
-    height = len(rows_of_tiles) * (CELL + MARGIN) + MARGIN
+    width = label_width + columns * (THUMBNAIL + MARGIN) + MARGIN
+    height = len(rows_of_tiles) * (THUMBNAIL + MARGIN) + MARGIN
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
     for r, (name, tiles) in enumerate(rows_of_tiles):
-        top = MARGIN + r * (CELL + MARGIN)
-        draw.text((4, top + CELL // 2 - 8), name, fill="black", font=font)
+        top = MARGIN + r * (THUMBNAIL + MARGIN)
+        draw.text((4, top + THUMBNAIL // 2 - 8), name, fill="black", font=font)
         for c, tile in enumerate(tiles):
-            canvas.paste(tile, (label_width + MARGIN + c * (CELL + MARGIN), top))
+            canvas.paste(tile, (label_width + MARGIN + c * (THUMBNAIL + MARGIN), top))
     return canvas
 
 
@@ -110,10 +110,10 @@ def legend_tiles(names: list[str]) -> list[Image.Image]:
     font = ImageFont.load_default(size=14)
     tiles = []
     for i, name in enumerate(names):
-        tile = Image.new("RGB", (CELL, CELL), "white")
+        tile = Image.new("RGB", (THUMBNAIL, THUMBNAIL), "white")
         draw = ImageDraw.Draw(tile)
-        draw.rectangle([8, 8, CELL - 8, CELL - 40], outline=CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)], width=4)
-        draw.text((8, CELL - 30), name, fill="black", font=font)
+        draw.rectangle([8, 8, THUMBNAIL - 8, THUMBNAIL - 40], outline=CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)], width=4)
+        draw.text((8, THUMBNAIL - 30), name, fill="black", font=font)
         tiles.append(tile)
     return tiles
 
@@ -125,8 +125,8 @@ def detection_tiles(row: dict, categories: int = 1) -> tuple[Image.Image, Image.
     boxes = row["objects"]["bbox"]
     colours = box_colours(row, categories)
     overview = thumbnail(row["image"]["bytes"], row["label"]["bytes"])
-    scale = min(CELL / image.width, CELL / image.height, 1.0)
-    left, top = (CELL - round(image.width * scale)) // 2, (CELL - round(image.height * scale)) // 2
+    scale = min(THUMBNAIL / image.width, THUMBNAIL / image.height, 1.0)
+    left, top = (THUMBNAIL - round(image.width * scale)) // 2, (THUMBNAIL - round(image.height * scale)) // 2
     draw = ImageDraw.Draw(overview)
     for (x, y, w, h), colour in zip(boxes, colours):
         draw.rectangle([left + x * scale - 3, top + y * scale - 3, left + (x + w) * scale + 3, top + (y + h) * scale + 3],
@@ -139,9 +139,9 @@ def detection_tiles(row: dict, categories: int = 1) -> tuple[Image.Image, Image.
         side, cx, cy = 64, image.width / 2, image.height / 2
     x0 = int(min(max(0, cx - side / 2), max(0, image.width - side)))
     y0 = int(min(max(0, cy - side / 2), max(0, image.height - side)))
-    zoom = image.crop((x0, y0, x0 + int(side), y0 + int(side))).resize((CELL, CELL), Image.Resampling.LANCZOS)
+    zoom = image.crop((x0, y0, x0 + int(side), y0 + int(side))).resize((THUMBNAIL, THUMBNAIL), Image.Resampling.LANCZOS)
     if boxes:
-        f = CELL / int(side)
+        f = THUMBNAIL / int(side)
         ImageDraw.Draw(zoom).rectangle([(x - x0) * f - 1, (y - y0) * f - 1, (x + w - x0) * f + 1, (y + h - y0) * f + 1],
                                        outline=colours[0], width=2)
     return overview, zoom

@@ -1,6 +1,6 @@
 """Column definitions shared by every builder, and the encoding of image and mask values.
 
-One place decides what an `image` or a `mask` cell holds:
+One place decides what an `image` or a `mask` value holds:
 - image: the source file's bytes when it is PNG or JPEG (no decode/re-encode, so no generation loss
   and no time spent); anything else (BMP, TIFF) becomes a lossless PNG with identical pixels, and so
   does an image carrying an EXIF orientation, stored upright without the tag.
@@ -77,7 +77,7 @@ EXIF_ORIENTATION = 0x0112
 
 
 def image_value(raw: bytes, compress_level: int = 6) -> tuple[dict, PILImage.Image]:
-    """The `image` cell for a source file, and the decoded image for checks."""
+    """The stored `image` value for a source file, and the decoded image for checks."""
     image = decode(raw)
     if image.getexif().get(EXIF_ORIENTATION, 1) != 1:
         # Viewers and PIL-based loaders disagree on honouring the tag; store the pixels upright instead.
@@ -89,7 +89,7 @@ def image_value(raw: bytes, compress_level: int = 6) -> tuple[dict, PILImage.Ima
 
 
 def mask_value(raw: bytes) -> tuple[dict, np.ndarray, int]:
-    """The mask cell (mode L, 0/1) for a source mask stored as 0/255 (or already 0/1), the binary
+    """The stored mask value (mode L, 0/1) for a source mask stored as 0/255 (or already 0/1), the binary
     array, and how many pixels were neither value (anti-aliased edges, JPEG noise) before thresholding."""
     mask = np.asarray(decode(raw).convert("L"))
     if mask.max(initial=0) <= 1:  # already 0/1: must not be thresholded to nothing

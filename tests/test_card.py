@@ -9,7 +9,7 @@ from PIL import Image
 
 from medsets import BIS5k, HEp2, Leukemia
 from medsets.export import build
-from medsets.picture import CELL, MARGIN
+from medsets.picture import THUMBNAIL, MARGIN
 
 
 @pytest.fixture
@@ -56,8 +56,8 @@ def test_sample_picture_has_a_row_per_class(replicas, tmp_path, builder_cls, kin
     source = replicas(kind) if kind else synthetic.write_bis5k(tmp_path / "raw", scale=0.002, size=64)
     folder, _ = build(builder_cls, source, config, tmp_path / "out", num_proc=1)
     picture = Image.open(folder / f"sample-{config}.png")
-    assert picture.height == rows * (CELL + MARGIN) + MARGIN
-    assert picture.width > 6 * CELL
+    assert picture.height == rows * (THUMBNAIL + MARGIN) + MARGIN
+    assert picture.width > 6 * THUMBNAIL
 
 
 def test_card_says_what_was_left_out(replicas, tmp_path):

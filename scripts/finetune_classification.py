@@ -44,7 +44,7 @@ from transformers.modeling_outputs import ImageClassifierOutput
 from medsets import metric_path
 from medsets.metrics.classification.table3 import table3
 from medsets.training.arguments import FinetuneTrainingArguments as SharedTrainingArguments
-from medsets.training.arguments import parse_arguments
+from medsets.training.arguments import CONFIG_OVERRIDES_HELP, overridden, parse_arguments, with_overrides
 from medsets.training.checkpoints import train_and_save_best
 from medsets.training.image_pipeline import (AugmentOptions, BatchAugment, DecodedImages, decode_once, mix,
                                              worker_transform)
@@ -92,6 +92,7 @@ class ModelArguments:
                 "from a config and trained from scratch (works offline)."})
     model_size: str = field(default="base", metadata={"help": "Size built from a config: tiny, small or base."})
     patch_size: int = field(default=16, metadata={"help": "Patch size of a model built from a config."})
+    config_overrides: str | None = field(default=None, metadata={"help": CONFIG_OVERRIDES_HELP})
 
 
 @dataclass
@@ -228,11 +229,13 @@ def build_model(args: ModelArguments, label_names: list[str], image_size: int, p
         return model, processor, f"{args.model} (fine-tuned)"
     if args.model_size not in VIT_SIZES:
         raise SystemExit(f"--model_size {args.model_size}: choose {', '.join(VIT_SIZES)}")
-    config = ViTConfig(image_size=image_size, patch_size=args.patch_size, num_labels=len(label_names),
-                       id2label=id2label, label2id=label2id, **VIT_SIZES[args.model_size])
+    config = with_overrides(ViTConfig(image_size=image_size, patch_size=args.patch_size, num_labels=len(label_names),
+                                      id2label=id2label, label2id=label2id, **VIT_SIZES[args.model_size]),
+                            args.config_overrides)
     processor = ViTImageProcessor(size={"height": image_size, "width": image_size}, image_mean=[protocol.mean] * 3,
                                   image_std=[protocol.std] * 3, resample=Image.Resampling.BILINEAR)
-    return ViTForImageClassification(config), processor, f"ViT-{args.model_size} /{args.patch_size} {image_size}² (from scratch)"
+    name = f"ViT-{args.model_size} /{args.patch_size} {image_size}² (from scratch{overridden(args)})"
+    return ViTForImageClassification(config), processor, name
 
 
 def load_metric():

@@ -47,7 +47,7 @@ from transformers import (AutoImageProcessor, RTDetrConfig, RTDetrForObjectDetec
                           RTDetrResNetConfig, Trainer, set_seed)
 
 from medsets.training.arguments import FinetuneTrainingArguments as SharedTrainingArguments
-from medsets.training.arguments import parse_arguments
+from medsets.training.arguments import CONFIG_OVERRIDES_HELP, overridden, parse_arguments, with_overrides
 from medsets.training.checkpoints import train_and_save_best
 from medsets.training.full_images import (THRESHOLDS, MitosisScorer, ScoringArguments, TileTable, coco_map, dedupe,
                                           draw_detections, f1_table, map_table, tile_table, to_full_image)
@@ -97,8 +97,8 @@ class ModelArguments:
     model: str | None = field(default=None, metadata={"aliases": ["--model_name_or_path"],
         "help": "Hub id or folder of RT-DETR weights (PekingU/rtdetr_r18vd); the head is re-made for one class. "
                 "Default: a model built from a config and trained from scratch (works offline)."})
-    model_size: str = field(default="r18", metadata={
-        "help": "Size built from a config: r18 (default) or tiny (CPU runs)."})
+    model_size: str = field(default="r18", metadata={"help": "Size built from a config: r18 or tiny (CPU runs)."})
+    config_overrides: str | None = field(default=None, metadata={"help": CONFIG_OVERRIDES_HELP})
 
 
 @dataclass
@@ -270,13 +270,13 @@ def build_model(args: ModelArguments, image_size: int, categories: list[str]):
         encoder_attention_heads=shape["heads"], decoder_attention_heads=shape["heads"],
         decoder_layers=shape["decoder_layers"], num_queries=shape["num_queries"], num_denoising=shape["num_denoising"],
         num_labels=len(categories), freeze_backbone_batch_norms=False, **labels)  # frozen batch norms only suit pretrained weights
-    model = RTDetrForObjectDetection(config)
+    model = RTDetrForObjectDetection(with_overrides(config, args.config_overrides))
     for module in model.modules():  # RT-DETR initialises batch norm scales at ~N(0, 0.01), made for loading weights
         if isinstance(module, torch.nn.BatchNorm2d):  # over; from scratch, scale 1 learns far faster (measured)
             torch.nn.init.ones_(module.weight)
             torch.nn.init.zeros_(module.bias)
     processor = RTDetrImageProcessor(size={"height": image_size, "width": image_size}, do_normalize=True)
-    return model, processor, f"RT-DETR-{args.model_size} {image_size}² (from scratch)"
+    return model, processor, f"RT-DETR-{args.model_size} {image_size}² (from scratch{overridden(args)})"
 
 
 @dataclass

@@ -52,7 +52,7 @@ from transformers import (AutoImageProcessor, SegformerConfig, SegformerForSeman
 from transformers.modeling_outputs import SemanticSegmenterOutput
 
 from medsets.training.arguments import FinetuneTrainingArguments as SharedTrainingArguments
-from medsets.training.arguments import parse_arguments
+from medsets.training.arguments import CONFIG_OVERRIDES_HELP, overridden, parse_arguments, with_overrides
 from medsets.training.checkpoints import train_and_save_best
 from medsets.training.full_images import (THRESHOLDS, MitosisScorer, ScoringArguments, draw_detections, f1_table,
                                           has_tiles, tile_table)
@@ -100,6 +100,7 @@ class ModelArguments:
         "help": "Hub id or folder of pretrained weights (nvidia/mit-b0, nvidia/segformer-b0-finetuned-ade-512-512). "
                 "Default: a SegFormer built from a config and trained from scratch (works offline)."})
     model_size: str = field(default="b0", metadata={"help": "Size built from a config: b0 or b2."})
+    config_overrides: str | None = field(default=None, metadata={"help": CONFIG_OVERRIDES_HELP})
 
 
 @dataclass
@@ -324,10 +325,11 @@ def build_model(args: ModelArguments, id2label: dict[int, str], image_size: int)
         return model, processor, f"{args.model} (fine-tuned)"
     if args.model_size not in SEGFORMER_SIZES:
         raise SystemExit(f"--model_size {args.model_size}: choose {', '.join(SEGFORMER_SIZES)}")
-    config = SegformerConfig(num_labels=len(id2label), id2label=id2label, label2id=label2id,
-                             **SEGFORMER_SIZES[args.model_size])
+    config = with_overrides(SegformerConfig(num_labels=len(id2label), id2label=id2label, label2id=label2id,
+                                            **SEGFORMER_SIZES[args.model_size]), args.config_overrides)
     processor = SegformerImageProcessor(size={"height": image_size, "width": image_size}, do_reduce_labels=False)
-    return SegformerForSemanticSegmentation(config), processor, f"SegFormer-{args.model_size.upper()} {image_size}² (from scratch)"
+    name = f"SegFormer-{args.model_size.upper()} {image_size}² (from scratch{overridden(args)})"
+    return SegformerForSemanticSegmentation(config), processor, name
 
 
 def overlay(image: np.ndarray, target: np.ndarray, colour: tuple) -> Image.Image:

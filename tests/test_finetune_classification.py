@@ -51,6 +51,18 @@ def test_help_starts_with_the_scripts_own_description_and_lists_defaults(script,
     assert "--dataset DATASET" in printed and "(default: " in printed
 
 
+def test_config_overrides_apply_to_a_model_built_from_scratch_and_a_bad_one_says_why():
+    from transformers import ViTConfig
+
+    from medsets.training.arguments import with_overrides
+
+    config = with_overrides(ViTConfig(), "num_hidden_layers=3,hidden_dropout_prob=0.1,qkv_bias=false")
+    assert (config.num_hidden_layers, config.hidden_dropout_prob, config.qkv_bias) == (3, 0.1, False)
+    for bad, why in (("no_such_setting=1", "no_such_setting"), ("num_hidden_layers", "num_hidden_layers")):
+        with pytest.raises(SystemExit, match=f"--config_overrides '{bad}': .*{why}"):
+            with_overrides(ViTConfig(), bad)
+
+
 # -- splits ------------------------------------------------------------------------------------------------
 def test_carve_is_stratified_seeded_and_group_disjoint():
     labels = np.repeat([0, 1, 2], [40, 20, 10])
@@ -172,12 +184,16 @@ def test_paper_protocol_run_writes_everything(hep2_folder, tmp_path):
 
 
 def test_it_learns_the_synthetic_patterns(hep2_folder, tmp_path):
-    """This run (ViT-tiny from scratch, 32 px, 10 epochs, ~40 s on 2 cores) measured test accuracies of
-    0.67-0.73 over seeds, chance being 1/6 (the largest class ~0.2); the bound is far below that."""
-    results = ft.main(["--dataset", str(hep2_folder), "--output_dir", str(tmp_path / "run"), "--num_train_epochs", "10",
-                       "--learning_rate", "1e-3", "--save_total_limit", "1", *QUICK])
+    """ViT-tiny cut to 3 layers with `--config_overrides` (as the transformers examples take it), from
+    scratch at 32 px, 8 epochs (~6 s on 2 idle cores; the whole 12 layers took 30 s and learnt less): test
+    accuracies 0.84 and 0.89 for seeds 42 and 1, chance being 1/6 (the largest class ~0.2); the bound is
+    far below the measured, far above chance."""
+    results = ft.main(["--dataset", str(hep2_folder), "--output_dir", str(tmp_path / "run"), "--num_train_epochs", "8",
+                       "--learning_rate", "1e-3", "--save_total_limit", "1",
+                       "--config_overrides", "num_hidden_layers=3,intermediate_size=384", *QUICK])
     assert results["protocol"] == "plain"
-    assert results["test"]["accuracy"] > 0.45, results["test"]
+    assert results["test"]["accuracy"] > 0.6, results["test"]
+    assert results["model"] == "ViT-tiny /8 32² (from scratch; num_hidden_layers=3,intermediate_size=384)"
 
 
 def test_unlabelled_test_split_falls_back_to_validation_patient_disjoint(tmp_path):

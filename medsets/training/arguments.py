@@ -73,3 +73,28 @@ def parse_arguments(types: tuple, argv: list[str] | None, script_logger: logging
         transformers.utils.logging.set_verbosity_info()  # as the transformers examples: info unless told otherwise
     script_logger.setLevel(training_args.get_process_log_level())  # --log_level; other ranks: warnings only
     return parsed
+
+
+CONFIG_OVERRIDES_HELP = ("Settings of a model built from a config to override, as the transformers examples take "
+                         "them: scalars, key=value separated by commas (num_hidden_layers=4,hidden_dropout_prob=0).")
+
+
+def with_overrides(config, overrides: str | None):
+    """A config built from scratch with `--config_overrides` applied ("num_hidden_layers=4,hidden_size=96"),
+    as the transformers example scripts take it: scalar settings only; a key the config lacks or a value
+    of the wrong type is a clear error, not a traceback."""
+    if overrides:
+        malformed = [part for part in overrides.split(",") if part.count("=") != 1]
+        if malformed:
+            raise SystemExit(f"--config_overrides {overrides!r}: each setting is key=value, separated by commas; "
+                             f"not {', '.join(map(repr, malformed))}")
+        try:
+            config.update_from_string(overrides)
+        except ValueError as error:
+            raise SystemExit(f"--config_overrides {overrides!r}: {error}") from None
+    return config
+
+
+def overridden(model_args) -> str:
+    """What a model's description adds for `--config_overrides`: the tables then say what was trained."""
+    return f"; {model_args.config_overrides}" if model_args.config_overrides else ""

@@ -8,6 +8,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from .common import (DiskWatch, common_columns, folder_size, image_files, link_or_copy, machine_info, make_replica,
                      medsets_stages, per_image, print_table, rate_column, ratio_column, run_plan,
                      sort_into_class_folders, write_json)
@@ -32,9 +34,12 @@ def build_hep2(args):
             ("imagefolder (b1)", "imagefolder"), ("imagefolder+parquet (b2)", "imagefolder+parquet"),
             ("imagefolder+embed (b3)", "imagefolder+embed"))]
         stages += medsets_stages(base, args)
+        stages.append(("medsets num_proc=1, no near-duplicate search",
+                       dict(base, stage="medsets", num_proc=1, near_duplicates=False)))
         plan = [{"label": label, "spec": spec, "rows": images, "warm": [source, work / "by-class"]}
                 for label, spec in stages]
         results = run_plan(plan, work, args)
+        scaling = near_duplicate_scaling(source)
 
     base_mib = results["baseline"]["peak_rss_mib"]
     (wall, rate), rss = common_columns(results, base_mib)
@@ -52,9 +57,36 @@ def build_hep2(args):
         r = results[label]
         print(f"       {label} Parquet {r['parquet_bytes'] / 2**20:.1f} MiB ({r['parquet_bytes'] / raw_bytes:.2f}x"
               f" raw), image bytes {'embedded' if r['parquet_embeds_bytes'] else 'NOT embedded: paths only'}")
+    with_search = results["medsets num_proc=1 (c)"]["wall_s"]
+    without = results["medsets num_proc=1, no near-duplicate search"]["wall_s"]
+    print(f"\nNear-duplicate search (issue 23, goal: at most 1.5x the build without it): {with_search:.2f} s with, "
+          f"{without:.2f} s without: {with_search / without:.2f}x")
+    print("Search alone on the replica's signatures (candidates + verification), three sizes; n log n would keep "
+          "the last column flat:")
+    for n, seconds in scaling:
+        print(f"  {n:6d} images  {seconds:6.2f} s  {seconds / (n * np.log2(n)) * 1e6:6.2f} us per n log2 n")
     write_json(args.json, {"benchmark": "build-hep2", "scale": args.scale, "images": images,
                            "raw_input_bytes": raw_bytes, "repeat": args.repeat, "page_cache": "warm",
-                           "machine": machine_info(), "stages": results})
+                           "machine": machine_info(), "stages": results,
+                           "near_duplicate_search": {"ratio": with_search / without,
+                                                     "scaling": [{"images": n, "seconds": s} for n, s in scaling]}})
+
+
+def near_duplicate_scaling(source: Path) -> list[tuple[int, float]]:
+    """The search (medsets.near_duplicates.near_pairs) timed alone on a quarter, a half and all of the
+    replica's images, their signatures made first (untimed)."""
+    from PIL import Image
+
+    from medsets.near_duplicates import thumbnails_of, near_pairs, signature
+
+    signatures = [signature(Image.open(path)) for path in image_files(source, ".png")]
+    times = []
+    for n in (len(signatures) // 4, len(signatures) // 2, len(signatures)):
+        crops = thumbnails_of(signatures[:n])
+        start = time.perf_counter()
+        near_pairs(crops)
+        times.append((n, time.perf_counter() - start))
+    return times
 
 
 # -- build-leukemia ------------------------------------------------------------------------------------

@@ -56,7 +56,8 @@ def run_stage(spec: dict):
             extra["parquet_files"] = write_embedded_shards(ds, scratch / "imagefolder")
     elif name == "medsets":
         _, reports = export.build_configs(getattr(medsets, spec["builder"]), spec["source"], spec["config"],
-                                          scratch / "out", num_proc=spec["num_proc"])
+                                          scratch / "out", num_proc=spec["num_proc"],
+                                          near_duplicates=spec.get("near_duplicates", True))
         rows = sum(c["total"] for report in reports.values() for c in report.counts.values())
         extra["counts"] = next(iter(reports.values())).counts  # the first config's (gzmh one pass: tiles)
         extra["configs"] = list(reports)

@@ -30,6 +30,8 @@ from ..checks import BuildError, Problem, RowProblems
 from ..layout import IMAGE_FOLDERS, IMAGE_SUFFIXES, MASK_FOLDERS, images_and_masks, rank_image_ids, split_order
 from ..objects import components, cross_check, objects_in_tile, tiles
 from ..duplicates import pixel_hash
+from ..near_duplicates import signature as near_signature
+from ..published import PublishedResult
 from ..schema import (decode, detection_features, jpeg_block_grid, jpeg_bytes_like,
                       png_bytes)
 from ..source import Source, UnreadableFile, parent, stem, suffix
@@ -92,6 +94,12 @@ class GZMH(MedsetsBuilder):
     WRITER_BATCH_SIZE = {"full": 4, "tiles": 64}
     # Tiles are re-encoded; level 1 as measured for C-NMC (`python -m benchmarks png-levels`).
     PNG_COMPRESS_LEVEL = 1
+    PUBLISHED_RESULTS = tuple(
+        PublishedResult("full", "mitosis F1 (the authors' matching rule)", f1, method,
+                        "the GZMH test set, whole 2084x2084 fields, a hit within 20 px", citation, "test",
+                        "gzmh_authors f1")
+        for method, f1, citation in (("SSD", 0.511, "the GZMH dataset paper, J. Image and Graphics 2024"),
+                                     ("FoCasNet", 0.563, "Wang et al., Biomed. Signal Process. Control 2024")))
     CARD_NOTES = (
         "`objects` come from the masks' connected components (8-connectivity): `bbox` COCO [x, y, w, h] and "
         "`centroid` [x, y] in pixels (pixel (i, j) covers [i, i+1) x [j, j+1)), `area` in pixels. A mitosis "
@@ -222,7 +230,8 @@ class GZMH(MedsetsBuilder):
         if problems:
             raise RowProblems(problems)
         labels, found = components(mask)
-        facts = {"stray_mask_pixels": stray, "mask_coding": coding, "pixel_hash": pixel_hash(image)}
+        facts = {"stray_mask_pixels": stray, "mask_coding": coding, "pixel_hash": pixel_hash(image),
+                 "near_signature": near_signature(image) if self.config.near_duplicates else None}
         if record.boxes is not None:
             file_boxes = [b.scaled(image.width, image.height) if b.normalized else b for b in record.boxes]
             facts["box_disagreements"] = cross_check(found, file_boxes, record.image_file)
@@ -262,11 +271,12 @@ class GZMH(MedsetsBuilder):
             }
             first = tile.index == 0  # facts about the whole image are reported once, with its first tile
             tile_facts = {"source_images": int(first), "source_image_id": image_id, "pixel_hash": None,
+                          "near_signature": None,  # tiles of one field are never copies of each other
                           "mitoses": sum(o["counted"] for o in objects), "mask_coverage": float(mask[window].mean()),
                           "tile_format": "jpeg" if grid else "png"}
             if first:
-                tile_facts.update({key: value for key, value in facts.items() if key != "pixel_hash"},
-                                  source_pixel_hash=facts["pixel_hash"])
+                tile_facts.update({key: value for key, value in facts.items() if key not in ("pixel_hash", "near_signature")},
+                                  source_pixel_hash=facts["pixel_hash"], source_near_signature=facts["near_signature"])
             if grid and tile.index in (0, len(cut) - 1):
                 on_grid = tile.x % grid == 0 and tile.y % grid == 0
                 difference = np.abs(np.asarray(decode(encoded).convert("RGB"), np.int16) - pixels[window])
@@ -279,7 +289,8 @@ class GZMH(MedsetsBuilder):
         if self.config.name == "full":
             return super()._duplicate_units(examples)
         return [{"split": ex["split"], "image_id": ex["source_image_id"], "file_name": ex["file_name"],
-                 "pixel_hash": ex["source_pixel_hash"]} for ex in examples if ex.get("source_images")]
+                 "pixel_hash": ex["source_pixel_hash"], "near_signature": ex.get("source_near_signature")}
+                for ex in examples if ex.get("source_images")]
 
     def _rows_of(self, examples, units):
         if self.config.name == "full":

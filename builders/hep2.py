@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import datasets
 
+from ..published import PublishedResult
 from ..builder import MedsetsBuilder, MedsetsConfig, Scan
 from ..schema import classification_features, detection_features
 from ..source import Source
@@ -108,6 +109,23 @@ class HEp2(MedsetsBuilder):
     INTENSITIES = INTENSITIES
     MASK_NAME = re.compile(r"^(?P<key>.+?)[_\-]mask$", re.IGNORECASE)  # 00001_Mask.png, 001_mask.png
     GROUP_COLUMN = "specimen_id"
+    PUBLISHED_RESULTS = (
+        PublishedResult("icpr2014", "mean class accuracy", 0.871, "Manivannan et al. (contest winner)",
+                        "ICPR 2014 task 1, the organisers' private specimen-disjoint test set (never released)",
+                        "Manivannan et al., Pattern Recognition 51, 2016"),
+        PublishedResult("icpr2014", "mean class accuracy", 0.967, "deep CNN (Gao et al.)",
+                        "a random split of the 13,596 released cells (cells of one specimen on both sides)",
+                        "Gao et al., IEEE J. Biomed. Health Inform. 21(2), 2017"),
+        PublishedResult("icpr2012", "accuracy", 0.739, "ConvNeXt-B ImageNet-22K 224²",
+                        "contest test set (734 cells), official training set split 5:5", "the ICPR 2012 report "
+                        "on ConvNeXt-B and CoAtNet, Table 3", "test", "accuracy"),
+        PublishedResult("icpr2012", "accuracy", 0.756, "Custom CoAtNet JFT-3B 224²",
+                        "contest test set (734 cells), official training set split 5:5", "the same report, Table 3",
+                        "test", "accuracy"),
+        PublishedResult("icpr2012", "average classification accuracy", 0.812, "DACN",
+                        "contest test set, as the report above quotes it", "Liu et al., ISBI 2017", "test",
+                        "accuracy"),
+    )
     CONFIG_TASKS = {"icpr2012_slides": ("object-detection", "image-segmentation")}
 
     BUILDER_CONFIGS = [

@@ -15,6 +15,7 @@ import re
 
 import datasets
 
+from ..published import PublishedResult
 from ..builder import MedsetsBuilder, MedsetsConfig, Record, Scan
 from ..checks import Problem
 from ..label_files import Column, find_columns
@@ -61,6 +62,11 @@ class Leukemia(MedsetsBuilder):
 
     COUNTED_COLUMNS = ("label", "fold", "fold+label")
     GROUP_COLUMN = "patient_id"
+    PUBLISHED_RESULTS = (
+        PublishedResult("cnmc", "weighted F1", 0.9104, "neighbourhood correction (Pan et al., first place)",
+                        "the challenge's final test set (labels never published), a correction that uses the "
+                        "test set itself", "Pan et al., ISBI 2019 C-NMC challenge, Springer LNBE 2019"),
+    )
     # 450x450 cells on a black background; level chosen by `python -m benchmarks build-leukemia`.
     PNG_COMPRESS_LEVEL = 1
     DEFAULT_NUM_PROC = os.cpu_count()

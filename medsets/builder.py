@@ -9,8 +9,8 @@ image each. Layout search is in `layout`, label files in `label_files`.
 The base class turns records into rows with the per-row checks (`read` decodes a file and records why
 it could not), collects every problem from every worker process in a `Ledger`, and after all splits are
 written either raises one `BuildError` listing all of them or, with skip_bad=True, leaves the bad rows
-out and lists them in `self.report`. Duplicates (`duplicates`) and configs written in the same pass
-(`companions`) have modules of their own; `datasets`' private parts are reached through `datasets_adapter`.
+out and lists them in `self.report`. Copies, pixel-identical and near (`duplicates`, `near_duplicates`),
+and configs written in the same pass (`companions`) have modules of their own; `datasets`' private parts are reached through `datasets_adapter`.
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ import datasets
 
 from . import layout
 from .checks import (BuildError, BuildReport, Ledger, Problem, PublishedCounts, RowProblems, compare_counts,
-                     counted_parts, coverage_stats, group_overlap, size_stats, stray_mask_values, tally)
+                     counted_parts, coverage_stats, group_overlap, listed_twice, size_stats, stray_mask_values, tally)
 from .companions import CompanionWriters, check_companions, companion_builder, take_shards
 from .datasets_adapter import PrepareHooks
-from .duplicates import copies_to_drop, drop_rows, duplicate_groups, duplicate_pairs, pixel_hash
+from .duplicates import drop_rows, find_copies, pixel_hash, read_signatures, set_duplicate_groups, store_signatures
 from .layout import LayoutNotFound
-from .schema import UnreadableImage, image_value, mask_value
+from .schema import NO_GROUP, UnreadableImage, image_value, mask_value
 from .source import Source, SourceError, UnreadableFile
 
 
@@ -41,9 +41,12 @@ from .source import Source, SourceError, UnreadableFile
 class MedsetsConfig(datasets.BuilderConfig):
     # Build without the rows that fail a check, recording each one, instead of refusing to build.
     skip_bad: bool = False
-    # Keep one image of each group of pixel-identical images (the first in split order, then by image_id)
-    # and list the others as dropped; off by default, so that the published splits stay comparable.
-    drop_duplicates: bool = False
+    # Keep one image of each group of copies (the first in split order, then by image_id) and list the others
+    # as dropped: True or "exact" for pixel-identical copies, "near" for those and re-imaged ones too. Off by
+    # default, so that the published splits stay comparable.
+    drop_duplicates: bool | str = False
+    # Look for near-duplicates (the same object imaged twice); False skips the search (medsets.near_duplicates).
+    near_duplicates: bool = True
     # Other configs of the dataset written in the same pass over the download, each image decoded once for
     # all of them (medsets.companions).
     companions: tuple[str, ...] = ()
@@ -103,6 +106,8 @@ class MedsetsBuilder(PrepareHooks, datasets.GeneratorBasedBuilder):
     CARD_NOTES: tuple[str, ...] = ()
     # Column naming the specimen/patient, audited for overlap across splits (leakage).
     GROUP_COLUMN: str | None = None
+    # Published results with their protocols (medsets.published): the card's table, evaluate's comparisons.
+    PUBLISHED_RESULTS: tuple = ()
     RECORDS_PER_JOB = 1000
     # Per-example facts (ints) summed per split in the report and the card, e.g. objects per image.
     SUMMED_FACTS: tuple[str, ...] = ()
@@ -204,6 +209,8 @@ class MedsetsBuilder(PrepareHooks, datasets.GeneratorBasedBuilder):
         for record in records:
             try:
                 for config, example, image, facts in self._rows(record):
+                    example.setdefault("duplicate_group", NO_GROUP)  # set after the pass, once groups are known
+                    facts = store_signatures(facts, image, self._ledger, self.config.near_duplicates)
                     self._ledger.example(
                         **({"config": config} if config != self.config.name else {}),
                         split=split,
@@ -246,6 +253,7 @@ class MedsetsBuilder(PrepareHooks, datasets.GeneratorBasedBuilder):
             if not succeeded:
                 return
             problems, examples, shards = self._ledger.read()
+            read_signatures(self._ledger, examples)
         finally:
             shutil.rmtree(self._ledger.folder, ignore_errors=True)
         if problems and not self.config.skip_bad:
@@ -270,13 +278,19 @@ class MedsetsBuilder(PrepareHooks, datasets.GeneratorBasedBuilder):
         # The published counts describe the download as released, duplicates included.
         self._count_mismatches = compare_counts(tally(examples, self.counted_columns(), self.summed_facts()),
                                                 self._scanned.published)
-        groups = duplicate_groups(self._duplicate_units(examples), order)
-        self._duplicates = {"pairs": duplicate_pairs(groups, order), "groups": groups} if groups else {}
-        self._dropped = copies_to_drop(groups) if self.config.drop_duplicates else []
+        drop = self.config.drop_duplicates
+        if drop not in (False, True, "exact", "near"):
+            raise BuildError(f"{self.name}: drop_duplicates={drop!r}; choose False, True (\"exact\") or \"near\"")
+        copies = find_copies(self._duplicate_units(examples), order, near=self.config.near_duplicates, drop=drop)
+        self._duplicates, self._near_duplicates, self._dropped = copies.duplicates, copies.near_duplicates, copies.dropped
         if self._dropped:
             gone = self._rows_of(examples, self._dropped)
             drop_rows(self.info.splits, self.shard_files, gone)
             examples = [ex for ex in examples if (ex["split"], ex["image_id"]) not in gone]
+        # The column describes the built rows: a group of which one row is left is no group any more.
+        group_of_row = {row: number for number, group in enumerate(copies.groups_left())
+                        for row in self._rows_of(examples, group)}
+        set_duplicate_groups(self.shard_files, list(self.info.splits), group_of_row)
         self.report = self._make_report(problems, examples)
 
     def shard_files(self, split: str, folder: str | os.PathLike | None = None) -> list[Path]:
@@ -291,7 +305,8 @@ class MedsetsBuilder(PrepareHooks, datasets.GeneratorBasedBuilder):
     def _duplicate_units(self, examples: list[dict]) -> list[dict]:
         """What duplicates are sought among, and dropped as a whole: each row, unless a dataset cuts images
         into tiles (then each source image)."""
-        return [{key: ex[key] for key in ("split", "image_id", "file_name", "pixel_hash")} for ex in examples]
+        return [{key: ex.get(key) for key in ("split", "image_id", "file_name", "pixel_hash", "near_signature")}
+                for ex in examples]
 
     def _rows_of(self, examples: list[dict], units: list[dict]) -> set[tuple[str, int]]:
         """The (split, image_id) of the rows that make up these units."""
@@ -374,22 +389,8 @@ class MedsetsBuilder(PrepareHooks, datasets.GeneratorBasedBuilder):
             image_sizes=size_stats(examples),
             mask_coverage=coverage_stats(examples),
             duplicates=self._duplicates,
+            near_duplicates=self._near_duplicates,
+            near_search=bool(self.config.near_duplicates),
             dropped=self._dropped,
+            dropped_with=f"drop_duplicates={self.config.drop_duplicates!r}".replace("'", '"'),
         )
-
-
-def listed_twice(splits: dict[str, list[Record]]) -> list[Problem]:
-    """An image that the label files list twice would become two rows: keep its first listing (in split
-    order), drop the others, each a problem (fatal, or skipped once with skip_bad=True)."""
-    first, problems = {}, []
-    for split, records in splits.items():
-        kept = []
-        for record in records:
-            file = record.name  # a cell cut from a slide names the slide and itself
-            if file in first:
-                problems.append(Problem("duplicate id", file, f"listed twice: in {first[file]} and again in {split}"))
-            else:
-                first[file] = split
-                kept.append(record)
-        records[:] = kept
-    return problems

@@ -16,6 +16,7 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from .checks import BuildError, BuildReport
+from .published import published_table
 
 
 def size_category(n: int) -> str:
@@ -72,6 +73,28 @@ def write_card(folder: Path, builder_cls, info: datasets.DatasetInfo, config: st
     DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n# {title}\n\n{body}").save(readme)
 
 
+def copies_across_splits(report: BuildReport) -> str:
+    """What copies across splits mean for a score, in numbers: how many images of each later split have a
+    copy (pixel-identical or re-imaged) in an earlier one."""
+    groups = report.duplicates.get("groups", []) + report.near_duplicates.get("groups", [])
+    order = list(report.counts)
+    leaking: dict[str, set] = {}
+    for group in groups:
+        splits = {unit["split"] for unit in group}
+        for unit in group:
+            if any(order.index(other) < order.index(unit["split"]) for other in splits if other in order):
+                leaking.setdefault(unit["split"], set()).add(unit["image_id"])
+    if not leaking:
+        return ""
+    parts = [f"{len(ids)} of the {report.counts[split]['total']} {split} images" for split, ids in leaking.items()
+             if split in report.counts]
+    return ("**Copies across splits (computed).** " + "; ".join(parts) + " have a copy, pixel-identical or the same "
+            "object imaged again, in an earlier split. A model scored on them is partly scored on images it has "
+            "seen, so the score overstates how it does on new objects. Rows of one group share `duplicate_group` "
+            "(-1: no copy): filter on it, or use it as the group of a GroupKFold. `medsets evaluate` and the "
+            "fine-tuning scripts score the test images without them beside all of them.")
+
+
 def card_text(name: str, builder_cls, reports: list[BuildReport], prose: str, folder: Path) -> str:
     lines = [prose or (builder_cls.__doc__ or "").strip(), ""]
     lines += [f"- {note}" for note in builder_cls.CARD_NOTES] + ([""] if builder_cls.CARD_NOTES else [])
@@ -101,17 +124,32 @@ def card_text(name: str, builder_cls, reports: list[BuildReport], prose: str, fo
             lines.append(f"- {split} image size (w x h): min {s['min']}, median {s['median']}, max {s['max']}")
         for split, c in report.mask_coverage.items():
             lines.append(f"- {split} mask foreground fraction: mean {c['mean']}, min {c['min']}, max {c['max']}")
-        duplicates = report.duplicate_lines()
+        duplicates = [line for line in report.duplicate_lines() if not line.startswith("  dropped")]
         findings = ([f"count differs from the published one: {m}" for m in report.count_mismatches]
                     + [f"left out with skip_bad=True: {p['kind']}: {p['file']} {p['detail']}".rstrip()
-                       for p in report.skipped] + duplicates[:1] + report.warnings)
+                       for p in report.skipped] + duplicates + report.warnings)
         lines += ["", "Build findings:" if findings else "Build findings: none; counts match the published ones."]
         lines += [f"- {f}" for f in findings] + [""]
-        if report.dropped:  # every dropped row, folded: the one line above says how many and why
-            lines += [f"<details><summary>The {len(report.dropped)} rows dropped with drop_duplicates=True</summary>",
+        leak = copies_across_splits(report)
+        if leak:
+            lines += [leak, ""]
+        if report.dropped:  # every dropped row, folded: the line above says how many and why
+            lines += [f"<details><summary>The {len(report.dropped)} rows dropped as copies</summary>",
                       "", "| split | file | same pixels as (kept) |", "|---|---|---|"]
             lines += [f"| {d['split']} | {d['file_name']} | {d['same_as']} |" for d in report.dropped]
             lines += ["", "</details>", ""]
         lines += ["```python", "from datasets import load_dataset",
                   f'ds = load_dataset("{name}", "{report.config}")', "```", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + published_section(builder_cls))
+
+
+def published_section(builder_cls) -> list[str]:
+    """The published results with their protocols, and which of them a score on this build compares with."""
+    table = published_table(builder_cls.PUBLISHED_RESULTS)
+    lines = ["## Published results", ""]
+    if not table:
+        return lines + ["None found (searched December 2026): no paper we know of reports a score on this "
+                        "dataset's test split, so there is nothing to compare with yet.", ""]
+    return lines + ["Each number with the test set and protocol behind it; only those marked comparable were "
+                    "measured on the split medsets builds, with the measure `medsets evaluate` computes.", "",
+                    table, ""]

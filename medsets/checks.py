@@ -16,7 +16,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .duplicates import duplicates_finding
+from .duplicates import duplicates_finding, near_duplicates_finding
 from .errors import MedsetsError
 
 # What a user can do about each kind of problem; shown once per kind in the error.
@@ -100,7 +100,29 @@ class Ledger:
         self._pid = None
 
     def __getstate__(self):
-        return {"folder": self.folder, "_handle": None, "_pid": None}
+        return {"folder": self.folder, "_handle": None, "_pid": None, "_blobs": None}
+
+    def blob(self, data: bytes) -> list:
+        """Store bytes of a fixed size per kind (a near-duplicate signature) in this process's side file, and
+        return [file, index] to record with the example: the JSON stays small and the parent reads the side
+        files as arrays, without holding them as text."""
+        blobs = getattr(self, "_blobs", None)
+        if blobs is None or blobs[0] != os.getpid():
+            handle = open(self.folder / f"{os.getpid()}-{len(data)}.bin", "ab")
+            self._blobs = blobs = (os.getpid(), handle, handle.tell() // len(data))
+        pid, handle, count = blobs
+        handle.write(data)
+        handle.flush()  # as for the JSON lines: a worker may leave through os._exit
+        self._blobs = (pid, handle, count + 1)
+        return [handle.name.rsplit("/", 1)[-1], count]
+
+    def read_blobs(self, refs: list[list], size: int) -> bytes:
+        """The bytes of each [file, index], in order, as one buffer of len(refs) * size bytes."""
+        import numpy as np
+
+        arrays = {name: np.fromfile(self.folder / name, np.uint8).reshape(-1, size)
+                  for name in {ref[0] for ref in refs}}
+        return b"".join(arrays[name][index].tobytes() for name, index in refs)
 
     def _write(self, record: dict):
         if self._handle is None or self._pid != os.getpid():
@@ -152,17 +174,30 @@ class BuildReport:
     mask_coverage: dict = field(default_factory=dict)  # split -> foreground fraction {"mean", "min", "max"}
     # Pixel-identical images: {"pairs": {split pair: n}, "groups": [[{split, image_id, file_name, pixel_hash}]]}
     duplicates: dict = field(default_factory=dict)
+    # The same object imaged twice: {"pairs": {split pair: n}, "groups": [[{split, image_id, file_name,
+    # similarity}]]}; near_search False when the search was switched off.
+    near_duplicates: dict = field(default_factory=dict)
+    near_search: bool = True
     dropped: list[dict] = field(default_factory=list)  # rows left out with drop_duplicates=True, each with "same_as"
+    dropped_with: str = "drop_duplicates=True"  # or drop_duplicates="near": every near copy too
 
     def duplicate_lines(self) -> list[str]:
-        """What the report and the card say of duplicates: one line, then every dropped row."""
-        if not self.duplicates:
+        """What the report and the card say of copies: a line for pixel-identical ones, a line for near
+        ones (the same object imaged twice), then every dropped row."""
+        where = f"every group in reports/{self.config}.json"
+        lines = [f"duplicates: {duplicates_finding(self.duplicates)} ({where})"] if self.duplicates else []
+        if self.near_duplicates:
+            lines.append(f"near-duplicates: {near_duplicates_finding(self.near_duplicates)} (the same object imaged "
+                         f"again: shifted, re-exposed, noisy, flipped or turned; {where})")
+        elif not self.near_search:
+            lines.append("near-duplicates: not looked for (near_duplicates=False)")
+        if not lines:
             return []
-        line = f"duplicates: {duplicates_finding(self.duplicates)} (every group in reports/{self.config}.json)"
         if not self.dropped:
-            return [line + "; all kept, as published (drop_duplicates=True keeps one of each group)"]
-        return [line + f"; {len(self.dropped)} copies dropped with drop_duplicates=True (the first of each group, in "
-                       "split order then by image_id, is kept):"] + [
+            return lines[:-1] + [lines[-1] + "; all kept, as published (drop_duplicates=True keeps one of each "
+                                             "pixel-identical group, drop_duplicates=\"near\" of every group)"]
+        return lines + [f"{len(self.dropped)} copies dropped with {self.dropped_with} (the first of each group, in "
+                        "split order then by image_id, is kept):"] + [
             f"  dropped {d['split']}:{d['file_name']} (= {d['same_as']})" for d in self.dropped]
 
     def to_json(self) -> str:
@@ -296,3 +331,20 @@ def size_stats(examples: list[dict]) -> dict:
             "max": list(areas[-1]),
         }
     return stats
+
+
+def listed_twice(splits: dict[str, list]) -> list[Problem]:
+    """An image that the label files list twice would become two rows: keep its first listing (in split
+    order), drop the others, each a problem (fatal, or skipped once with skip_bad=True)."""
+    first, problems = {}, []
+    for split, records in splits.items():
+        kept = []
+        for record in records:
+            file = record.name  # a cell cut from a slide names the slide and itself
+            if file in first:
+                problems.append(Problem("duplicate id", file, f"listed twice: in {first[file]} and again in {split}"))
+            else:
+                first[file] = split
+                kept.append(record)
+        records[:] = kept
+    return problems

@@ -18,10 +18,24 @@ from pathlib import Path
 FLAGS = {"config_name": "--config", "data_dir": "--source", "out": "--out", "num_proc": "--num-proc",
          "tile_size": "--tile-size", "tile_overlap": "--tile-overlap", "tile_format": "--tile-format"}
 SWITCHES = {"skip_bad": "--skip-bad", "drop_duplicates": "--drop-duplicates", "overwrite": "--overwrite"}
+SPELLED = {'drop_duplicates="near"': "--drop-duplicates near", "near_duplicates=False": "--near-duplicates off"}
+
+
+def bootstrap_of(args):
+    """The interval settings of `medsets evaluate`, checked."""
+    from .checks import BuildError
+    from .intervals import Bootstrap
+
+    if not 0 < args.confidence < 1 or args.resamples < 100:
+        raise BuildError(f"--confidence {args.confidence} --resamples {args.resamples}: the level must lie between "
+                         "0 and 1 (0.95 for 95%) and the resamples be at least 100 (2,000 by default).")
+    return Bootstrap(args.resamples, args.confidence, args.seed)
 
 
 def as_flags(message: str) -> str:
     """A message of the core, with each Python option named as the command line's flag."""
+    for python, flag in SPELLED.items():
+        message = message.replace(python, flag)
     message = re.sub(r"\b(" + "|".join(SWITCHES) + r")=True\b", lambda m: SWITCHES[m[1]], message)
     return re.sub(r"\b(" + "|".join(FLAGS) + r')=(?:"([^"\s]*)"|(\S*\w))?',
                   lambda m: FLAGS[m[1]] + (f" {m[2] or m[3]}" if (m[2] or m[3]) else ""), message)
@@ -81,11 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--skip-bad", action="store_true",
                        help="leave out rows that fail a check instead of refusing to build; each is listed "
                             "in the build report and the card")
-    build.add_argument("--drop-duplicates", action="store_true",
-                       help="keep one image of each group of pixel-identical images (the one in the earliest split: "
-                            "train, validation, test; then the lowest image_id) and list every dropped row in the "
-                            "report and the card. Without it duplicates are only reported and the published splits "
-                            "are kept as they are, so that results stay comparable with papers")
+    build.add_argument("--drop-duplicates", nargs="?", const="exact", choices=["exact", "near"],
+                       help="keep one image of each group of copies (the one in the earliest split: train, "
+                            "validation, test; then the lowest image_id) and list every dropped row in the report "
+                            "and the card: of pixel-identical images (exact, what the flag alone means), or also of "
+                            "the same object imaged again (near). Without it copies are only reported and the "
+                            "published splits are kept as they are, so that results stay comparable with papers")
+    build.add_argument("--near-duplicates", choices=["on", "off"], default="on",
+                       help="look for the same object imaged twice (shifted, re-exposed, noisy, flipped or turned) "
+                            "within and across splits (default: %(default)s)")
     build.add_argument("--num-proc", type=int,
                        help="worker processes for decoding, checking and re-encoding (default: each dataset's "
                             f"measured best on this machine: {num_proc})")
@@ -127,6 +145,17 @@ def main(argv: list[str] | None = None) -> int:
                                "by default that is an error")
     evaluate.add_argument("--csv", type=Path,
                           help="where to write the table (default: NAME-SPLIT-scores.csv beside the predictions)")
+    evaluate.add_argument("--compare", type=Path, metavar="PREDICTIONS",
+                          help="a second prediction set of the same kind: both scores, their difference with its "
+                               "interval over the same units and a two-sided p-value (accuracy: McNemar's exact test)")
+    evaluate.add_argument("--json", type=Path, metavar="PATH",
+                          help="also write each headline number with its interval: {metric: {value, ci_low, "
+                               "ci_high, unit, n_units}} (and \"comparison\" with --compare)")
+    evaluate.add_argument("--confidence", type=float, default=0.95, help="interval level (default: %(default)s)")
+    evaluate.add_argument("--resamples", type=int, default=2000,
+                          help="bootstrap resamples of the independent unit (default: %(default)s)")
+    evaluate.add_argument("--seed", type=int, default=0, help="bootstrap seed: a rerun prints the same interval "
+                                                               "(default: %(default)s)")
 
     push = commands.add_parser(
         "push", help="publish a built folder as a Hub dataset (private unless --public)",
@@ -174,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
 
             return evaluate_predictions(args.name, args.predictions, args.dataset or Path(args.name), args.split,
                                         args.csv, allow_missing=args.allow_missing, convention=args.convention,
-                                        config=args.config, threshold=args.threshold)
+                                        config=args.config, threshold=args.threshold, compare=args.compare,
+                                        json_path=args.json, bootstrap=bootstrap_of(args))
         from .demo import run_demo
 
         return run_demo(args.out, args.scale)
@@ -232,7 +262,8 @@ def build_dataset(args) -> int:
         return 2
     out, reports = build_configs(builder_cls, args.source, args.config, args.out or Path(args.name),
                                  overwrite=args.overwrite, skip_bad=args.skip_bad, num_proc=args.num_proc,
-                                 drop_duplicates=args.drop_duplicates, **options)
+                                 drop_duplicates=args.drop_duplicates or False,
+                                 near_duplicates=args.near_duplicates == "on", **options)
     for report in reports.values():
         print(as_flags(report.render()) + "\n")
     print(f"Wrote {out} (reports in {out / 'reports'}).")

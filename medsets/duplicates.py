@@ -2,11 +2,16 @@
 
 How a build uses this module (builder.MedsetsBuilder._finish_build):
 - while rows are written, each row's decoded pixels are hashed (`pixel_hash`) and the hash goes to the
-  ledger with the row's other facts; only hashes are held, never images;
-- after every split is written, `duplicate_groups` gathers rows of one hash, `duplicate_pairs` counts
-  them per split pair, and `duplicates_finding` is the one line of the report and the card;
-- with `drop_duplicates=True`, `copies_to_drop` names every copy but the one kept (the earliest split,
-  then the lowest image_id) and `drop_rows` rewrites the Parquet shards already written without them.
+  ledger with the row's other facts, its near-duplicate signature (a small grey crop) to the ledger's side
+  file (`store_signatures`, read back by `read_signatures`); never whole images;
+- after every split is written, `find_copies` does the rest: `duplicate_groups` gathers rows of one hash,
+  `duplicate_pairs` counts them per split pair, and `duplicates_finding` is the one line of the report and
+  the card;
+- `near_groups` adds the same object imaged twice (medsets.near_duplicates finds the pairs): near groups
+  are reported beside the exact ones, and both together make the groups of the `duplicate_group` column,
+  which `set_duplicate_groups` writes into the shards;
+- with `drop_duplicates=True` (or "near"), `copies_to_drop` names every copy but the one kept (the earliest
+  split, then the lowest image_id) and `drop_rows` rewrites the Parquet shards already written without them.
 
 A "unit" is what duplicates are sought among and dropped as a whole: a row, or for a dataset that cuts
 images into tiles, a source image (GZMH: all tiles of a dropped field go).
@@ -17,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -76,6 +82,159 @@ def duplicates_finding(duplicates: dict) -> str:
     images = sum(len(group) for group in groups)
     return (f"{total} pixel-identical pair{'s' if total != 1 else ''} ({len(groups)} group{'s' if len(groups) != 1 else ''},"
             f" {images} images): {', '.join(parts)}; {across} cross splits")
+
+
+def near_groups(units: list[dict], exact: list[list[dict]], split_order: list[str]
+                ) -> tuple[list[list[dict]], list[list[dict]]]:
+    """(near groups, all groups). Near groups: units joined by near-duplicate pairs (never two pixel-identical
+    ones, which are exact copies), each member with its best `similarity` to another member. All groups:
+    the exact and near relations together, each in keeping order (split order, then image_id)."""
+    from .near_duplicates import thumbnails_of, near_pairs
+
+    searched = [index for index, unit in enumerate(units) if unit.get("near_signature")]
+    pairs = [(searched[i], searched[j], similarity) for i, j, similarity in
+             near_pairs(thumbnails_of([units[index]["near_signature"] for index in searched]))
+             if units[searched[i]]["pixel_hash"] != units[searched[j]]["pixel_hash"]
+             or units[searched[i]]["pixel_hash"] is None]
+    parent = list(range(len(units)))
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def keeping_order(unit):
+        return split_order.index(unit["split"]), unit["image_id"]
+
+    best: dict[int, float] = {}
+    for i, j, similarity in pairs:
+        parent[root(i)] = root(j)
+        best[i], best[j] = max(best.get(i, 0.0), similarity), max(best.get(j, 0.0), similarity)
+    members: dict[int, list[int]] = {}
+    for index in best:
+        members.setdefault(root(index), []).append(index)
+    near = [sorted(({**units[i], "similarity": best[i]} for i in group), key=keeping_order)
+            for group in members.values()]
+    near.sort(key=lambda group: keeping_order(group[0]))
+    position = {(unit["split"], unit["image_id"]): index for index, unit in enumerate(units)}
+    for group in exact:  # the exact relation joins the same sets
+        first = position[(group[0]["split"], group[0]["image_id"])]
+        for unit in group[1:]:
+            parent[root(position[(unit["split"], unit["image_id"])])] = root(first)
+    together: dict[int, list[int]] = {}
+    for index in range(len(units)):
+        together.setdefault(root(index), []).append(index)
+    combined = [sorted((units[i] for i in group), key=keeping_order) for group in together.values() if len(group) > 1]
+    combined.sort(key=lambda group: keeping_order(group[0]))
+    return near, combined
+
+
+def without_a_twin(groups, seen_groups) -> list[int]:
+    """Positions of the rows (their `duplicate_group` values, -1 for none) that share no group with a row of
+    `seen_groups`: the rows a model that saw those never met, as the same pixels or the same object re-imaged."""
+    from .schema import NO_GROUP
+
+    seen = {group for group in seen_groups if group != NO_GROUP}
+    return [index for index, group in enumerate(groups) if group == NO_GROUP or group not in seen]
+
+
+def near_duplicates_finding(near: dict) -> str:
+    """The report's and the card's line on near-duplicates, as duplicates_finding's."""
+    return duplicates_finding(near).replace("pixel-identical pair", "near-duplicate pair")
+
+
+def set_duplicate_groups(shard_files, splits: list[str], group_of_row: dict[tuple[str, int], int]) -> None:
+    """Write each row's group into the `duplicate_group` column of the shards already written (-1 stays for
+    rows without a copy); only shards holding a grouped row are rewritten, row group by row group."""
+    from .schema import NO_GROUP
+
+    for split in splits:
+        mine = {image_id: group for (where, image_id), group in group_of_row.items() if where == split}
+        if not mine:
+            continue
+        ids = pa.array(sorted(mine), pa.int64())
+        numbers = pa.array([mine[i] for i in sorted(mine)], pa.int64())
+        for shard in shard_files(split):
+            source = pq.ParquetFile(shard)
+            if not source.metadata.num_row_groups:
+                continue
+            compression = source.metadata.row_group(0).column(0).compression.lower()
+            rewritten = shard.with_name(shard.name + ".grouped")
+            with pq.ParquetWriter(rewritten, source.schema_arrow,
+                                  compression="none" if compression == "uncompressed" else compression) as writer:
+                for index in range(source.metadata.num_row_groups):
+                    group = source.read_row_group(index)
+                    found = pc.index_in(group["image_id"], value_set=ids)
+                    column = pc.if_else(pc.is_valid(found), pc.take(numbers, found),
+                                        pa.scalar(NO_GROUP, pa.int64()))
+                    position = group.schema.get_field_index("duplicate_group")
+                    writer.write_table(group.set_column(position, "duplicate_group", column))
+            source.close()
+            os.replace(rewritten, shard)
+
+
+SIGNATURE_KEYS = ("near_signature", "source_near_signature")  # a row's own, a tiled row's source image's
+
+
+def store_signatures(facts: dict, image, ledger, search: bool) -> dict:
+    """The row's facts with its near-duplicate signature (made from `image` unless the dataset gave one, None
+    when the search is off) and any source image's stored in the ledger's side file: the facts keep where."""
+    from .near_duplicates import signature
+
+    facts = dict(facts)
+    if "near_signature" not in facts:
+        facts["near_signature"] = signature(image) if search else None
+    for key in SIGNATURE_KEYS:
+        if isinstance(facts.get(key), bytes):
+            facts[key] = ledger.blob(facts[key])
+    return facts
+
+
+def read_signatures(ledger, examples: list[dict]) -> None:
+    """Each example's signatures back from the ledger's side files, in place of where they were stored."""
+    from .near_duplicates import MAX_SIDE
+
+    size = MAX_SIDE * MAX_SIDE
+    for key in SIGNATURE_KEYS:
+        stored = [ex for ex in examples if isinstance(ex.get(key), list)]
+        data = ledger.read_blobs([ex[key] for ex in stored], size)
+        for index, ex in enumerate(stored):
+            ex[key] = data[index * size:(index + 1) * size]
+
+
+@dataclass
+class Copies:
+    """What a build found: the report's `duplicates` and `near_duplicates` ({"pairs", "groups"}, empty when
+    there are none), every group of copies (exact and near together, in keeping order) and the units dropped."""
+    duplicates: dict
+    near_duplicates: dict
+    groups: list[list[dict]]
+    dropped: list[dict]
+
+    def groups_left(self) -> list[list[dict]]:
+        """The groups as the built rows hold them: without the dropped units, and none of one unit left."""
+        gone = {(unit["split"], unit["image_id"]) for unit in self.dropped}
+        left = [[unit for unit in group if (unit["split"], unit["image_id"]) not in gone] for group in self.groups]
+        return [group for group in left if len(group) > 1]
+
+
+def find_copies(units: list[dict], split_order: list[str], *, near: bool, drop: bool | str) -> Copies:
+    """Pixel-identical groups, near groups when `near` (the same object imaged twice), and the units to drop:
+    none, every exact copy but one (drop True or "exact"), or every exact and near copy but one ("near")."""
+    exact = duplicate_groups(units, split_order)
+    near_found, together = near_groups(units, exact, split_order) if near else ([], exact)
+    dropped = copies_to_drop(together if drop == "near" else exact) if drop else []
+    return Copies(duplicates={"pairs": duplicate_pairs(exact, split_order), "groups": strip(exact)} if exact else {},
+                  near_duplicates={"pairs": duplicate_pairs(near_found, split_order),
+                                   "groups": strip(near_found, ("pixel_hash",))} if near_found else {},
+                  groups=together, dropped=strip([dropped])[0])
+
+
+def strip(groups: list[list[dict]], also: tuple[str, ...] = ()) -> list[list[dict]]:
+    """Groups as the report keeps them: without the signatures they were found by (nor the keys in `also`)."""
+    return [[{key: value for key, value in unit.items() if key not in SIGNATURE_KEYS and key not in also}
+             for unit in group] for group in groups]
 
 
 def copies_to_drop(groups: list[list[dict]]) -> list[dict]:

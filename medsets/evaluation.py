@@ -18,13 +18,19 @@ how many were scored of how many).
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 from datasets import ClassLabel, Image
 
+from .confidence import compare as compare_sets
+from .confidence import (Scored, comparison_lines, interval_lines, intervals_of, labels_scored, masks_scored,
+                         mitoses_scored, units_of)
+from .intervals import Bootstrap
 from .label_files import Column, canonical, find_columns
+from .published import comparable_lines
 from .metrics.classification.table3 import table3
 from .checks import BuildError, Problem
 from .layout import is_image
@@ -39,16 +45,23 @@ LABEL_COLUMNS = ("label", "prediction", "predicted", "pred", "class")
 
 def evaluate_predictions(name: str, predictions: Path, dataset: Path, split: str, csv_path: Path | None,
                          allow_missing: bool = False, convention: str = "uacanet", config: str | None = None,
-                         threshold: float | None = None) -> int:
-    """The `medsets evaluate` command: check the inputs, pick the scoring by the split's label, print, write CSV."""
+                         threshold: float | None = None, compare: Path | None = None, json_path: Path | None = None,
+                         bootstrap: Bootstrap | None = None) -> int:
+    """The `medsets evaluate` command: check the inputs, pick the scoring by the split's label, print with
+    intervals (and a paired comparison with --compare), write CSV (and JSON)."""
     from datasets import disable_progress_bars, get_dataset_config_names, get_dataset_split_names, load_dataset
 
     from .export import is_medsets_folder
 
     disable_progress_bars()  # loading a built split takes a moment; the scoring has its own bar
 
-    if not predictions.exists():
-        raise BuildError(f"{predictions}: no such file or folder of predictions.")
+    for given in (predictions, compare) if compare else (predictions,):
+        if not given.exists():
+            raise BuildError(f"{given}: no such file or folder of predictions.")
+    if compare and compare.is_file() != predictions.is_file():
+        raise BuildError(f"--compare {compare}: a {'file' if compare.is_file() else 'folder'}, but --predictions "
+                         f"{predictions} is a {'file' if predictions.is_file() else 'folder'}; compare like with like.")
+    bootstrap = bootstrap or Bootstrap()
     if not dataset.is_dir():
         raise BuildError(f"{dataset}: no built dataset here.", hint=f"Build it first: medsets build {name} --source "
                                                                     f"RAW --out {dataset}, or pass --dataset.")
@@ -68,41 +81,116 @@ def evaluate_predictions(name: str, predictions: Path, dataset: Path, split: str
         raise BuildError(f"{dataset} has no split {split!r}; it has {', '.join(splits)}.", hint="Pass --split.")
     rows = load_dataset(str(dataset), config, split=split)
     label = rows.features.get("label")
-    if mitoses:
-        table, counts = score_mitoses(rows, predictions, allow_missing, threshold)
-        title = "mitosis detection F1 on whole images, both rules of medsets.metrics.mitosis"
-    elif isinstance(label, ClassLabel):
-        if not predictions.is_file():
-            raise BuildError(f"{predictions}: a folder; {name} is scored from a CSV of predicted labels.",
-                             hint="One row per image: file_name (or image_id), label (name or id).")
-        table, counts = score_labels(rows, predictions, label, allow_missing, name, config)
-        title = "medsets.metrics.classification"
-    elif isinstance(label, Image):
-        if not predictions.is_dir():
-            raise BuildError(f"{predictions}: a file; {name} is scored from a folder of predicted masks"
-                             + (", or, for mitoses, from a CSV of image, x, y, score" if name == "gzmh" else "") + ".")
-        table, counts = score_masks(rows, predictions, allow_missing, convention)
-        title = f"convention {convention}: {REFERENCES[convention]}"
-    else:
+    twins, compared = rows_with_a_twin(dataset, config, split, splits, rows)
+    def score(path: Path, quiet: bool = False):
+        if mitoses:
+            return score_mitoses(rows, path, allow_missing, threshold, twins)
+        if isinstance(label, ClassLabel):
+            if not path.is_file():
+                raise BuildError(f"{path}: a folder; {name} is scored from a CSV of predicted labels.",
+                                 hint="One row per image: file_name (or image_id), label (name or id).")
+            return score_labels(rows, path, label, allow_missing, name, config, twins, quiet)
+        if isinstance(label, Image):
+            if not path.is_dir():
+                raise BuildError(f"{path}: a file; {name} is scored from a folder of predicted masks"
+                                 + (", or, for mitoses, from a CSV of image, x, y, score" if name == "gzmh" else "") + ".")
+            return score_masks(rows, path, allow_missing, convention, twins)
         raise BuildError(f"{dataset}: its split has no `label` to score against.")
+
+    table, counts, clean, scored_items = score(predictions)
+    title = ("mitosis detection F1 on whole images, both rules of medsets.metrics.mitosis" if mitoses else
+             "medsets.metrics.classification" if isinstance(label, ClassLabel) else
+             f"convention {convention}: {REFERENCES[convention]}")
     scored, total = counts
     print(f"{name}/{split}: {scored} of {total} images scored against {dataset} ({title})")
     width = max(8, *map(len, table))
     for column, value in table.items():
         print(f"  {column:{width}s} {value:.4f}" if isinstance(value, float) else f"  {column:{width}s} {value}")
+    without = f"without a twin in {'/'.join(compared)}"
+    if clean and clean[1] == scored:  # the images with a twin were not among those scored
+        clean = None
+    if clean:  # the score on images the training data never showed, beside the full one
+        clean_table, clean_count = clean
+        print(f"On the {clean_count} of these {scored} images {without} (the other {scored - clean_count} have a "
+              "copy there, pixel-identical or re-imaged: duplicate_group):")
+        for column, value in clean_table.items():
+            full = table[column]
+            print(f"  {column:{width}s} {value:.4f}   (all: {full:.4f})" if isinstance(value, float)
+                  else f"  {column:{width}s} {value}")
+    elif compared:
+        print(f"No scored {split} image has a copy in {'/'.join(compared)} (duplicate_group): the score above "
+              "is already free of that leak.")
+    units, unit, caveat = units_of(rows, name)
+    intervals = intervals_of(scored_items, units, unit, bootstrap)
+    free_rows = [i for i in range(len(rows)) if i not in twins]
+    free_intervals = intervals_of(scored_items.only(free_rows), units, unit, bootstrap) if clean else {}
+    print("\n".join(interval_lines(intervals, bootstrap, caveat, width)))
+    if free_intervals:
+        print(f"  on the images {without}: " + "; ".join(f"{k} [{i.ci_low:.4f}, {i.ci_high:.4f}]"
+                                                          for k, i in free_intervals.items()))
     method = predictions.stem if predictions.is_file() else predictions.name
+    comparison = None
+    if compare:
+        other = score(compare, quiet=True)
+        paired, test = compare_sets(scored_items, other[3], units, unit, bootstrap)
+        other_name = compare.stem if compare.is_file() else compare.name
+        print("\n".join(comparison_lines(method, other_name, paired, test, bootstrap, width)))
+        comparison = {"a": str(predictions), "b": str(compare), "paired": paired, "mcnemar": test}
+    from .builders import BUILDERS
+
+    published = comparable_lines(BUILDERS[name].PUBLISHED_RESULTS, config or default_config(dataset), split, table)
+    if published:
+        print("\n".join(published))
     csv_path = csv_path or predictions.parent / f"{name}-{split}-scores.csv"
     try:
         with open(csv_path, "w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["method", *table, "images_scored", "images_in_split"])
-            writer.writerow([f"{method} ({convention})" if isinstance(label, Image) and not mitoses else method,
-                             *(f"{v:.6f}" if isinstance(v, float) else v for v in table.values()), scored, total])
+            bounds = [f"{k} {end}" for k in intervals for end in ("ci_low", "ci_high")]
+            writer.writerow(["method", *table, "images_scored", "images_in_split", *bounds, "unit", "n_units"])
+            named = f"{method} ({convention})" if isinstance(label, Image) and not mitoses else method
+
+            def row(label_, values, count, found):
+                return [label_, *(f"{v:.6f}" if isinstance(v, float) else v for v in values.values()), count, total,
+                        *(f"{getattr(i, end):.6f}" for i in found.values() for end in ("ci_low", "ci_high")),
+                        unit, next(iter(found.values())).n_units]
+
+            writer.writerow(row(named, table, scored, intervals))
+            if clean:
+                writer.writerow(row(f"{named} [{without}]", clean[0], clean[1], free_intervals))
+        if json_path:
+            document = {k: i.as_dict() for k, i in intervals.items()}
+            if free_intervals:
+                document["without_twins"] = {k: i.as_dict() for k, i in free_intervals.items()}
+            if comparison:
+                document["comparison"] = comparison
+            json_path.write_text(json.dumps(document, indent=2) + "\n")
     except OSError as err:
-        raise BuildError(f"could not write the scores to {csv_path}: {err.strerror or err}.",
-                         hint="Pass --csv a file in a folder you can write to.") from None
-    print(f"Wrote {csv_path}")
+        raise BuildError(f"could not write the scores to {json_path if json_path and csv_path.exists() else csv_path}: "
+                         f"{err.strerror or err}.", hint="Pass --csv (or --json) a file in a folder you can write to.") from None
+    print(f"Wrote {csv_path}" + (f" and {json_path}" if json_path else ""))
     return 0
+
+
+def default_config(dataset: Path) -> str:
+    """The config a built folder loads without naming one."""
+    from datasets import load_dataset_builder
+
+    return load_dataset_builder(str(dataset)).config.name
+
+
+def rows_with_a_twin(dataset: Path, config: str | None, split: str, splits: list[str], rows) -> tuple[set[int], list[str]]:
+    """The rows of the scored split whose `duplicate_group` they share with a row of a training or validation
+    split (an exact copy or the same object imaged again), and which splits those are."""
+    from datasets import load_dataset
+
+    from .duplicates import without_a_twin
+
+    compared = [s for s in splits if s != split and not s.startswith("test")]
+    if "duplicate_group" not in rows.column_names or not compared:
+        return set(), []
+    seen = [g for other in compared for g in load_dataset(str(dataset), config, split=other)["duplicate_group"]]
+    free = set(without_a_twin(rows["duplicate_group"], seen))
+    return {i for i in range(len(rows)) if i not in free}, compared
 
 
 def unmatched(missing: list[str], extra: list[str], allow_missing: bool, what: str) -> list[Problem]:
@@ -125,14 +213,15 @@ def fail_unless_scored(problems: list[Problem], scored: int, total: int, name: s
 
 
 # -- masks ------------------------------------------------------------------------------------------------
-def score_masks(rows, predictions: Path, allow_missing: bool, convention: str) -> tuple[dict, tuple]:
+def score_masks(rows, predictions: Path, allow_missing: bool, convention: str,
+                twins: set[int]) -> tuple[dict, tuple, tuple | None, Scored]:
     from tqdm.auto import tqdm
 
     from .metrics import segmentation as toolkit
 
     predicted = {stem(p.name).lower(): p for p in sorted(predictions.iterdir()) if p.is_file() and is_image(p.name)}
-    scores, problems, missing, seen = [], [], [], set()
-    for row in tqdm(rows, desc="scoring", unit="image"):
+    scores, scored_rows, problems, missing, seen = [], [], [], [], set()
+    for index, row in enumerate(tqdm(rows, desc="scoring", unit="image")):
         key = stem(row["file_name"]).lower()
         if key not in predicted:
             missing.append(row["file_name"])
@@ -141,6 +230,7 @@ def score_masks(rows, predictions: Path, allow_missing: bool, convention: str) -
         truth = np.asarray(row["label"]) > 0
         try:
             scores.append(toolkit.toolkit_scores(toolkit.decode(predicted[key].read_bytes()), truth, convention))
+            scored_rows.append(index)
         except ValueError as err:  # size mismatch or an unreadable file
             problems.append(Problem("unusable prediction", str(predicted[key]), str(err)))
     extra = sorted(str(p) for key, p in predicted.items() if key not in seen)
@@ -151,7 +241,9 @@ def score_masks(rows, predictions: Path, allow_missing: bool, convention: str) -
     for column, count in toolkit.undefined_in_reference(scores).items():
         print(f"note: {column} is NaN in {REFERENCES[convention]} for {count} of these images; counted here as "
               "the module documents (0, or an empty quadrant weighted 0)", file=sys.stderr)
-    return table, (len(scores), len(rows))
+    clean = [s for s, index in zip(scores, scored_rows) if index not in twins]
+    return (table, (len(scores), len(rows)), (toolkit.summarize(clean), len(clean)) if twins and clean else None,
+            masks_scored(scored_rows, scores))
 
 
 # -- results files ----------------------------------------------------------------------------------------
@@ -194,7 +286,7 @@ def row_of(keys: dict, value: str) -> int | None:
 
 # -- class labels -----------------------------------------------------------------------------------------
 def score_labels(rows, path: Path, label: ClassLabel, allow_missing: bool, name: str,
-                 config: str | None) -> tuple[dict, tuple]:
+                 config: str | None, twins: set[int], quiet: bool = False) -> tuple[dict, tuple, tuple | None, Scored]:
     from .metrics.classification import confusion, scores
 
     entries, problems, header = read_results(path, {"image": KEY_COLUMNS, "label": LABEL_COLUMNS})
@@ -226,18 +318,25 @@ def score_labels(rows, path: Path, label: ClassLabel, allow_missing: bool, name:
     problems += unmatched(missing, extra, allow_missing, f"row in {path.name}")
     fail_unless_scored(problems, len(predicted), len(rows), "labels",
                        "Give one row per image: file_name (or image_id), label (a class name or id).")
+    def table_of(indices) -> dict:
+        result = scores(confusion([predicted[i] for i in indices], [truth[i] for i in indices], label.num_classes),
+                        label.names)
+        table = {"accuracy": result["accuracy"], "mean_class_accuracy": result["mean_class_accuracy"],
+                 "macro_f1": result["macro_f1"], "weighted_f1": result["weighted_f1"]}
+        return result, table | {f"f1 {n}": result["f1_by_class"][n] for n in label.names}
+
     order = sorted(predicted)
-    result = scores(confusion([predicted[i] for i in order], [truth[i] for i in order], label.num_classes),
-                    label.names)
-    print(table3(result, label.names, path.stem, paper=name == "hep2" and config == "icpr2012"))
-    table = {"accuracy": result["accuracy"], "mean_class_accuracy": result["mean_class_accuracy"],
-             "macro_f1": result["macro_f1"], "weighted_f1": result["weighted_f1"]}
-    table |= {f"f1 {n}": result["f1_by_class"][n] for n in label.names}
-    return table, (len(predicted), len(rows))
+    result, table = table_of(order)
+    if not quiet:
+        print(table3(result, label.names, path.stem, paper=name == "hep2" and config == "icpr2012"))
+    clean = [i for i in order if i not in twins]
+    return (table, (len(predicted), len(rows)), (table_of(clean)[1], len(clean)) if twins and clean else None,
+            labels_scored(order, [predicted[i] for i in order], [truth[i] for i in order], label.num_classes))
 
 
 # -- mitoses ----------------------------------------------------------------------------------------------
-def score_mitoses(rows, path: Path, allow_missing: bool, threshold: float | None) -> tuple[dict, tuple]:
+def score_mitoses(rows, path: Path, allow_missing: bool, threshold: float | None,
+                  twins: set[int]) -> tuple[dict, tuple, tuple | None, Scored]:
     from .metrics.mitosis import image_counts, summarize
 
     entries, problems, header = read_results(path, {"image": KEY_COLUMNS, "x": ("x", "cx", "centroid_x"),
@@ -265,11 +364,19 @@ def score_mitoses(rows, path: Path, allow_missing: bool, threshold: float | None
     truths = [objects["centroid"] for objects in rows["objects"]]
     detections = [found[i] for i in range(len(rows))]
 
-    def at(t: float, matching: str) -> dict:
-        return summarize([image_counts(d, g, 20.0, t, matching) for d, g in zip(detections, truths)], matching)
+    def at(t: float, matching: str, indices=range(len(rows))) -> dict:
+        return summarize([image_counts(detections[i], truths[i], 20.0, t, matching) for i in indices], matching)
 
     chosen = threshold if threshold is not None else max(MITOSIS_THRESHOLDS, key=lambda t: (at(t, "one_to_one")["f1"], -t))
-    table = {"threshold": chosen if threshold is not None else f"{chosen:g} (best one-to-one F1 on this split)"}
-    for matching in ("one_to_one", "gzmh_authors"):
-        table |= {f"{matching} {k}": v for k, v in at(chosen, matching).items()}
-    return table, (len(rows), len(rows))
+
+    def table_of(indices) -> dict:
+        table = {"threshold": chosen if threshold is not None else f"{chosen:g} (best one-to-one F1 on this split)"}
+        for matching in ("one_to_one", "gzmh_authors"):
+            table |= {f"{matching} {k}": v for k, v in at(chosen, matching, indices).items()}
+        return table
+
+    clean = [i for i in range(len(rows)) if i not in twins]
+    per_image = {rule: [image_counts(detections[i], truths[i], 20.0, chosen, rule) for i in range(len(rows))]
+                 for rule in ("one_to_one", "gzmh_authors")}
+    return (table_of(range(len(rows))), (len(rows), len(rows)), (table_of(clean), len(clean)) if twins and clean else None,
+            mitoses_scored(list(range(len(rows))), per_image["one_to_one"], per_image["gzmh_authors"]))

@@ -20,16 +20,21 @@ from PIL import ImageOps, JpegImagePlugin
 PASS_THROUGH_FORMATS = {"PNG", "JPEG"}
 
 
+# The columns every config ends with. `image_id`: unique within a config, stable across rebuilds; `file_name`:
+# the path inside the source; `duplicate_group`: rows showing one object (pixel-identical or re-imaged) share
+# it, -1 for a row with no copy, so that a user can GroupKFold or filter with plain `datasets`.
+TRAILING = {"image_id": Value("int64"), "file_name": Value("string"), "duplicate_group": Value("int64")}
+NO_GROUP = -1
+
+
 def classification_features(label_names: list[str], *, with_mask: bool, metadata: dict | None = None) -> Features:
-    """image [+ mask], label, then dataset-specific metadata, then image_id and file_name."""
+    """image [+ mask], label, then dataset-specific metadata, then image_id, file_name, duplicate_group."""
     columns = {"image": Image()}
     if with_mask:
         columns["mask"] = Image()
     columns["label"] = ClassLabel(names=label_names)
     columns.update(metadata or {})
-    columns["image_id"] = Value("int64")
-    columns["file_name"] = Value("string")
-    return Features(columns)
+    return Features({**columns, **TRAILING})
 
 
 class UnreadableImage(ValueError):
@@ -101,11 +106,10 @@ def mask_value(raw: bytes) -> tuple[dict, np.ndarray, int]:
 
 
 def segmentation_features(metadata: dict | None = None) -> Features:
-    """image, label (the target mask: mode L, class ids, 0 = background), metadata, image_id, file_name.
+    """image, label (the target mask: mode L, class ids, 0 = background), metadata, then the trailing columns.
 
     Named as the transformers semantic-segmentation example expects, so it runs unchanged."""
-    return Features({"image": Image(), "label": Image(), **(metadata or {}),
-                     "image_id": Value("int64"), "file_name": Value("string")})
+    return Features({"image": Image(), "label": Image(), **(metadata or {}), **TRAILING})
 
 
 def detection_features(category_names: list[str], *, with_mask: bool, tile: bool, object_columns: dict | None = None,
@@ -113,7 +117,7 @@ def detection_features(category_names: list[str], *, with_mask: bool, tile: bool
     """image, label (mask, mode L: 0 background, class ids), further masks, objects (a dict of lists, as the
     transformers object-detection example reads them: bbox COCO [x, y, w, h] float32 absolute pixels, area in
     pixels, centroid [x, y], category ClassLabel, then `object_columns`), the tile's origin for tiled configs,
-    `columns`, image_id and file_name."""
+    `columns`, then the trailing columns."""
     objects = {
         "id": Value("int64"),
         "bbox": List(Value("float32"), length=4),
@@ -135,6 +139,4 @@ def detection_features(category_names: list[str], *, with_mask: bool, tile: bool
         out["source_image_id"] = Value("int64")
         out["offset"] = List(Value("int32"), length=2)  # x, y of the tile's top-left corner in the image
     out.update(columns or {})
-    out["image_id"] = Value("int64")
-    out["file_name"] = Value("string")
-    return Features(out)
+    return Features({**out, **TRAILING})

@@ -18,7 +18,9 @@ uint8 array on disk (memory-mapped, shared by the DataLoader workers, reused by 
 crop, flip and RandAugment uint8 tensors; colour jitter, random erasing, mixup and cutmix run on the
 whole batch on the GPU, and no step waits for the GPU (non-blocking copies, no per-step NaN test).
 Outputs in --output_dir: the model and its image processor, metrics.json, table.md (laid out like the
-report's Table 3) and confusion_matrix.png.
+report's Table 3) and confusion_matrix.png. Test images with a twin in train or validation (the same cell
+imaged twice, `duplicate_group`) are also left out and scored again, beside the full score
+(`test_without_twins`).
 
 Several GPUs or machines: `accelerate launch scripts/finetune_classification.py ...` or
 `torchrun --nproc_per_node 8 scripts/finetune_classification.py ...` (Trainer's DDP).
@@ -48,7 +50,7 @@ from medsets.training.arguments import CONFIG_OVERRIDES_HELP, overridden, parse_
 from medsets.training.checkpoints import train_and_save_best
 from medsets.training.image_pipeline import (AugmentOptions, BatchAugment, DecodedImages, decode_once, mix,
                                              worker_transform)
-from medsets.training.splits import carve
+from medsets.training.splits import carve, leak_free_rows, without_twins_line
 
 logger = logging.getLogger("finetune_classification")
 VIT_SIZES = {  # the ViT-Ti/S/B shapes of the DeiT and ViT papers
@@ -297,6 +299,7 @@ class Run:
     protocol: Protocol
     notes: list[str]
     data_args: DataArguments
+    splits: dict  # the datasets rows behind `sets`: their duplicate_group says which test rows have a twin
 
 
 def set_up(argv: list[str] | None = None) -> Run:
@@ -327,7 +330,7 @@ def set_up(argv: list[str] | None = None) -> Run:
     trainer = ProtocolTrainer(model=model, args=training_args, train_dataset=sets["train"],
                               eval_dataset=sets["validation"], compute_metrics=compute_metrics_for(load_metric(), label_names),
                               augment=augment, protocol=protocol)
-    return Run(trainer, processor, sets, label_names, model_name, protocol_name, protocol, notes, data_args)
+    return Run(trainer, processor, sets, label_names, model_name, protocol_name, protocol, notes, data_args, splits)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -340,13 +343,19 @@ def main(argv: list[str] | None = None) -> dict:
     results = {"dataset": run.data_args.dataset, "config": run.data_args.config, "model": run.model_name,
                "protocol": run.protocol_name, "protocol_settings": asdict(run.protocol), "notes": run.notes,
                "split_sizes": {k: len(v) for k, v in run.sets.items()}, "best_checkpoint": trainer.state.best_model_checkpoint}
+    scored = "test" if "test" in run.sets else "validation"
     for name in [n for n in ("validation", "test") if n in run.sets]:
         trainer.tta = run.protocol.tta and name == "test"
         output = trainer.predict(run.sets[name], metric_key_prefix=name)
-        results[name] = metric.compute(predictions=output.predictions.argmax(-1), references=output.label_ids,
-                                       label_names=run.label_names)
+        predicted, truth = output.predictions.argmax(-1), output.label_ids
+        results[name] = metric.compute(predictions=predicted, references=truth, label_names=run.label_names)
         results[name]["loss"] = output.metrics.get(f"{name}_loss")
         results[name]["tta"] = trainer.tta
+        free = leak_free_rows(run.splits, name) if name == scored else None
+        if free is not None:  # the score on images the model never met, not even re-imaged
+            results[f"{name}_without_twins"] = {**metric.compute(predictions=predicted[free], references=truth[free],
+                                                                 label_names=run.label_names),
+                                                "images": len(free), "of": len(truth)}
     trainer.tta = False
     if trainer.is_world_process_zero():
         write_outputs(Path(args.output_dir), results, run)
@@ -355,16 +364,23 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
+MEASURES = "accuracy {accuracy:.3f}, mean class accuracy {mean_class_accuracy:.3f}"
+
+
 def write_outputs(out: Path, results: dict, run: Run):
     scored = "test" if "test" in results else "validation"
     scores = results[scored]
     (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
+    leak_free = (without_twins_line(results, scored, run.splits, MEASURES) if f"{scored}_without_twins" in results
+                 else f"No duplicate_group column: {run.data_args.dataset} was not built by medsets; twins not looked for.")
     (out / "table.md").write_text(f"{scored} split of {run.data_args.dataset} {run.data_args.config or ''}\n\n"
-                                  + table3(scores, run.label_names, run.model_name, run.data_args.config == "icpr2012"))
+                                  + table3(scores, run.label_names, run.model_name, run.data_args.config == "icpr2012")
+                                  + f"\n{leak_free}\n")
     confusion_picture(scores["confusion_matrix"], run.label_names, f"{scored}: accuracy {scores['accuracy']:.3f}, "
                       f"MCA {scores['mean_class_accuracy']:.3f}", out / "confusion_matrix.png")
     logger.info("%s accuracy %.3f, mean class accuracy %.3f; written to %s", scored, scores["accuracy"],
                 scores["mean_class_accuracy"], out)
+    logger.info(leak_free)
 
 
 if __name__ == "__main__":

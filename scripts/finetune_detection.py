@@ -27,6 +27,12 @@ array when it fits --decode_cache_gb (else the DataLoader workers decode them), 
 turns (boxes turned with them) in the DataLoader workers, colour jitter and normalisation on the device.
 Several GPUs: `accelerate launch` or `torchrun` (Trainer's DDP); every rank detects on its share of the
 images and the detections are gathered before scoring.
+
+Test images with a twin in the training data (the same field imaged twice, `duplicate_group`) are scored
+again left out, beside the full score: `test_without_twins` in metrics.json, a row of table.md.
+
+One module because a fine-tuning script is one file per task, as the transformers examples are; what the
+scripts share lives in medsets.training.
 """
 
 from __future__ import annotations
@@ -50,7 +56,8 @@ from medsets.training.arguments import FinetuneTrainingArguments as SharedTraini
 from medsets.training.arguments import CONFIG_OVERRIDES_HELP, overridden, parse_arguments, with_overrides
 from medsets.training.checkpoints import train_and_save_best
 from medsets.training.full_images import (THRESHOLDS, MitosisScorer, ScoringArguments, TileTable, coco_map, dedupe,
-                                          draw_detections, f1_table, map_table, tile_table, to_full_image)
+                                          draw_detections, f1_table, leak_free_sources, map_table, tile_table,
+                                          to_full_image)
 from medsets.training.image_pipeline import AugmentOptions, BatchAugment, decode_once, fits_decode_cache
 from medsets.training.splits import carve, oversampled
 
@@ -371,7 +378,8 @@ def main(argv: list[str] | None = None) -> dict:
                "best_checkpoint": trainer.state.best_model_checkpoint}
     scored = [n for n in ("validation", "test") if n in run.sets]
     found = {name: trainer.detect(run.sets[name]) for name in scored}
-    results |= trainer.scorer.report(found, {name: run.sets[name].references for name in scored})
+    free = leak_free_sources(run.splits, scored[-1], run.sets[scored[-1]].table)  # the images it never met
+    results |= trainer.scorer.report(found, {name: run.sets[name].references for name in scored}, free)
     for name in scored:  # COCO mAP, class-aware, on every detection scoring at least the lowest threshold
         tiles = run.sets[name]
         results[name]["coco"] = coco_map(found[name], tiles.table.reference_boxes_of(tiles.rows), run.categories)
@@ -394,6 +402,9 @@ def write_outputs(out: Path, results: dict, run: Run, found: dict):
     logger.info("%s F1 %.3f (precision %.3f, recall %.3f) at threshold %g, COCO mAP %.3f (mAP@.50 %.3f); written "
                 "to %s", scored, results[scored]["f1"], results[scored]["precision"], results[scored]["recall"],
                 results[scored]["threshold"], results[scored]["coco"]["map"], results[scored]["coco"]["map_50"], out)
+    if f"{scored}_without_twins" in results:
+        logger.info("%s F1 on the %d of %d images without a twin in the splits it learnt from: %.3f", scored,
+                    *(results[f"{scored}_without_twins"][k] for k in ("images", "of", "f1")))
 
 
 if __name__ == "__main__":

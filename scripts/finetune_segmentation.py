@@ -24,6 +24,8 @@ script scores its boxes (medsets.training.full_images): each connected region of
 is a detection at its centroid, scored by its highest probability; the threshold is chosen on validation.
 Outputs in --output_dir: the model and its image processor, metrics.json, table.md, predictions.png
 (images, ground truth and prediction side by side) and, on GZMH tiles, detections.png (a full test image).
+Test images with a twin in the training data (the same image or field again, `duplicate_group`) are also
+left out and scored again, beside the full score (`test_without_twins`, a line of table.md).
 
 Several GPUs or machines: `accelerate launch scripts/finetune_segmentation.py ...` or
 `torchrun --nproc_per_node 8 scripts/finetune_segmentation.py ...` (Trainer's DDP).
@@ -55,11 +57,11 @@ from medsets.training.arguments import FinetuneTrainingArguments as SharedTraini
 from medsets.training.arguments import CONFIG_OVERRIDES_HELP, overridden, parse_arguments, with_overrides
 from medsets.training.checkpoints import train_and_save_best
 from medsets.training.full_images import (THRESHOLDS, MitosisScorer, ScoringArguments, draw_detections, f1_table,
-                                          has_tiles, tile_table)
+                                          has_tiles, leak_free_sources, tile_table)
 from medsets.training.image_pipeline import AugmentOptions, BatchAugment, decode_once, fits_decode_cache
 from medsets.training.segmentation_scores import (IGNORE, at_source_size, compute_metrics_for, mask_detections,
                                                   predicted_classes, score_maps, split_scores, table)
-from medsets.training.splits import carve, oversampled
+from medsets.training.splits import carve, leak_free_rows, oversampled, without_twins_line
 
 logger = logging.getLogger("finetune_segmentation")
 SEGFORMER_SIZES = {  # the MiT-B0 and MiT-B2 encoders of the SegFormer paper, with their decode heads
@@ -429,7 +431,9 @@ def main(argv: list[str] | None = None) -> dict:
                             f"{run.data_args.image_size}x{run.data_args.image_size}",
                "split_sizes": {k: len(v.split) for k, v in run.sets.items()},
                "best_checkpoint": trainer.state.best_model_checkpoint}
-    shown, tiles = None, {}
+    shown, tiles, free_sources = None, {}, {}
+    splits = {name: tiles_or_images.split for name, tiles_or_images in run.sets.items()}
+    last = "test" if "test" in run.sets else "validation"
     for name in [n for n in ("validation", "test") if n in run.sets]:
         output = trainer.predict(run.sets[name], metric_key_prefix=name)
         maps, targets = output.predictions, output.label_ids  # at the input size
@@ -438,20 +442,28 @@ def main(argv: list[str] | None = None) -> dict:
         toolkit_workers = (run.data_args.decode_workers or os.cpu_count() or 1) if trainer.is_world_process_zero() else None
         results[name] = split_scores(*scored, run.names, toolkit_workers)
         results[name]["loss"] = output.metrics.get(f"{name}_loss")
+        free = leak_free_rows(splits, name) if name == last else None
+        if free is not None:  # the score on images the model never met, not even re-imaged
+            results[f"{name}_without_twins"] = {**split_scores(*([part[i] for i in free] for part in scored), run.names,
+                                                               toolkit_workers), "images": len(free), "of": len(maps)}
         shown = (name, maps, targets, predicted_classes(maps, len(run.names)))
         if len(run.names) == 2 and has_tiles(run.sets[name].split) and trainer.is_world_process_zero():
             layout = tile_table(run.sets[name].split)
             tiles[name] = (layout, mask_detections(maps, layout, run.scoring.dedupe_radius))
+            free_sources |= leak_free_sources(splits, name, layout) if name == last else {}
     if tiles:  # GZMH: the papers' mitosis F1 on full images, threshold chosen on validation
         # Regions are where p >= 0.5, so lower thresholds would only repeat 0.5's scores.
         scorer = MitosisScorer(run.scoring, [t for t in THRESHOLDS if t >= 0.5])
         results["mitosis_f1"] = scorer.report({k: found for k, (_, found) in tiles.items()},
-                                              {k: layout.references for k, (layout, _) in tiles.items()})
+                                              {k: layout.references for k, (layout, _) in tiles.items()}, free_sources)
     if trainer.is_world_process_zero():
         write_outputs(Path(args.output_dir), results, run, shown, tiles)
     if args.push_to_hub:
         trainer.push_to_hub(dataset=run.data_args.dataset)
     return results
+
+
+MEASURES = "mean IoU {mean_iou:.3f}, mean Dice {mean_dice:.3f}"
 
 
 def write_outputs(out: Path, results: dict, run: Run, shown, tiles: dict):
@@ -465,6 +477,8 @@ def write_outputs(out: Path, results: dict, run: Run, shown, tiles: dict):
         layout, found = tiles[split]
         draw_detections(run.sets[split].split, layout, np.arange(len(layout.source)), found,
                         mitoses[split]["threshold"], run.scoring.match_radius, out / "detections.png")
+    if f"{split}_without_twins" in results:
+        text += "\n" + without_twins_line(results, split, {s: None for s in run.sets}, MEASURES) + "\n"
     (out / "table.md").write_text(text)
     # A few examples, those with the most foreground first (mitoses are rare: most tiles show nothing).
     foreground = (targets == 1).reshape(len(targets), -1).sum(1)
@@ -474,6 +488,8 @@ def write_outputs(out: Path, results: dict, run: Run, shown, tiles: dict):
     title = f"{split}: mean IoU {scores['mean_iou']:.3f}, Dice {run.names[-1]} {scores['dice_by_class'][run.names[-1]]:.3f}"
     predictions_picture(images, targets[chosen], predicted[chosen], title, out / "predictions.png")
     logger.info("%s mean IoU %.3f, mean Dice %.3f; written to %s", split, scores["mean_iou"], scores["mean_dice"], out)
+    if f"{split}_without_twins" in results:
+        logger.info(without_twins_line(results, split, {s: None for s in run.sets}, MEASURES))
 
 
 if __name__ == "__main__":

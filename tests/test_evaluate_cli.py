@@ -2,6 +2,7 @@
 the HEp-2 report's Table 3 and C-NMC's weighted F1, detections (gzmh) by mitosis F1 under both rules."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -27,10 +28,17 @@ def truths(folder):
     return {r["file_name"].rsplit("/", 1)[1]: np.asarray(r["label"]) > 0 for r in rows}
 
 
-def read_csv(path):
+def read_csv(path, row=0):
+    """The CSV's scores: its first row (on all scored images), or a later one (row 1: those without a twin)."""
     with open(path) as handle:
-        header, values = list(csv.reader(handle))
-    return dict(zip(header[1:], map(float, values[1:])))
+        header, *rows = list(csv.reader(handle))
+    def value(text):
+        try:
+            return float(text)
+        except ValueError:
+            return text  # the interval's unit
+
+    return dict(zip(header[1:], map(value, rows[row][1:])))
 
 
 def test_scores_predictions_with_known_damage(built, tmp_path, capsys):
@@ -60,14 +68,38 @@ def test_scores_predictions_with_known_damage(built, tmp_path, capsys):
     assert "1 predictions with no image" in err and "stray.png" in err
     assert f"{len(names) - 1} of {len(names)} images scored" in out
     scored = read_csv(tmp_path / "bis5k-test-scores.csv")
-    assert list(scored) == ["meanDic", "meanIoU", "wFm", "Sm", "meanEm", "mae", "maxEm", "maxDic", "maxIoU",
-                            "meanSen", "maxSen", "meanSpe", "maxSpe", "images_scored", "images_in_split"]
+    columns = ["meanDic", "meanIoU", "wFm", "Sm", "meanEm", "mae", "maxEm", "maxDic", "maxIoU", "meanSen", "maxSen",
+               "meanSpe", "maxSpe"]
+    assert list(scored) == columns + ["images_scored", "images_in_split"] + [
+        f"{c} {end}" for c in columns for end in ("ci_low", "ci_high")] + ["unit", "n_units"]
+    assert scored["unit"] == "image" and scored["n_units"] == len(names) - 1  # BIS5k: each image its own unit
+    assert all(scored[f"{c} ci_low"] <= scored[c] + 1e-9 <= scored[f"{c} ci_high"] + 2e-9 for c in columns)
     assert (scored["images_scored"], scored["images_in_split"]) == (len(names) - 1, len(names))
     for key, value in toolkit.summarize(expected).items():
         assert scored[key] == pytest.approx(value, abs=1e-6)
     # one of the scored images predicts nothing: Dice is 0 there and 1 on the others for t > 0
     assert scored["maxDic"] == pytest.approx((len(names) - 2) / (len(names) - 1))
     assert scored["mae"] > 0
+    # the replica's first test image is a training image taken again; unscored here, so no second score
+    assert "No scored test image has a copy in train" in out
+    assert len(open(tmp_path / "bis5k-test-scores.csv").read().splitlines()) == 2
+
+
+def test_the_score_without_the_test_images_seen_in_training_is_printed_and_written(built, tmp_path, capsys):
+    gts = truths(built)
+    predictions = tmp_path / "perfect"
+    predictions.mkdir()
+    names = sorted(gts)
+    for i, name in enumerate(names):  # perfect but on the twin (the first test image), which predicts nothing
+        Image.fromarray(gts[name].astype(np.uint8) * 255 * (i > 0)).save(predictions / name)
+    assert main(["evaluate", "bis5k", "--predictions", str(predictions), "--dataset", str(built)]) == 0
+    out = capsys.readouterr().out
+    assert f"On the {len(names) - 1} of these {len(names)} images without a twin in train" in out
+    every, free = read_csv(tmp_path / "bis5k-test-scores.csv"), read_csv(tmp_path / "bis5k-test-scores.csv", 1)
+    perfect = toolkit.summarize([toolkit.toolkit_scores(gts[n].astype(np.uint8) * 255, gts[n]) for n in names[1:]])
+    assert free["meanDic"] == pytest.approx(perfect["meanDic"], abs=1e-6) and every["meanDic"] < free["meanDic"]
+    assert (free["images_scored"], free["images_in_split"]) == (len(names) - 1, len(names))
+    assert "[without a twin in train]" in open(tmp_path / "bis5k-test-scores.csv").read()
 
 
 def test_prediction_of_the_wrong_size_is_an_error(built, tmp_path, capsys):
@@ -244,3 +276,39 @@ def test_images_are_named_by_file_or_by_id_as_the_header_says(hep2_2012, tmp_pat
                      "--predictions", str(tmp_path / "p.csv")]) == 0
         assert read_csv(tmp_path / "hep2-test-scores.csv")["accuracy"] == 1.0
     capsys.readouterr()
+
+
+def test_intervals_by_specimen_a_paired_comparison_and_the_published_results(hep2_2012, tmp_path, capsys):
+    folder, rows = hep2_2012
+    names = rows.features["label"].names
+    write_labels(tmp_path / "good.csv", rows, names, wrong=2)
+    write_labels(tmp_path / "poor.csv", rows, names, wrong=len(rows) // 2)
+    assert main(["evaluate", "hep2", "--config", "icpr2012", "--dataset", str(folder), "--predictions",
+                 str(tmp_path / "good.csv"), "--compare", str(tmp_path / "poor.csv"), "--json",
+                 str(tmp_path / "scores.json"), "--resamples", "500"]) == 0
+    out = capsys.readouterr().out
+    specimens = len(set(rows["specimen_id"]))
+    assert f"95% intervals, percentile bootstrap over the {specimens} specimens (500 resamples, seed 0)" in out
+    assert "good minus poor, paired over the same" in out and "McNemar's exact test" in out
+    assert "Published results on this split:" in out and "DACN: average classification accuracy 0.8120" in out
+    saved = json.loads((tmp_path / "scores.json").read_text())
+    accuracy = saved["accuracy"]
+    assert accuracy["unit"] == "specimen" and accuracy["n_units"] == specimens
+    assert accuracy["value"] == pytest.approx(1 - 2 / len(rows))
+    assert accuracy["ci_low"] <= accuracy["value"] <= accuracy["ci_high"]
+    paired = saved["comparison"]["paired"]["accuracy"]
+    assert paired["difference"] > 0 and paired["ci_low"] > 0 and paired["p_value"] < 0.05
+    mcnemar = saved["comparison"]["mcnemar"]
+    assert mcnemar["b_right_a_wrong"] == 0 and mcnemar["p_value"] < 0.001
+    scored = read_csv(tmp_path / "hep2-test-scores.csv")
+    assert scored["unit"] == "specimen" and scored["accuracy ci_low"] <= scored["accuracy"]
+
+
+def test_interval_settings_and_a_comparison_of_unlike_predictions_are_errors(hep2_2012, tmp_path, capsys):
+    folder, rows = hep2_2012
+    write_labels(tmp_path / "a.csv", rows, rows.features["label"].names)
+    command = ["evaluate", "hep2", "--config", "icpr2012", "--dataset", str(folder), "--predictions", str(tmp_path / "a.csv")]
+    assert main(command + ["--confidence", "95"]) == 2
+    assert "the level must lie between 0 and 1" in capsys.readouterr().err
+    assert main(command + ["--compare", str(tmp_path)]) == 2
+    assert "compare like with like" in capsys.readouterr().err

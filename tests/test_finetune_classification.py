@@ -194,6 +194,11 @@ def test_it_learns_the_synthetic_patterns(hep2_folder, tmp_path):
     assert results["protocol"] == "plain"
     assert results["test"]["accuracy"] > 0.6, results["test"]
     assert results["model"] == "ViT-tiny /8 32² (from scratch; num_hidden_layers=3,intermediate_size=384)"
+    free = results["test_without_twins"]  # the replica's re-imaged and repeated cells cross into test
+    assert free["of"] == results["split_sizes"]["test"] and 0 < free["images"] < free["of"]
+    assert 0 <= free["accuracy"] <= 1 and len(free["confusion_matrix"]) == 6
+    assert f"On the {free['images']} of {free['of']} test images without a twin in train/validation" in (
+        tmp_path / "run" / "table.md").read_text()
 
 
 def test_unlabelled_test_split_falls_back_to_validation_patient_disjoint(tmp_path):

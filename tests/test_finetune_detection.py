@@ -189,6 +189,8 @@ def test_short_run_learns_and_writes_everything(gzmh_tiles, tmp_path):
     assert results["test"]["mitoses"] == results["no_detection_baseline"]["fn"]
     assert results["test"]["threshold"] == results["validation"]["threshold"]  # chosen on validation, applied to test
     assert results["best_checkpoint"] and any("whole source images" in n for n in results["notes"])
+    free = results["test_without_twins"]  # the replica's last test set opens with a training field scanned again
+    assert (free["images"], free["of"]) == (9, 10) and free["threshold"] == results["test"]["threshold"]
     sizes = results["split_sizes"]  # validation: whole source images of train (3 of 22), test: 10 images
     assert (sizes["train"]["images"], sizes["validation"]["images"], sizes["test"]["images"]) == (19, 3, 10)
     assert sizes["train"]["tiles"] + sizes["validation"]["tiles"] == 22 * 9

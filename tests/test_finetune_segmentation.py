@@ -202,6 +202,11 @@ def test_short_run_on_gzmh_tiles_finds_mitoses(gzmh_tiles_folder, tmp_path):
     assert mitoses["test"]["images"] * 9 == results["split_sizes"]["test"] and mitoses["test"]["mitoses"] > 0
     assert mitoses["test"]["f1"] > 0.2 and mitoses["no_detection_baseline"]["f1"] == 0
     assert "Mitosis detection F1" in (out / "table.md").read_text() and (out / "detections.png").exists()
+    # V2's last test set opens with the first training field scanned again: its tiles are scored apart too
+    free = results["test_without_twins"]
+    assert (free["images"], free["of"]) == (results["split_sizes"]["test"] - 9, results["split_sizes"]["test"])
+    assert mitoses["test_without_twins"]["images"] == mitoses["test"]["images"] - 1
+    assert "without a twin in the splits it learnt from" in (out / "table.md").read_text()
 
 
 def test_two_processes_on_cpu_with_torchrun(bis5k_folder, tmp_path):

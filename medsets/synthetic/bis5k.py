@@ -10,7 +10,7 @@ import numpy as np
 from scipy import ndimage
 
 from .drawing import upsample
-from .files import Writer, scaled
+from .files import Writer, reimaged, scaled
 
 PUBLISHED_COUNTS = {"formal_train": 5000, "formal_test": 929}
 # The file-name prefix of each split folder.
@@ -42,14 +42,21 @@ def draw_he_tile(rng: np.random.Generator, size: int = 512) -> tuple[np.ndarray,
 def write_bis5k(dest, *, scale: float = 0.002, seed: int = 0, as_zip: bool = False, wrapper: str | None = None,
                 size: int = 512) -> Path:
     """BIS5k/formal_train/{images,masks}/bis_he_idNNNNNN.png and formal_test/{images,masks}/bis_val_idNNNNNN.png
-    (RGB images, single-channel 0/255 masks). The real image size is unpublished; `size` sets ours."""
+    (RGB images, single-channel 0/255 masks). The real image size is unpublished; `size` sets ours. The first
+    test image is the first training image taken again, mirrored and re-exposed (a near-duplicate across
+    splits, for the builds to find)."""
     rng = np.random.default_rng(seed)
     out = Writer(dest, as_zip)
     top = (f"{wrapper}/" if wrapper else "") + "BIS5k/"
+    first = None
     for folder, prefix in BIS5K_PREFIXES.items():
         count = PUBLISHED_COUNTS[folder]
         for number in range(scaled(count, scale)):
             image, mask = draw_he_tile(rng, size)
+            if first is None:
+                first = image, mask
+            elif folder == "formal_test" and number == 0:
+                image, mask = reimaged(first[0], rng, gain=0.9, mirror=True), first[1][:, ::-1].copy()
             out.png(f"{top}{folder}/images/{prefix}{number:06d}.png", image)
             out.png(f"{top}{folder}/masks/{prefix}{number:06d}.png", mask)
     out.close()

@@ -69,6 +69,16 @@ def mask_levels(mask: np.ndarray) -> np.ndarray:
     return (mask * 255).astype(np.uint8)
 
 
+def reimaged(pixels: np.ndarray, rng: np.random.Generator, *, gain: float = 1.1, noise: float = 4.0,
+             turns: int = 0, mirror: bool = False) -> np.ndarray:
+    """An 8-bit image of the same object taken again: another exposure and fresh camera noise, and, as a
+    redistribution may have done, turned by 90-degree steps or mirrored."""
+    image = pixels[:, ::-1] if mirror else pixels
+    image = np.rot90(image, turns).astype(np.float32) * gain
+    image = image + noise * rng.standard_normal(image.shape).astype(np.float32)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
 def bmp(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="BMP")

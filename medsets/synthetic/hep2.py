@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .drawing import draw_cell
+from .drawing import acquire, cell_shape, draw_cell, render_cell
 from .files import Writer, bmp, grey, mask_levels, scaled
 
 # -- HEp-2 ICPR 2014 -----------------------------------------------------------------------------------
@@ -32,6 +32,10 @@ ICPR2014_SPLIT_COUNTS = {
 # these pairs per split pair on the real files.
 ICPR2014_REPEATED_BLOCK = range(11005, 11199)
 ICPR2014_REPEAT_SHIFT = 194
+# Besides those, about 300 pairs are one cell imaged twice (shifted by up to ~3 px, another exposure, focus
+# and noise; never turned), ids a few apart within one class block.
+ICPR2014_REIMAGED = 300
+ICPR2014_LOOKALIKE_GROUPS = 60  # at full size: groups of 4 homogeneous cells alike in everything but texture
 ICPR2014_REPEATED_PAIRS = {("train", "train"): 80, ("validation", "validation"): 3, ("test", "test"): 7,
                            ("train", "test"): 54, ("train", "validation"): 35, ("validation", "test"): 15}
 ORIGINAL_SPELLING = {"homogeneous": "Homogeneous", "speckled": "Speckled", "nucleolar": "Nucleolar",
@@ -40,13 +44,19 @@ ORIGINAL_SPELLING = {"homogeneous": "Homogeneous", "speckled": "Speckled", "nucl
 
 def write_hep2_icpr2014(dest, variant: str = "processed", *, scale: float = 0.02, seed: int = 0,
                         as_zip: bool = False, wrapper: str | None = None, split_folders="data",
-                        extra_columns: bool = False) -> Path:
+                        extra_columns: bool = False, planted: dict | None = None) -> Path:
     """Write one ICPR 2014 layout under `dest` (a folder, or `dest` + '.zip'); returns its path.
 
     variant: "organisers" (ICIP2013_training_1.0/: train/NNNNN.png + NNNNN_Mask.png, gt_training.csv
     with BOM and CRLF), "processed" (78x78, training/validation/test + one gt_training.csv; folder
     naming from `split_folders`: "data", "short" (train/val/test) or "cellimage"), or "card"
     (HEp-2/train, HEp-2/test, train.csv, test.csv, as in the openmedlab card).
+
+    The processed variant also carries what the real release holds besides its repeated block: cells imaged
+    twice (`ICPR2014_REIMAGED` pairs at full size, ids close together, the second shifted, re-exposed, refocused
+    and noisy, never turned) and look-alikes: groups of homogeneous cells of one size, shape and brightness
+    that are different cells. `planted`, when given, is filled with both: {"reimaged": [(id, id)],
+    "lookalikes": [[id, ...]]}.
     """
     rng = np.random.default_rng(seed)
     out = Writer(dest, as_zip)
@@ -90,6 +100,26 @@ def write_hep2_icpr2014(dest, variant: str = "processed", *, scale: float = 0.02
                 cells[split] += pool[start:start + n].tolist()
                 start += n
             drawn = {original: draw_cell(name, 78, 78, rng)[0] for original in sorted(copies.values())}
+            assigned = sorted(c for split in folders for c in cells[split] if c not in block)
+            share = (last - first + 1) / 13596
+            for one, again in _reimaged_pairs(assigned, scaled(ICPR2014_REIMAGED * share, scale), rng):
+                cell, _ = render_cell(name, 78, 78, rng)
+                drawn[one] = acquire(cell, rng)
+                drawn[again] = acquire(cell, rng, shift=tuple(int(v) for v in rng.integers(-3, 4, 2)),
+                                        gain=rng.uniform(0.8, 1.25), gamma=rng.uniform(0.85, 1.15),
+                                        blur=rng.choice([0.0, 0.5]))
+                if planted is not None:
+                    planted.setdefault("reimaged", []).append((one, again))
+            if name == "homogeneous":  # the hard case: smooth blobs of one size, shape and brightness
+                free = [c for c in assigned if c not in drawn]
+                for group in range(scaled(ICPR2014_LOOKALIKE_GROUPS, scale)):
+                    members = sorted(int(c) for c in rng.choice(free, size=min(4, len(free)), replace=False))
+                    free = [c for c in free if c not in members]
+                    shape, exposure = cell_shape(78, 78, rng), rng.uniform(0.8, 0.95)
+                    for member in members:
+                        drawn[member] = acquire(render_cell(name, 78, 78, rng, shape=shape, exposure=exposure)[0], rng)
+                    if planted is not None:
+                        planted.setdefault("lookalikes", []).append(members)
             for split, folder in folders.items():
                 for cell in sorted(cells[split]):
                     image = drawn.get(copies.get(cell, cell))
@@ -117,6 +147,20 @@ def write_hep2_icpr2014(dest, variant: str = "processed", *, scale: float = 0.02
         raise ValueError(f"unknown ICPR 2014 variant {variant!r}: organisers, processed or card")
     out.close()
     return out.dest
+
+
+def _reimaged_pairs(ids: list[int], count: int, rng) -> list[tuple[int, int]]:
+    """`count` pairs of cells of one class block, each cell and the next id the replica holds (on the real
+    files a few apart), no cell in two pairs; their splits are whatever the cells' are, so about half cross."""
+    pairs, taken = [], set()
+    for start in rng.permutation(len(ids) - 1):
+        if len(pairs) == count:
+            break
+        one, again = ids[start], ids[start + 1]
+        if one not in taken and again not in taken:
+            pairs.append((one, again))
+            taken.update((one, again))
+    return pairs
 
 
 def _icpr2014_duplicates(wanted: dict[str, int], scale: float, rng) -> list[tuple[int, int, str, str]]:

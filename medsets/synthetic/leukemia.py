@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .drawing import upsample
-from .files import Writer, bmp, scaled
+from .files import Writer, bmp, reimaged, scaled
 
 # (leukemic "all", normal "hem") cells per training fold, and in the labelled preliminary test set.
 FOLD_COUNTS = {"0": (2397, 1130), "1": (2418, 1163), "2": (2457, 1096)}
@@ -86,6 +86,8 @@ def write_leukemia(dest, variant: str = "kaggle", *, scale: float = 0.01, seed: 
     variant: "kaggle" (C-NMC_Leukemia/training_data, validation_data, testing_data), "tcia"
     (C-NMC_training_data, C-NMC_test_prelim_phase_data/C-NMC_test_prelim_phase_data, ...) or "flat"
     (Leukemia/image/*.bmp with train.txt, val.txt, test.txt holding the labelled preliminary set).
+    In the challenge layouts the first preliminary cell is the first training cell of its class taken again,
+    turned by 90 degrees and re-exposed (a near-duplicate across splits, for the builds to find).
     """
 
     rng = np.random.default_rng(seed)
@@ -93,8 +95,14 @@ def write_leukemia(dest, variant: str = "kaggle", *, scale: float = 0.01, seed: 
     top = f"{wrapper}/" if wrapper else ""
     prelim = _cnmc_names("prelim", tuple(scaled(n, scale) for n in PRELIM_COUNTS), rng)
 
-    def cell(cls):
-        return bmp(draw_blood_cell(cls == "all", rng))
+    first_drawn = {}  # the first training cell of each class, drawn again for the preliminary set
+
+    def cell(cls, again: bool = False):
+        if again and cls in first_drawn:  # the same cell taken again, turned by 90 degrees: a near-duplicate
+            return bmp(reimaged(first_drawn[cls], rng, gain=1.1, turns=1))
+        pixels = draw_blood_cell(cls == "all", rng)
+        first_drawn.setdefault(cls, pixels)
+        return bmp(pixels)
 
     if variant in ("kaggle", "tcia"):
         if variant == "kaggle":
@@ -115,7 +123,7 @@ def write_leukemia(dest, variant: str = "kaggle", *, scale: float = 0.01, seed: 
         rows = [["Patient_ID", "new_names", "labels"]]
         for number, index in enumerate(order, start=1):
             name, cls = prelim[index]
-            out.bytes(f"{prelim_dir}/{number}.bmp", cell(cls))
+            out.bytes(f"{prelim_dir}/{number}.bmp", cell(cls, again=number == 1))
             rows.append([name, f"{number}.bmp", 1 if cls == "all" else 0])
         out.text(labels_csv, rows)
         for number in range(1, scaled(CNMC_FINAL_COUNT, scale) + 1):

@@ -66,6 +66,15 @@ class TileTable:
         return {int(s): self.reference_boxes[int(s)] for s in np.unique(self.source[np.asarray(rows, np.int64)])}
 
 
+def leak_free_sources(splits: dict, scored: str, table: TileTable) -> dict[str, set[int]]:
+    """{scored: the source images of that split without a twin in the splits the model learnt from}, for
+    MitosisScorer.report; empty when the dataset has no duplicate_group column."""
+    from .splits import leak_free_rows
+
+    free = leak_free_rows(splits, scored)
+    return {} if free is None else {scored: {int(source) for source in table.source[free]}}
+
+
 def tile_cores(source: np.ndarray, offset: np.ndarray, size: np.ndarray) -> np.ndarray:
     """Each tile's core in full-image pixels, from the offsets of its image's tiles (the full image spans
     the largest offset plus the tile size), cut as the builder cut them to decide `counted`."""
@@ -207,9 +216,11 @@ class MitosisScorer:
             return self.score(found, references, self.scoring.score_threshold), grid
         return best_of(grid), grid
 
-    def report(self, found: dict, references: dict) -> dict:
+    def report(self, found: dict, references: dict, free_sources: dict | None = None) -> dict:
         """found, references: split name -> per source image. Validation chooses the threshold (unless one is
-        given); test is scored at it, and also at its own best threshold and with no detections, for information."""
+        given); test is scored at it, and also at its own best threshold and with no detections, for information.
+        free_sources: split name -> the source images without a twin in the splits the model learnt from
+        (training.splits.leak_free_rows), scored again at the same threshold as `<split>_without_twins`."""
         results = {}
         for name in [n for n in ("validation", "test") if n in found]:
             if name == "validation":
@@ -224,6 +235,11 @@ class MitosisScorer:
             results[name] = {**chosen, "images": len(references[name]),
                              "mitoses": sum(map(len, references[name].values())),
                              "f1_by_threshold": {s["threshold"]: s["f1"] for s in grid}}
+            if name in (free_sources or {}):
+                free = {s: v for s, v in references[name].items() if s in free_sources[name]}
+                results[f"{name}_without_twins"] = {
+                    **self.score({s: found[name][s] for s in free}, free, threshold),
+                    "images": len(free), "of": len(references[name]), "mitoses": sum(map(len, free.values()))}
         return results
 
 
@@ -238,6 +254,10 @@ def f1_table(results: dict, model_name: str, dataset: str, scoring: ScoringArgum
                   "for information only)", results["test_best_threshold"]),
                  ("no detections (baseline)", results["no_detection_baseline"])]
     rows.insert(1, (f"{model_name}, same threshold, GZMH authors' rule", results[scored]["gzmh_authors"]))
+    if f"{scored}_without_twins" in results:  # the images the model never met, not even re-imaged
+        free = results[f"{scored}_without_twins"]
+        rows.insert(2, (f"{model_name}, same threshold, on the {free['images']} of {free['of']} images without a "
+                        f"twin in the splits it learnt from ({free['mitoses']} {what}; duplicate_group)", free))
     one = "mitosis" if what == "mitoses" else "object"
     lines = [f"{one.capitalize()} detection F1 on the {scored} split of {dataset} "
              f"({results[scored]['images']} full images, {results[scored]['mitoses']} {what}; hit within "

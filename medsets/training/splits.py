@@ -32,3 +32,27 @@ def oversampled(rows: np.ndarray, positive: np.ndarray, repeat: float) -> np.nda
     (fractions rounded); the extra copies follow, and the Trainer's sampler shuffles them in."""
     rows = np.asarray(rows, np.int64)
     return np.concatenate([rows] + [rows[np.asarray(positive, bool)]] * (int(round(repeat)) - 1))
+
+
+def leak_free_rows(splits: dict, scored: str) -> np.ndarray | None:
+    """The rows of split `scored` that share no `duplicate_group` with a split the run learnt from or chose
+    its epoch on (every other split but test): the images the model never met, neither as the same pixels
+    nor as the same object imaged again. None when the dataset has no `duplicate_group` column."""
+    from ..duplicates import without_a_twin
+
+    rows = splits[scored]
+    if "duplicate_group" not in rows.column_names:
+        return None
+    seen = [group for name, split in splits.items() if name not in (scored, "test")
+            for group in split["duplicate_group"]]
+    return np.asarray(without_a_twin(rows["duplicate_group"], seen), np.int64)
+
+
+def without_twins_line(result: dict, scored: str, splits: dict, measures: str) -> str:
+    """The sentence that puts the leak-free score beside the full one (`result` holds both, as the scripts'
+    results do: `scored` and `<scored>_without_twins`), `measures` naming the measure shown in it."""
+    free = result[f"{scored}_without_twins"]
+    seen = "/".join(name for name in splits if name not in (scored, "test"))
+    return (f"On the {free['images']} of {free['of']} {scored} images without a twin in {seen} (duplicate_group: "
+            f"the same pixels or the same object imaged again): {measures.format(**free)}; all: "
+            f"{measures.format(**result[scored])}.")

@@ -9,7 +9,7 @@ import sys
 
 from .builds import build_gzmh, build_hep2, build_leukemia
 from .common import run_stage
-from .metrics import segmentation_metric
+from .metrics import intervals_benchmark, segmentation_metric
 from .png_levels import PNG_LEVELS, png_levels_command
 from .training import train_classification, train_segmentation
 
@@ -109,6 +109,17 @@ def main(argv=None):
     seg.add_argument("--reference-sample", type=int, default=5, metavar="N",
                      help="pairs scored by the slow reference; its time is extrapolated (default %(default)s)")
     seg.add_argument("--json", default="benchmark-results/segmentation-metric.json", help="(default: %(default)s)")
+    ivl = commands.add_parser(
+        "intervals", help="medsets.intervals: speed against the metrics, coverage on simulated clustered data",
+        description="Time 95%% bootstrap intervals (classification, BIS5k toolkit, mitosis F1) against the metrics "
+        "they are for, and measure their coverage on simulated test sets where the truth is known.")
+    ivl.add_argument("--predictions", type=int, default=3000, help="classification predictions (default: %(default)s)")
+    ivl.add_argument("--resamples", type=int, default=2000, help="(default: %(default)s)")
+    ivl.add_argument("--pairs", type=int, default=200, help="mask pairs (default: %(default)s)")
+    ivl.add_argument("--size", type=int, default=352, help="mask side (default: %(default)s)")
+    ivl.add_argument("--fields", type=int, default=300, help="GZMH-sized fields (default: %(default)s)")
+    ivl.add_argument("--trials", type=int, default=400, help="simulated test sets for coverage (default: %(default)s)")
+    ivl.add_argument("--json", default="benchmark-results/intervals.json", help="(default: %(default)s)")
     train = training_benchmark("train-classification", "finetune_classification", "./hep2",
                                ["hep2", "hep2-2012", "leukemia"], "", 0.05, "", ["tiny", "small", "base"], 224, 32,
                                "--model_size base --batch_size 256 (ViT-B/16 at 224, bf16)")
@@ -122,7 +133,7 @@ def main(argv=None):
                           "gzmh-tiles replica: the real GZMH tiles, ~40 GB decoded, are decoded by the workers)")
     args = parser.parse_args(argv)
     {"build-hep2": build_hep2, "build-leukemia": build_leukemia, "build-gzmh": build_gzmh,
-     "png-levels": png_levels_command, "segmentation-metric": segmentation_metric,
+     "png-levels": png_levels_command, "segmentation-metric": segmentation_metric, "intervals": intervals_benchmark,
      "train-classification": train_classification, "train-segmentation": train_segmentation}[args.command](args)
 
 

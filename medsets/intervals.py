@@ -201,3 +201,25 @@ def toolkit_statistics() -> dict[str, Statistic]:
         return lambda s: s[:, len(curves) * steps + scalars.index(key)] / np.maximum(s[:, count], 1)
 
     return {key: from_curve(*FROM_CURVE[key]) if key in FROM_CURVE else scalar(key) for key in KEYS}
+
+
+def overlap_statistics(num_classes: int, names: list[str]) -> dict[str, Statistic]:
+    """Mean IoU and mean Dice over the classes (those with pixels in either), and the last class's Dice, from
+    summed pixel confusion matrices (R, C*C), rows true: as medsets.training.segmentation_scores computes them."""
+    def per_class(sums):
+        matrix = sums.reshape(len(sums), num_classes, num_classes)
+        tp = np.einsum("rii->ri", matrix)
+        predicted, true = matrix.sum(1), matrix.sum(2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            iou = np.where(predicted + true - tp > 0, tp / (predicted + true - tp), np.nan)
+            dice = np.where(predicted + true > 0, 2 * tp / (predicted + true), np.nan)
+        return iou, dice
+
+    def mean(which):
+        def statistic(sums):
+            with np.errstate(invalid="ignore"):
+                return np.nanmean(per_class(sums)[which], axis=1)
+        return statistic
+
+    return {"mean_iou": mean(0), "mean_dice": mean(1),
+            f"dice {names[-1]}": lambda sums: per_class(sums)[1][:, -1]}

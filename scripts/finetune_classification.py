@@ -51,6 +51,7 @@ from medsets.training.checkpoints import train_and_save_best
 from medsets.training.image_pipeline import (AugmentOptions, BatchAugment, DecodedImages, decode_once, mix,
                                              worker_transform)
 from medsets.training.splits import carve, leak_free_rows, without_twins_line
+from medsets.training.uncertainty import classification_intervals
 
 logger = logging.getLogger("finetune_classification")
 VIT_SIZES = {  # the ViT-Ti/S/B shapes of the DeiT and ViT papers
@@ -343,7 +344,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = {"dataset": run.data_args.dataset, "config": run.data_args.config, "model": run.model_name,
                "protocol": run.protocol_name, "protocol_settings": asdict(run.protocol), "notes": run.notes,
                "split_sizes": {k: len(v) for k, v in run.sets.items()}, "best_checkpoint": trainer.state.best_model_checkpoint}
-    scored = "test" if "test" in run.sets else "validation"
+    scored, interval_text = ("test" if "test" in run.sets else "validation"), {}
     for name in [n for n in ("validation", "test") if n in run.sets]:
         trainer.tta = run.protocol.tta and name == "test"
         output = trainer.predict(run.sets[name], metric_key_prefix=name)
@@ -351,6 +352,8 @@ def main(argv: list[str] | None = None) -> dict:
         results[name] = metric.compute(predictions=predicted, references=truth, label_names=run.label_names)
         results[name]["loss"] = output.metrics.get(f"{name}_loss")
         results[name]["tta"] = trainer.tta
+        results[name]["intervals"], interval_text[name] = classification_intervals(
+            run.splits[name], predicted, truth, len(run.label_names))
         free = leak_free_rows(run.splits, name) if name == scored else None
         if free is not None:  # the score on images the model never met, not even re-imaged
             results[f"{name}_without_twins"] = {**metric.compute(predictions=predicted[free], references=truth[free],
@@ -358,7 +361,7 @@ def main(argv: list[str] | None = None) -> dict:
                                                 "images": len(free), "of": len(truth)}
     trainer.tta = False
     if trainer.is_world_process_zero():
-        write_outputs(Path(args.output_dir), results, run)
+        write_outputs(Path(args.output_dir), results, run, interval_text[scored])
     if args.push_to_hub:
         trainer.push_to_hub(dataset=run.data_args.dataset)
     return results
@@ -367,7 +370,7 @@ def main(argv: list[str] | None = None) -> dict:
 MEASURES = "accuracy {accuracy:.3f}, mean class accuracy {mean_class_accuracy:.3f}"
 
 
-def write_outputs(out: Path, results: dict, run: Run):
+def write_outputs(out: Path, results: dict, run: Run, intervals: str):
     scored = "test" if "test" in results else "validation"
     scores = results[scored]
     (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -375,12 +378,13 @@ def write_outputs(out: Path, results: dict, run: Run):
                  else f"No duplicate_group column: {run.data_args.dataset} was not built by medsets; twins not looked for.")
     (out / "table.md").write_text(f"{scored} split of {run.data_args.dataset} {run.data_args.config or ''}\n\n"
                                   + table3(scores, run.label_names, run.model_name, run.data_args.config == "icpr2012")
-                                  + f"\n{leak_free}\n")
+                                  + f"\n{leak_free}\n\n{intervals}\n")
     confusion_picture(scores["confusion_matrix"], run.label_names, f"{scored}: accuracy {scores['accuracy']:.3f}, "
                       f"MCA {scores['mean_class_accuracy']:.3f}", out / "confusion_matrix.png")
     logger.info("%s accuracy %.3f, mean class accuracy %.3f; written to %s", scored, scores["accuracy"],
                 scores["mean_class_accuracy"], out)
     logger.info(leak_free)
+    logger.info(intervals)
 
 
 if __name__ == "__main__":

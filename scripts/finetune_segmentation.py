@@ -59,9 +59,10 @@ from medsets.training.checkpoints import train_and_save_best
 from medsets.training.full_images import (THRESHOLDS, MitosisScorer, ScoringArguments, draw_detections, f1_table,
                                           has_tiles, leak_free_sources, tile_table)
 from medsets.training.image_pipeline import AugmentOptions, BatchAugment, decode_once, fits_decode_cache
-from medsets.training.segmentation_scores import (IGNORE, at_source_size, compute_metrics_for, mask_detections,
-                                                  predicted_classes, score_maps, split_scores, table)
+from medsets.training.segmentation_scores import (IGNORE, at_source_size, compute_metrics_for, confusion,
+                                                  mask_detections, predicted_classes, score_maps, split_scores, table)
 from medsets.training.splits import carve, leak_free_rows, oversampled, without_twins_line
+from medsets.training.uncertainty import overlap_scored, split_intervals
 
 logger = logging.getLogger("finetune_segmentation")
 SEGFORMER_SIZES = {  # the MiT-B0 and MiT-B2 encoders of the SegFormer paper, with their decode heads
@@ -442,6 +443,9 @@ def main(argv: list[str] | None = None) -> dict:
         toolkit_workers = (run.data_args.decode_workers or os.cpu_count() or 1) if trainer.is_world_process_zero() else None
         results[name] = split_scores(*scored, run.names, toolkit_workers)
         results[name]["loss"] = output.metrics.get(f"{name}_loss")
+        classes = [predicted_classes(m, len(run.names)) for m in scored[0]]
+        results[name]["intervals"], _ = split_intervals(
+            run.sets[name].split, overlap_scored(classes, list(scored[1]), run.names, confusion))
         free = leak_free_rows(splits, name) if name == last else None
         if free is not None:  # the score on images the model never met, not even re-imaged
             results[f"{name}_without_twins"] = {**split_scores(*([part[i] for i in free] for part in scored), run.names,
@@ -479,6 +483,8 @@ def write_outputs(out: Path, results: dict, run: Run, shown, tiles: dict):
                         mitoses[split]["threshold"], run.scoring.match_radius, out / "detections.png")
     if f"{split}_without_twins" in results:
         text += "\n" + without_twins_line(results, split, {s: None for s in run.sets}, MEASURES) + "\n"
+    text += "\n" + "\n".join(f"{k}: {i['value']:.4f} [{i['ci_low']:.4f}, {i['ci_high']:.4f}] over {i['n_units']} "
+                             f"{i['unit']}s (95%, bootstrap)" for k, i in results[split]["intervals"].items()) + "\n"
     (out / "table.md").write_text(text)
     # A few examples, those with the most foreground first (mitoses are rare: most tiles show nothing).
     foreground = (targets == 1).reshape(len(targets), -1).sum(1)

@@ -27,3 +27,14 @@ def test_training_benchmark_writes_pipeline_loader_and_ceiling(tmp_path, capsys,
     assert all(result[k] > 0 for k in ("pipeline_img_s", "loader_alone_img_s", "ceiling_img_s"))
     printed = capsys.readouterr().out
     assert "input pipeline alone" in printed and "ratio, sustained / ceiling" in printed
+
+
+def test_intervals_benchmark_prints_each_goal_and_writes_its_numbers(tmp_path, capsys):
+    from benchmarks.__main__ import main
+
+    main(["intervals", "--predictions", "300", "--resamples", "200", "--pairs", "4", "--size", "64", "--fields", "10",
+          "--trials", "20", "--json", str(tmp_path / "intervals.json")])
+    out = capsys.readouterr().out
+    assert "(goal < 1 s)" in out and out.count("(goal < 10%)") == 2 and "(goal 92-98%)" in out
+    saved = json.loads((tmp_path / "intervals.json").read_text())
+    assert 0 <= saved["coverage"]["covered"] <= 1 and saved["segmentation"]["metric_s"] > 0

@@ -216,6 +216,16 @@ class MitosisScorer:
             return self.score(found, references, self.scoring.score_threshold), grid
         return best_of(grid), grid
 
+    def intervals(self, found: dict, references: dict, threshold: float) -> dict:
+        """F1 under both matching rules with its interval, each full image (field) its own unit."""
+        from ..metrics.mitosis import image_counts
+        from .uncertainty import field_intervals
+
+        images = sorted(references)
+        counts = {rule: [image_counts(found[s][:, :3].tolist(), references[s], self.scoring.match_radius, threshold,
+                                      rule) for s in images] for rule in ("one_to_one", "gzmh_authors")}
+        return field_intervals(counts["one_to_one"], counts["gzmh_authors"])
+
     def report(self, found: dict, references: dict, free_sources: dict | None = None) -> dict:
         """found, references: split name -> per source image. Validation chooses the threshold (unless one is
         given); test is scored at it, and also at its own best threshold and with no detections, for information.
@@ -234,7 +244,8 @@ class MitosisScorer:
                                                               references[name], 1.0)
             results[name] = {**chosen, "images": len(references[name]),
                              "mitoses": sum(map(len, references[name].values())),
-                             "f1_by_threshold": {s["threshold"]: s["f1"] for s in grid}}
+                             "f1_by_threshold": {s["threshold"]: s["f1"] for s in grid},
+                             "intervals": self.intervals(found[name], references[name], threshold)}
             if name in (free_sources or {}):
                 free = {s: v for s, v in references[name].items() if s in free_sources[name]}
                 results[f"{name}_without_twins"] = {
@@ -271,6 +282,11 @@ def f1_table(results: dict, model_name: str, dataset: str, scoring: ScoringArgum
               f"{s['fn']} |" for name, s in rows]
     lines += [f"| {name}: published, on the real GZMH test set, GZMH authors' rule | | | {f1:.3f} | | | |"
               for name, f1 in (PUBLISHED.items() if what == "mitoses" else ())]
+    found = results[scored].get("intervals", {})
+    if found:  # each full image its own unit: mitoses of one field are not independent
+        lines += ["", "F1 with its 95% interval (percentile bootstrap over the "
+                  f"{next(iter(found.values()))['n_units']} fields, 2,000 resamples): " + "; ".join(
+                      f"{k} {i['value']:.3f} [{i['ci_low']:.3f}, {i['ci_high']:.3f}]" for k, i in found.items())]
     return "\n".join(lines) + "\n"
 
 

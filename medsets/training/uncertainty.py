@@ -1,0 +1,42 @@
+"""The fine-tuning scripts' intervals: the bootstrap of `medsets evaluate` (medsets.intervals) over the same
+independent unit (medsets.confidence.units_of: specimen, patient, field, else the image), written into
+metrics.json as each scored split's `intervals` and as a line of table.md."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..confidence import Scored, interval_lines, intervals_of, units_of
+from ..intervals import Bootstrap, overlap_statistics
+
+
+def split_intervals(split, scored: Scored) -> tuple[dict, str]:
+    """({measure: {value, ci_low, ci_high, unit, n_units}}, the lines that say them) for one scored split."""
+    name = "hep2" if "specimen_id" in split.column_names else ""  # cells: say when their unit is unknown
+    units, unit, caveat = units_of(split, name)
+    bootstrap = Bootstrap()
+    found = intervals_of(scored, units, unit, bootstrap)
+    return {k: i.as_dict() for k, i in found.items()}, "\n".join(interval_lines(found, bootstrap, caveat, 20))
+
+
+def overlap_scored(predicted: list[np.ndarray], targets: list[np.ndarray], names: list[str], confusion) -> Scored:
+    """Per image, its pixel confusion matrix (`confusion(predicted, target, classes)`), for the mean IoU and
+    Dice intervals."""
+    classes = len(names)
+    stats = np.array([confusion(p, t, classes).ravel() for p, t in zip(predicted, targets)], np.float64)
+    return Scored(np.arange(len(stats)), stats, overlap_statistics(classes, names))
+
+
+def classification_intervals(split, predicted, truth, num_labels: int) -> tuple[dict, str]:
+    from ..confidence import labels_scored
+
+    return split_intervals(split, labels_scored(list(range(len(truth))), list(predicted), list(truth), num_labels))
+
+
+def field_intervals(per_image_one_to_one: list[tuple], per_image_authors: list[tuple]) -> dict:
+    """Mitosis F1 under both matching rules, each full image (field) its own unit."""
+    from ..confidence import mitoses_scored
+
+    scored = mitoses_scored(list(range(len(per_image_one_to_one))), per_image_one_to_one, per_image_authors)
+    found = Bootstrap().intervals(scored.stats, scored.statistics, "field")
+    return {k: i.as_dict() for k, i in found.items()}

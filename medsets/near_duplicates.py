@@ -91,9 +91,8 @@ def centred_crops(thumbnails: np.ndarray) -> np.ndarray:
     cx = np.where(flat, (side - 1) / 2, inside.sum(axis=1) @ positions / safe)
     radius = SIDE // 2
     padded = np.pad(pixels, ((0, 0), (radius, radius), (radius, radius)), mode="edge")
-    rows = (np.round(cy).astype(np.int64)[:, None] + np.arange(SIDE)[None, :])[:, :, None]
-    columns = (np.round(cx).astype(np.int64)[:, None] + np.arange(SIDE)[None, :])[:, None, :]
-    return padded[np.arange(n)[:, None, None], rows, columns]
+    tops, lefts = np.round(cy).astype(np.int64), np.round(cx).astype(np.int64)
+    return np.stack([padded[i, top:top + SIDE, left:left + SIDE] for i, (top, left) in enumerate(zip(tops, lefts))])
 
 
 def orient(stack: np.ndarray, orientation: int) -> np.ndarray:

@@ -78,7 +78,7 @@ def centred_crops(thumbnails: np.ndarray) -> np.ndarray:
     centre: the centroid of the part brighter than half-way between the smoothed image's darkest and
     brightest level (a binary region moves little under another gain, gamma or noise, where an
     intensity-weighted centroid follows the exposure)."""
-    n, side = len(thumbnails), thumbnails.shape[-1]
+    side = thumbnails.shape[-1]
     pixels = thumbnails.astype(np.float32)
     smooth = ndimage.gaussian_filter(pixels, (0, 2.0, 2.0), truncate=3)
     low, high = smooth.min(axis=(1, 2)), smooth.max(axis=(1, 2))

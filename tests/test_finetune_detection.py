@@ -191,6 +191,8 @@ def test_short_run_learns_and_writes_everything(gzmh_tiles, tmp_path):
     assert results["best_checkpoint"] and any("whole source images" in n for n in results["notes"])
     free = results["test_without_twins"]  # the replica's last test set opens with a training field scanned again
     assert (free["images"], free["of"]) == (9, 10) and free["threshold"] == results["test"]["threshold"]
+    coco = results["test"]["coco"]["intervals"]["map"]
+    assert coco["resamples"] == 200 and coco["ci_low"] <= results["test"]["coco"]["map"] <= coco["ci_high"]
     f1 = results["test"]["intervals"]["one_to_one f1"]
     assert f1["unit"] == "field" and f1["n_units"] == 10 and f1["ci_low"] <= results["test"]["f1"] <= f1["ci_high"]
     sizes = results["split_sizes"]  # validation: whole source images of train (3 of 22), test: 10 images

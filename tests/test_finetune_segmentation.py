@@ -171,6 +171,9 @@ def test_short_run_on_bis5k_learns_and_writes_its_files(bis5k_folder, tmp_path):
     assert results["split_sizes"] == {"train": 45, "validation": 5, "test": 9}
     assert test["dice_by_class"]["cancer"] > 0.5 and test["all_background"]["dice_by_class"]["cancer"] == 0
     assert test["meanDic"] > 0.4 and test["all_background"]["meanDic"] < 0.01
+    meandic = test["intervals"]["meanDic"]  # the BIS5k toolkit's columns have their intervals too, by image
+    assert meandic["unit"] == "image" and meandic["n_units"] == 9 and meandic["value"] == pytest.approx(test["meanDic"])
+    assert meandic["ci_low"] <= test["meanDic"] <= meandic["ci_high"] and "mean_iou" in test["intervals"]
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["test"]["mean_iou"] == pytest.approx(test["mean_iou"])
     table = (out / "table.md").read_text()

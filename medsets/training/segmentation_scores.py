@@ -7,13 +7,11 @@ GZMH tile's map (for the full-image F1 of medsets.training.full_images), and the
 from __future__ import annotations
 
 import datasets
-import evaluate
 import numpy as np
 import torch
 from PIL import Image
 from scipy import ndimage
 
-from ..metrics import metric_path
 from ..metrics.segmentation import pack
 from .full_images import TileTable, dedupe, to_full_image
 
@@ -44,7 +42,7 @@ def at_source_size(maps: np.ndarray, split: datasets.Dataset, classes: int) -> t
     return sized, targets
 
 
-def split_scores(maps, targets, names: list[str], toolkit_workers: int | None) -> dict:
+def split_scores(maps, targets, names: list[str], toolkit_workers: int | None, keep: list | None = None) -> dict:
     """Ours and the all-background prediction on one split (maps and targets: pairs of equal shape): IoU and
     Dice per class from the pixel confusion matrix and, for two classes, the toolkit's columns."""
     classes = len(names)
@@ -52,7 +50,7 @@ def split_scores(maps, targets, names: list[str], toolkit_workers: int | None) -
                             names)
     scores["all_background"] = overlap_scores(sum(confusion(np.zeros_like(t), t, classes) for t in targets), names)
     if classes == 2 and toolkit_workers:
-        scores |= toolkit_scores(maps, targets, toolkit_workers)
+        scores |= toolkit_scores(maps, targets, toolkit_workers, keep)
         scores["all_background"] |= toolkit_scores([np.zeros_like(t) for t in targets], targets, toolkit_workers)
     return scores
 
@@ -112,14 +110,18 @@ def mask_detections(maps: np.ndarray, table: TileTable, dedupe_radius: float) ->
     return {s: dedupe(np.concatenate(parts), dedupe_radius) for s, parts in found.items()}
 
 
-def toolkit_scores(maps: np.ndarray, targets: np.ndarray, workers: int) -> dict:
-    """The BIS5k toolkit's columns on the foreground probability maps (two-class datasets)."""
-    metric = evaluate.load(metric_path("segmentation"))
+def toolkit_scores(maps: np.ndarray, targets: np.ndarray, workers: int, keep: list | None = None) -> dict:
+    """The BIS5k toolkit's columns on the foreground probability maps (two-class datasets), as the metric
+    module computes them; `keep`, when given, receives the per-image scores (for their interval)."""
+    from ..metrics.segmentation.segmentation import per_image, summarize
+
     # The toolkit reads a map holding only 0 and 1 as a binary mask (1 = foreground): a probability map
     # that never exceeds 1/255 would turn all foreground, so such faint values are taken as 0.
     grey = [np.where(m <= 1, 0, m).astype(np.uint8) for m in maps]
-    result = metric.compute(predictions=[pack(g) for g in grey], references=[pack(t == 1) for t in targets],
-                            num_proc=workers, convention=TOOLKIT_CONVENTION)
+    scores = per_image([pack(g) for g in grey], [pack(t == 1) for t in targets], workers, TOOLKIT_CONVENTION)
+    if keep is not None:
+        keep.extend(scores)
+    result = summarize(scores)
     return {**{k: result[k] for k in TOOLKIT_COLUMNS}, "toolkit_convention": TOOLKIT_CONVENTION}
 
 

@@ -40,3 +40,11 @@ def field_intervals(per_image_one_to_one: list[tuple], per_image_authors: list[t
     scored = mitoses_scored(list(range(len(per_image_one_to_one))), per_image_one_to_one, per_image_authors)
     found = Bootstrap().intervals(scored.stats, scored.statistics, "field")
     return {k: i.as_dict() for k, i in found.items()}
+
+
+def toolkit_intervals(split, per_image: list[dict]) -> dict:
+    """The BIS5k toolkit's columns with their intervals, from the per-image scores the split's toolkit
+    scoring kept (medsets.training.segmentation_scores.toolkit_scores)."""
+    from ..confidence import masks_scored
+
+    return split_intervals(split, masks_scored(list(range(len(per_image))), per_image))[0]

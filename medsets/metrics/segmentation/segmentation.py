@@ -476,6 +476,16 @@ def summarize(scores) -> dict:
     return out
 
 
+def per_image(predictions, references, num_proc=None, convention: str = "uacanet") -> list[dict]:
+    """`toolkit_scores` of each encoded pair, in order, on `num_proc` processes: what `summarize` averages
+    (and what an interval over images resamples)."""
+    jobs = [(index, p, r, convention) for index, (p, r) in enumerate(zip(predictions, references))]
+    if num_proc and num_proc > 1 and len(jobs) > 1:
+        with multiprocessing.Pool(min(num_proc, len(jobs))) as pool:
+            return pool.starmap(score_encoded, jobs, chunksize=max(1, len(jobs) // (8 * num_proc)))
+    return [score_encoded(*job) for job in jobs]
+
+
 def score_encoded(index: int, prediction: bytes, reference: bytes, convention: str = "uacanet") -> dict:
     """`toolkit_scores` of one encoded pair; errors name the pair's position."""
     try:
@@ -534,10 +544,4 @@ class Segmentation(evaluate.Metric):
     def _compute(self, predictions, references, num_proc=None, convention="uacanet"):
         if convention not in CONVENTIONS:
             raise ValueError(f"convention={convention!r}: choose one of {', '.join(CONVENTIONS)}")
-        jobs = [(index, p, r, convention) for index, (p, r) in enumerate(zip(predictions, references))]
-        if num_proc and num_proc > 1 and len(jobs) > 1:
-            with multiprocessing.Pool(min(num_proc, len(jobs))) as pool:
-                scores = pool.starmap(score_encoded, jobs, chunksize=max(1, len(jobs) // (8 * num_proc)))
-        else:
-            scores = [score_encoded(*job) for job in jobs]
-        return summarize(scores)
+        return summarize(per_image(predictions, references, num_proc, convention))

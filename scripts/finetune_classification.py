@@ -358,7 +358,9 @@ def main(argv: list[str] | None = None) -> dict:
         if free is not None:  # the score on images the model never met, not even re-imaged
             results[f"{name}_without_twins"] = {**metric.compute(predictions=predicted[free], references=truth[free],
                                                                  label_names=run.label_names),
-                                                "images": len(free), "of": len(truth)}
+                                                "images": len(free), "of": len(truth), "intervals": classification_intervals(
+                                                    run.splits[name].select(free), predicted[free], truth[free],
+                                                    len(run.label_names))[0]}
     trainer.tta = False
     if trainer.is_world_process_zero():
         write_outputs(Path(args.output_dir), results, run, interval_text[scored])

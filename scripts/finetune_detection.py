@@ -383,7 +383,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name in scored:  # COCO mAP, class-aware, on every detection scoring at least the lowest threshold
         tiles = run.sets[name]
         results[name]["coco"] = coco_map(found[name], tiles.table.reference_boxes_of(tiles.rows), run.categories,
-                                         interval=name == scored[-1])  # the reported split's: 200 recomputations
+                                         interval=name == scored[-1] and trainer.is_world_process_zero())
     if trainer.is_world_process_zero():
         write_outputs(Path(args.output_dir), results, run, found)
     if args.push_to_hub:

@@ -59,10 +59,10 @@ from medsets.training.checkpoints import train_and_save_best
 from medsets.training.full_images import (THRESHOLDS, MitosisScorer, ScoringArguments, draw_detections, f1_table,
                                           has_tiles, leak_free_sources, tile_table)
 from medsets.training.image_pipeline import AugmentOptions, BatchAugment, decode_once, fits_decode_cache
-from medsets.training.segmentation_scores import (IGNORE, at_source_size, compute_metrics_for, confusion,
-                                                  mask_detections, predicted_classes, score_maps, split_scores, table)
+from medsets.training.segmentation_scores import (IGNORE, at_source_size, compute_metrics_for, mask_detections,
+                                                  predicted_classes, score_maps, table)
 from medsets.training.splits import carve, leak_free_rows, oversampled, without_twins_line
-from medsets.training.uncertainty import overlap_scored, split_intervals, toolkit_intervals
+from medsets.training.uncertainty import scored_with_intervals
 
 logger = logging.getLogger("finetune_segmentation")
 SEGFORMER_SIZES = {  # the MiT-B0 and MiT-B2 encoders of the SegFormer paper, with their decode heads
@@ -441,18 +441,13 @@ def main(argv: list[str] | None = None) -> dict:
         scored = (at_source_size(maps, run.sets[name].split, len(run.names)) if run.data_args.score_size == "source"
                   else (maps, targets))
         toolkit_workers = (run.data_args.decode_workers or os.cpu_count() or 1) if trainer.is_world_process_zero() else None
-        toolkit_per_image = []
-        results[name] = split_scores(*scored, run.names, toolkit_workers, toolkit_per_image)
+        results[name] = scored_with_intervals(run.sets[name].split, *scored, run.names, toolkit_workers)
         results[name]["loss"] = output.metrics.get(f"{name}_loss")
-        classes = [predicted_classes(m, len(run.names)) for m in scored[0]]
-        results[name]["intervals"], _ = split_intervals(
-            run.sets[name].split, overlap_scored(classes, list(scored[1]), run.names, confusion))
-        if toolkit_per_image:  # the BIS5k toolkit's columns, by the same unit
-            results[name]["intervals"] |= toolkit_intervals(run.sets[name].split, toolkit_per_image)
         free = leak_free_rows(splits, name) if name == last else None
         if free is not None:  # the score on images the model never met, not even re-imaged
-            results[f"{name}_without_twins"] = {**split_scores(*([part[i] for i in free] for part in scored), run.names,
-                                                               toolkit_workers), "images": len(free), "of": len(maps)}
+            results[f"{name}_without_twins"] = {**scored_with_intervals(
+                run.sets[name].split.select(free), *([part[i] for i in free] for part in scored), run.names,
+                toolkit_workers), "images": len(free), "of": len(maps)}
         shown = (name, maps, targets, predicted_classes(maps, len(run.names)))
         if len(run.names) == 2 and has_tiles(run.sets[name].split) and trainer.is_world_process_zero():
             layout = tile_table(run.sets[name].split)

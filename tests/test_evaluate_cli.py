@@ -312,3 +312,17 @@ def test_interval_settings_and_a_comparison_of_unlike_predictions_are_errors(hep
     assert "the level must lie between 0 and 1" in capsys.readouterr().err
     assert main(command + ["--compare", str(tmp_path)]) == 2
     assert "compare like with like" in capsys.readouterr().err
+
+
+def test_two_mask_folders_compared_over_the_same_images(built, tmp_path, capsys):
+    gts = truths(built)
+    for folder, empty in (("sharp", 1), ("blank", 3)):  # blank predicts nothing on three images, sharp on one
+        (tmp_path / folder).mkdir()
+        for i, name in enumerate(sorted(gts)):
+            Image.fromarray(gts[name].astype(np.uint8) * 255 * (i >= empty)).save(tmp_path / folder / name)
+    assert main(["evaluate", "bis5k", "--predictions", str(tmp_path / "sharp"), "--dataset", str(built),
+                 "--compare", str(tmp_path / "blank"), "--json", str(tmp_path / "s.json")]) == 0
+    out = capsys.readouterr().out
+    assert f"sharp minus blank, paired over the same {len(gts)} images" in out and "McNemar" not in out
+    paired = json.loads((tmp_path / "s.json").read_text())["comparison"]["paired"]["meanDic"]
+    assert paired["difference"] == pytest.approx(paired["a"] - paired["b"]) and paired["difference"] > 0.3

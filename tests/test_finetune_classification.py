@@ -197,6 +197,7 @@ def test_it_learns_the_synthetic_patterns(hep2_folder, tmp_path):
     free = results["test_without_twins"]  # the replica's re-imaged and repeated cells cross into test
     assert free["of"] == results["split_sizes"]["test"] and 0 < free["images"] < free["of"]
     assert 0 <= free["accuracy"] <= 1 and len(free["confusion_matrix"]) == 6
+    assert free["intervals"]["accuracy"]["n_units"] == free["images"]
     interval = results["test"]["intervals"]["accuracy"]  # no specimen ids in ICPR 2014: each cell its own unit
     assert interval["unit"] == "cell" and interval["n_units"] == results["split_sizes"]["test"]
     assert interval["ci_low"] <= results["test"]["accuracy"] <= interval["ci_high"] < 1

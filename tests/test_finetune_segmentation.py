@@ -209,6 +209,8 @@ def test_short_run_on_gzmh_tiles_finds_mitoses(gzmh_tiles_folder, tmp_path):
     free = results["test_without_twins"]
     assert (free["images"], free["of"]) == (results["split_sizes"]["test"] - 9, results["split_sizes"]["test"])
     assert mitoses["test_without_twins"]["images"] == mitoses["test"]["images"] - 1
+    assert mitoses["test_without_twins"]["intervals"]["one_to_one f1"]["n_units"] == mitoses["test"]["images"] - 1
+    assert free["intervals"]["mean_dice"]["n_units"] == mitoses["test"]["images"] - 1  # fields, without the twin
     assert set(mitoses["test"]["intervals"]) == {"one_to_one f1", "gzmh_authors f1"}
     assert mitoses["test"]["intervals"]["one_to_one f1"]["unit"] == "field"
     tiles = results["test"]["intervals"]["mean_dice"]  # tiles of one field resampled together

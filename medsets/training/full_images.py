@@ -190,7 +190,8 @@ def map_interval(predictions: list, targets: list, value: float, resamples: int 
     values = []
     for _ in range(resamples):
         drawn = rng.integers(0, len(targets), len(targets))
-        metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
+        # computed on one process: no gathering from the others (they are not computing it)
+        metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", sync_on_compute=False)
         metric.update([predictions[i] for i in drawn], [targets[i] for i in drawn])
         values.append(float(metric.compute()["map"]))
     tail = 100 * (1 - confidence) / 2
@@ -279,7 +280,8 @@ class MitosisScorer:
                 free = {s: v for s, v in references[name].items() if s in free_sources[name]}
                 results[f"{name}_without_twins"] = {
                     **self.score({s: found[name][s] for s in free}, free, threshold),
-                    "images": len(free), "of": len(references[name]), "mitoses": sum(map(len, free.values()))}
+                    "images": len(free), "of": len(references[name]), "mitoses": sum(map(len, free.values())),
+                    "intervals": self.intervals({s: found[name][s] for s in free}, free, threshold)}
         return results
 
 

@@ -183,8 +183,9 @@ def map_interval(predictions: list, targets: list, value: float, resamples: int 
     """mAP's percentile interval over resampled full images (each its own unit). mAP is no sum over images,
     so every resample recomputes it: MAP_RESAMPLES (200) rather than the 2,000 of the other intervals, which
     gives the 2.5% and 97.5% points from 5 resamples each side: a rough interval, said as such."""
-    import torch  # noqa: F401  (torchmetrics needs it loaded)
     from torchmetrics.detection import MeanAveragePrecision
+
+    from ..intervals import Bootstrap
 
     rng = np.random.default_rng(seed)
     values = []
@@ -194,9 +195,8 @@ def map_interval(predictions: list, targets: list, value: float, resamples: int 
         metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", sync_on_compute=False)
         metric.update([predictions[i] for i in drawn], [targets[i] for i in drawn])
         values.append(float(metric.compute()["map"]))
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return {"value": value, "ci_low": float(low), "ci_high": float(high), "unit": "field", "n_units": len(targets),
+    low, high = Bootstrap(resamples, confidence, seed).bounds(np.asarray(values))
+    return {"value": value, "ci_low": low, "ci_high": high, "unit": "field", "n_units": len(targets),
             "resamples": resamples}
 
 

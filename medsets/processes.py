@@ -77,6 +77,30 @@ def stop_children(keep: set[int] = frozenset()):
         child.join(timeout=5)
 
 
+def stop_pool_maintenance(timeout: float = 5):
+    """Stop the worker-maintenance thread of every pool that the interrupt left running.
+
+    A pool's `__init__` starts that thread before it registers the finaliser that would terminate it; a
+    signal that lands in between (about 1 in 8 two-process builds stopped at random) leaves a pool that
+    nothing terminates and a thread that starts a new worker for each one that stops, even after the build
+    has ended and `stop_children` ran: that worker outlives the build, waiting forever on the pool's queue,
+    and a caller reading the build's output waits with it. The thread is told what `Pool.terminate` would
+    tell it (private to multiprocessing, so looked up defensively) and joined."""
+    import threading
+
+    for thread in threading.enumerate():
+        target = getattr(thread, "_target", None)
+        module = sys.modules.get(getattr(target, "__module__", "") or "")
+        if getattr(target, "__name__", "") != "_handle_workers" or module is None \
+                or module.__name__ not in ("multiprocess.pool", "multiprocessing.pool"):
+            continue
+        thread._state = module.TERMINATE
+        change_notifier = (getattr(thread, "_args", None) or (None,))[-1]  # wakes the thread from its wait
+        if change_notifier is not None and hasattr(change_notifier, "put"):
+            change_notifier.put(None)
+        thread.join(timeout)
+
+
 def interrupted_by() -> int | None:
     """SIGTERM or SIGINT when one of them stopped a build in this process: whatever exception then reaches
     the caller (the pool may raise its own while the interrupt unwinds it), that is why it stopped."""
@@ -135,6 +159,7 @@ def terminate_as_exception():
             else previous_hook
         _building.remove(owner)
         if len(_interrupted_by) > interrupts:
+            stop_pool_maintenance()
             stop_children(keep=callers_children)
         for signum, handler in previous.items():
             signal.signal(signum, handler)

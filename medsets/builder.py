@@ -31,7 +31,8 @@ from .checks import (BuildError, BuildReport, Ledger, Problem, PublishedCounts, 
                      counted_parts, coverage_stats, group_overlap, listed_twice, size_stats, stray_mask_values, tally)
 from .companions import CompanionWriters, check_companions, companion_builder, take_shards
 from .datasets_adapter import PrepareHooks
-from .duplicates import drop_rows, find_copies, pixel_hash, read_signatures, set_duplicate_groups, store_signatures
+from .duplicates import drop_rows, find_copies, read_signatures, set_duplicate_groups, store_signatures
+from .near_duplicates import Preparation
 from .layout import LayoutNotFound
 from .schema import NO_GROUP, UnreadableImage, image_value, mask_value
 from .source import Source, SourceError, UnreadableFile
@@ -123,6 +124,7 @@ class MedsetsBuilder(PrepareHooks, datasets.GeneratorBasedBuilder):
     # that config holding its report, its info (features and splits) and its shards (`shard_files`).
     companions: dict[str, "MedsetsBuilder"] = {}
     companion_shards: dict[str, list[Path]] | None = None  # set on a companion: its shards, per split
+    _near_preparation: Preparation | None = None  # the search's per-image work, done while rows are written
 
     def __init__(self, *args, writer_batch_size=None, **kwargs):
         super().__init__(*args, writer_batch_size=writer_batch_size, **kwargs)
@@ -210,7 +212,7 @@ class MedsetsBuilder(PrepareHooks, datasets.GeneratorBasedBuilder):
             try:
                 for config, example, image, facts in self._rows(record):
                     example.setdefault("duplicate_group", NO_GROUP)  # set after the pass, once groups are known
-                    facts = store_signatures(facts, image, self._ledger, self.config.near_duplicates)
+                    facts = store_signatures(facts, image, self._ledger, self.config.near_duplicates, self._near_preparation)
                     self._ledger.example(
                         **({"config": config} if config != self.config.name else {}),
                         split=split,
@@ -218,10 +220,9 @@ class MedsetsBuilder(PrepareHooks, datasets.GeneratorBasedBuilder):
                         file_name=example["file_name"],
                         width=image.width,
                         height=image.height,
-                        pixel_hash=facts["pixel_hash"] if "pixel_hash" in facts else pixel_hash(image),
                         **{c: self._value_name(c, example.get(c)) for c in counted_parts(self.counted_columns())},
                         **({self.GROUP_COLUMN: example.get(self.GROUP_COLUMN)} if self.GROUP_COLUMN else {}),
-                        **{key: value for key, value in facts.items() if key != "pixel_hash"},
+                        **facts,
                     )
                     if config == self.config.name:
                         yield f"{split}-{example['image_id']}", example
@@ -247,6 +248,7 @@ class MedsetsBuilder(PrepareHooks, datasets.GeneratorBasedBuilder):
         self._ledger = Ledger(tempfile.mkdtemp(prefix="medsets-ledger-", dir=self.cache_root))
         # The companion configs' shards: beside the ledger, moved into the output by the caller.
         self._companion_folder = tempfile.mkdtemp(prefix="medsets-companions-", dir=self.cache_root)
+        self._near_preparation = Preparation() if self.config.near_duplicates else None  # on an idle core
 
     def after_prepare(self, succeeded: bool):
         try:
@@ -256,6 +258,8 @@ class MedsetsBuilder(PrepareHooks, datasets.GeneratorBasedBuilder):
             read_signatures(self._ledger, examples)
         finally:
             shutil.rmtree(self._ledger.folder, ignore_errors=True)
+            if self._near_preparation is not None:  # no more rows: its thread ends (its queue dropped on failure)
+                self._near_preparation.close(finish=succeeded)
         if problems and not self.config.skip_bad:
             raise BuildError(
                 f"{self.name}/{self.config.name}: {len(problems)} problems in {self._source.path} "
@@ -267,6 +271,7 @@ class MedsetsBuilder(PrepareHooks, datasets.GeneratorBasedBuilder):
         self._finish_build(problems, [ex for ex in examples if "config" not in ex])
         for name, companion in self.companions.items():
             companion._source, companion._scanned = self._source, companion._scan(self._source)
+            companion._near_preparation = self._near_preparation  # its rows' signatures were handed to ours
             companion._scanned.splits = layout.ordered_splits(companion._scanned.splits)
             take_shards(companion, list(self._scanned.splits), [s for s in shards if s["config"] == name])
             companion._finish_build(problems, [ex for ex in examples if ex.get("config") == name])
@@ -281,7 +286,8 @@ class MedsetsBuilder(PrepareHooks, datasets.GeneratorBasedBuilder):
         drop = self.config.drop_duplicates
         if drop not in (False, True, "exact", "near"):
             raise BuildError(f"{self.name}: drop_duplicates={drop!r}; choose False, True (\"exact\") or \"near\"")
-        copies = find_copies(self._duplicate_units(examples), order, near=self.config.near_duplicates, drop=drop)
+        copies = find_copies(self._duplicate_units(examples), order, near=self.config.near_duplicates, drop=drop,
+                             preparation=self._near_preparation)
         self._duplicates, self._near_duplicates, self._dropped = copies.duplicates, copies.near_duplicates, copies.dropped
         if self._dropped:
             gone = self._rows_of(examples, self._dropped)
@@ -378,18 +384,13 @@ class MedsetsBuilder(PrepareHooks, datasets.GeneratorBasedBuilder):
         if self.GROUP_COLUMN:
             warnings += group_overlap(examples, self.GROUP_COLUMN)
         return BuildReport(
-            dataset=self.name,
-            config=self.config.name,
-            source=str(self._source.path),
-            layout=self._scanned.layout,
+            dataset=self.name, config=self.config.name, source=str(self._source.path), layout=self._scanned.layout,
             counts={split: counts.get(split, {"total": 0}) for split in order},
             count_mismatches=self._count_mismatches,
             skipped=[asdict(p) for p in problems],
             warnings=warnings,
-            image_sizes=size_stats(examples),
-            mask_coverage=coverage_stats(examples),
-            duplicates=self._duplicates,
-            near_duplicates=self._near_duplicates,
+            image_sizes=size_stats(examples), mask_coverage=coverage_stats(examples),
+            duplicates=self._duplicates, near_duplicates=self._near_duplicates,
             near_search=bool(self.config.near_duplicates),
             dropped=self._dropped,
             dropped_with=f"drop_duplicates={self.config.drop_duplicates!r}".replace("'", '"'),

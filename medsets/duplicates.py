@@ -31,12 +31,12 @@ import pyarrow.parquet as pq
 from PIL import Image as PILImage
 
 
-def pixel_hash(image: PILImage.Image) -> str:
+def pixel_hash(image: PILImage.Image, pixels: bytes | None = None) -> str:
     """A hash of the decoded pixels (mode and size included), so that copies differing only in file encoding
-    or metadata (a PNG tIME chunk, BMP vs PNG) hash alike."""
+    or metadata (a PNG tIME chunk, BMP vs PNG) hash alike. `pixels`: `image.tobytes()`, if already made."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(f"{image.mode}{image.size}".encode())
-    digest.update(image.tobytes())
+    digest.update(image.tobytes() if pixels is None else pixels)
     return digest.hexdigest()
 
 
@@ -84,16 +84,19 @@ def duplicates_finding(duplicates: dict) -> str:
             f" {images} images): {', '.join(parts)}; {across} cross splits")
 
 
-def near_groups(units: list[dict], exact: list[list[dict]], split_order: list[str]
+def near_groups(units: list[dict], exact: list[list[dict]], split_order: list[str], preparation=None
                 ) -> tuple[list[list[dict]], list[list[dict]]]:
     """(near groups, all groups). Near groups: units joined by near-duplicate pairs (never two pixel-identical
     ones, which are exact copies), each member with its best `similarity` to another member. All groups:
-    the exact and near relations together, each in keeping order (split order, then image_id)."""
-    from .near_duplicates import thumbnails_of, near_pairs
+    the exact and near relations together, each in keeping order (split order, then image_id).
+    `preparation`: the near_duplicates.Preparation the signatures were handed to while rows were written."""
+    from .near_duplicates import near_pairs, pairs_among, thumbnails_of
 
     searched = [index for index, unit in enumerate(units) if unit.get("near_signature")]
-    pairs = [(searched[i], searched[j], similarity) for i, j, similarity in
-             near_pairs(thumbnails_of([units[index]["near_signature"] for index in searched]))
+    signatures = [units[index]["near_signature"] for index in searched]
+    found = pairs_among(*preparation.take(signatures)) if preparation is not None and len(signatures) > 1 \
+        else near_pairs(thumbnails_of(signatures))
+    pairs = [(searched[i], searched[j], similarity) for i, j, similarity in found
              if units[searched[i]]["pixel_hash"] != units[searched[j]]["pixel_hash"]
              or units[searched[i]]["pixel_hash"] is None]
     parent = list(range(len(units)))
@@ -177,16 +180,24 @@ def set_duplicate_groups(shard_files, splits: list[str], group_of_row: dict[tupl
 SIGNATURE_KEYS = ("near_signature", "source_near_signature")  # a row's own, a tiled row's source image's
 
 
-def store_signatures(facts: dict, image, ledger, search: bool) -> dict:
-    """The row's facts with its near-duplicate signature (made from `image` unless the dataset gave one, None
-    when the search is off) and any source image's stored in the ledger's side file: the facts keep where."""
+def store_signatures(facts: dict, image, ledger, search: bool, preparation=None) -> dict:
+    """The row's facts with its `pixel_hash` and its near-duplicate signature (each made from `image` unless
+    the dataset gave it; the signature None when the search is off), the signatures (its own and any source
+    image's) stored in the ledger's side file: the facts keep where. Each signature is also handed to
+    `preparation` (a near_duplicates.Preparation), if given."""
     from .near_duplicates import signature
 
     facts = dict(facts)
+    # A grey image's bytes serve both: read once (they are most of the cost of each).
+    pixels = image.tobytes() if "pixel_hash" not in facts or (search and image.mode == "L") else None
+    if "pixel_hash" not in facts:
+        facts["pixel_hash"] = pixel_hash(image, pixels)
     if "near_signature" not in facts:
-        facts["near_signature"] = signature(image) if search else None
+        facts["near_signature"] = signature(image, pixels) if search else None
     for key in SIGNATURE_KEYS:
         if isinstance(facts.get(key), bytes):
+            if preparation is not None:
+                preparation.add(facts[key])
             facts[key] = ledger.blob(facts[key])
     return facts
 
@@ -219,11 +230,11 @@ class Copies:
         return [group for group in left if len(group) > 1]
 
 
-def find_copies(units: list[dict], split_order: list[str], *, near: bool, drop: bool | str) -> Copies:
+def find_copies(units: list[dict], split_order: list[str], *, near: bool, drop: bool | str, preparation=None) -> Copies:
     """Pixel-identical groups, near groups when `near` (the same object imaged twice), and the units to drop:
     none, every exact copy but one (drop True or "exact"), or every exact and near copy but one ("near")."""
     exact = duplicate_groups(units, split_order)
-    near_found, together = near_groups(units, exact, split_order) if near else ([], exact)
+    near_found, together = near_groups(units, exact, split_order, preparation) if near else ([], exact)
     dropped = copies_to_drop(together if drop == "near" else exact) if drop else []
     return Copies(duplicates={"pairs": duplicate_pairs(exact, split_order), "groups": strip(exact)} if exact else {},
                   near_duplicates={"pairs": duplicate_pairs(near_found, split_order),

@@ -7,9 +7,10 @@ at low resolution by the thousand, so a coarse comparison alone joins different 
 small shift search. So:
 
 1. While rows are written, each image (or, for tiled datasets, each source image) leaves a `signature`:
-   its grey levels, reduced to fit 80x80 when larger (cheap: the rest runs on all of them at once).
-2. After all rows are written (`near_pairs`, in chunks and threads): each thumbnail is cut to a 57x57 crop
-   centred on its object (`centred_crops`). Candidates are each crop's nearest neighbours in a coarse space
+   its grey levels, reduced to fit 80x80 when larger (cheap, for every row). In a background thread, a
+   chunk at a time (`Preparation`, on a core the row writing leaves idle), each thumbnail is cut to a
+   57x57 crop centred on its object (`centred_crops`) and reduced to what the search compares (`prepared`).
+2. After all rows are written (`pairs_among`): candidates are each crop's nearest neighbours in a coarse space
    (12x12 block means, normalised for exposure, on 8 principal axes; a k-d tree, so the search grows as
    n log n), queried in all eight orientations. Each candidate pair is compared on fine texture: the
    band-pass (difference of Gaussians, sigma 0.6 and 1.5 px) inside the objects, the outline left out,
@@ -20,13 +21,15 @@ small shift search. So:
 
 Exposure, contrast and gamma changes, noise, slight blur and JPEG re-encoding leave the band-passed texture
 correlated; two different cells, however alike in shape and brightness, have independent textures. The
-threshold was set on the synthetic replicas (medsets/synthetic/): over ten seeds of the ICPR 2014 replica,
-re-imaged cells rose at least 0.69 of the way, other cells at most 0.50; docs/building.md says what that
-does and does not prove about real files.
+threshold was set on the synthetic replicas (medsets/synthetic/): over seeds 0-9 of the ICPR 2014 replica,
+149 of the 150 re-imaged cells rose at least 0.69 of the way, other cells at most 0.48 (the 150th, a cell
+with one bright inclusion taken again with another gamma and blur, rose 0.29 and is missed);
+docs/building.md says what that does and does not prove about real files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -41,29 +44,35 @@ COMPONENTS = 8  # principal axes of the coarse descriptor: a k-d tree stays fast
 NEIGHBOURS = {0: 6, "other": 1}  # candidates per image: in its own orientation, in each of the seven others
 BAND = (0.6, 1.5)  # px: the sigmas of the difference of Gaussians, fine texture but not the pattern's shapes
 CHUNK = 1024  # images filtered at once
-THREADS = min(8, os.cpu_count() or 1)
+THREADS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)  # cores it may use
 COMPARED = 45  # px: the central part of the crop the texture is compared on (most objects' interior)
 MARGIN = 4  # px kept off the outline (its 15% contour after smoothing lies ~3 px outside the edge)
 THRESHOLD = 0.58
 SHIFT = 1  # px searched each way around the centroids' alignment
 
 
-def signature(image: PILImage.Image) -> bytes:
+def signature(image: PILImage.Image, pixels: bytes | None = None) -> bytes:
     """The image's signature for the search, made while its row is written: its grey levels reduced to fit
     MAX_SIDE x MAX_SIDE (box filter) and placed in that square, as uint8. Cheap on
     purpose (a conversion and, for large images, one resize); everything else runs on all signatures at
-    once in `near_pairs`."""
-    grey = image.convert("L")
+    once in `near_pairs`. `pixels`: the image's `tobytes()` where the caller has them already (for a grey
+    image they are its grey levels)."""
+    grey = image if image.mode == "L" else image.convert("L")
     if max(grey.size) > MAX_SIDE:
         scale = MAX_SIDE / max(grey.size)
         grey = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
                            PILImage.Resampling.BOX)
-    if grey.size != (MAX_SIDE, MAX_SIDE):
-        # in the middle of a square of its mean level: a turned or mirrored image lands turned or mirrored
-        square = PILImage.new("L", (MAX_SIDE, MAX_SIDE), round(float(np.asarray(grey).mean())))
-        square.paste(grey, ((MAX_SIDE - grey.width) // 2, (MAX_SIDE - grey.height) // 2))
-        grey = square
-    return grey.tobytes()
+    if grey.size == (MAX_SIDE, MAX_SIDE):
+        return grey.tobytes()
+    # In the middle of a square of its mean level: a turned or mirrored image lands turned or mirrored.
+    # (Through bytes, not np.asarray: this runs for every row, and the array interface costs more than the rest.)
+    levels = pixels if grey is image and pixels is not None else grey.tobytes()
+    levels = np.frombuffer(levels, np.uint8).reshape(grey.height, grey.width)
+    # The mean as an exact integer sum: equal to levels.mean() (whose float sums of 8-bit integers are exact), faster
+    square = np.full((MAX_SIDE, MAX_SIDE), round(int(levels.sum(dtype=np.uint64)) / levels.size), np.uint8)
+    top, left = (MAX_SIDE - grey.height) // 2, (MAX_SIDE - grey.width) // 2
+    square[top:top + grey.height, left:left + grey.width] = levels
+    return square.tobytes()
 
 
 def thumbnails_of(signatures: list[bytes]) -> np.ndarray:
@@ -90,9 +99,15 @@ def centred_crops(thumbnails: np.ndarray) -> np.ndarray:
     cy = np.where(flat, (side - 1) / 2, inside.sum(axis=2) @ positions / safe)
     cx = np.where(flat, (side - 1) / 2, inside.sum(axis=1) @ positions / safe)
     radius = SIDE // 2
-    padded = np.pad(pixels, ((0, 0), (radius, radius), (radius, radius)), mode="edge")
-    tops, lefts = np.round(cy).astype(np.int64), np.round(cx).astype(np.int64)
-    return np.stack([padded[i, top:top + SIDE, left:left + SIDE] for i, (top, left) in enumerate(zip(tops, lefts))])
+    tops, lefts = np.round(cy).astype(np.int64) - radius, np.round(cx).astype(np.int64) - radius
+    crops = np.empty((len(pixels), SIDE, SIDE), np.float32)
+    inside_the_image = (np.minimum(tops, lefts) >= 0) & (np.maximum(tops, lefts) <= side - SIDE)
+    for i in np.flatnonzero(inside_the_image):  # nearly all: a slice of the image itself
+        crops[i] = pixels[i, tops[i]:tops[i] + SIDE, lefts[i]:lefts[i] + SIDE]
+    for i in np.flatnonzero(~inside_the_image):  # an object off centre: the image's edge pixels extended
+        padded = np.pad(pixels[i], radius, mode="edge")
+        crops[i] = padded[tops[i] + radius:tops[i] + radius + SIDE, lefts[i] + radius:lefts[i] + radius + SIDE]
+    return crops
 
 
 def orient(stack: np.ndarray, orientation: int) -> np.ndarray:
@@ -143,50 +158,144 @@ def coarse(crops: np.ndarray) -> np.ndarray:
     return _normalised(blocks.mean(axis=(2, 4)))
 
 
-def near_pairs(thumbnails: np.ndarray, threshold: float = THRESHOLD) -> list[tuple[int, int, float]]:
-    """(i, j, similarity) with i < j for every pair of signatures (`thumbnails_of` them) that shows one object
-    twice."""
-    from scipy.spatial import cKDTree
-
-    n = len(thumbnails)
-    if n < 2:
-        return []
-    # In chunks: the centred crops and their filters' float intermediates for all images at once would be
-    # ~20x the signatures; only the coarse descriptors and the compared texture are kept.
-    def prepared(start):
+def prepared(thumbnails: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(coarse descriptors, fine texture) of signatures (`thumbnails_of` them): what the search compares.
+    In chunks, in threads: the centred crops and their filters' float intermediates for all images at once
+    would be ~20x the signatures; only the descriptors and the compared texture are kept."""
+    def chunk(start):
         crops = centred_crops(thumbnails[start:start + CHUNK])
         return coarse(crops), fine_texture(crops)
 
+    if not len(thumbnails):
+        return np.zeros((0, 12, 12), np.float32), np.zeros((0, COMPARED, COMPARED), np.float32)
     with ThreadPoolExecutor(THREADS) as pool:  # numpy and scipy.ndimage let go of the GIL in their loops
-        parts = list(pool.map(prepared, range(0, n, CHUNK)))
-    descriptors, texture = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        parts = list(pool.map(chunk, range(0, len(thumbnails), CHUNK)))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+class Preparation:
+    """`prepared` run in a background thread while the rows are still being written, a chunk at a time as
+    signatures arrive (`add`), so that the search after the pass (`take`) finds most of its work done. A
+    build writes rows in one process and one thread, so the machine's other cores are otherwise idle then.
+
+    Signatures are recognised by a digest of their bytes (the same thumbnail prepares the same), so rows
+    read back in another order, or a tiled image's signature given once per tile, need no bookkeeping. Only
+    the process that made it prepares: a worker process forked from it has no such thread, and a worker's
+    signatures are prepared by `take` in the parent like any it does not know."""
+
+    def __init__(self):
+        self._owner = os.getpid()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="near-duplicate-preparation")
+        self._pending: list[bytes] = []  # signatures not yet handed to the thread
+        self._chunks: list = []  # futures of (digests, descriptors, texture)
+
+    def add(self, signature_bytes: bytes):
+        """Called for every row written; kept cheap (the digests are made in the thread). A tiled dataset
+        gives its source image's signature with each of its tiles, as one object: that is prepared once."""
+        if os.getpid() != self._owner or self._pool is None or (self._pending and signature_bytes is self._pending[-1]):
+            return
+        self._pending.append(signature_bytes)
+        if len(self._pending) == CHUNK:
+            self._chunks.append(self._pool.submit(_prepared_with_digests, self._pending))
+            self._pending = []
+
+    def take(self, signatures: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """`prepared(thumbnails_of(signatures))`: rows from the chunks prepared in the background, the rest
+        (the last partial chunk, a worker process's rows) prepared now. Once taken, the chunks are let go
+        (each as soon as its rows are copied, so that the texture is held about once, not twice)."""
+        with ThreadPoolExecutor(THREADS) as pool:  # hashlib lets go of the GIL for inputs this long
+            digests = [d for part in pool.map(_digests, [signatures[i:i + CHUNK] for i in range(0, len(signatures), CHUNK)])
+                       for d in part]
+        chunks, self._chunks = [future.result() for future in self._chunks], []
+        where = {digest: (number, row) for number, (chunk_digests, _, _) in enumerate(chunks)
+                 for row, digest in enumerate(chunk_digests)}
+        found = np.array([where.get(digest, (-1, -1)) for digest in digests], np.int64).reshape(-1, 2)
+        descriptors = np.empty((len(signatures), 12, 12), np.float32)
+        texture = np.empty((len(signatures), COMPARED, COMPARED), np.float32)
+        for number in range(len(chunks)):
+            wanted = np.flatnonzero(found[:, 0] == number)
+            descriptors[wanted], texture[wanted] = chunks[number][1][found[wanted, 1]], chunks[number][2][found[wanted, 1]]
+            chunks[number] = None
+        missing = np.flatnonzero(found[:, 0] < 0)
+        if len(missing):
+            descriptors[missing], texture[missing] = prepared(thumbnails_of([signatures[i] for i in missing]))
+        return descriptors, texture
+
+    def close(self, finish: bool = False):
+        """No more signatures: the thread ends, after the chunks handed to it when `finish` (their results
+        stay for `take`), else dropping those it has not begun."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=not finish)
+            self._pool = None
+        if not finish:
+            self._chunks = []
+        self._pending = []  # the last partial chunk: `take` prepares it with the signatures it does not know
+
+    def __getstate__(self):
+        # Sent to a worker process with its builder: there it only ignores what it is given (see `add`).
+        return {"_owner": self._owner}
+
+    def __setstate__(self, state):
+        self._owner, self._pool, self._pending, self._chunks = state["_owner"], None, [], []
+
+
+def _digests(signatures: list[bytes]) -> list[bytes]:
+    return [hashlib.blake2b(b, digest_size=16).digest() for b in signatures]
+
+
+def _prepared_with_digests(signatures: list[bytes]):
+    crops = centred_crops(thumbnails_of(signatures))
+    return _digests(signatures), coarse(crops), fine_texture(crops)
+
+
+def near_pairs(thumbnails: np.ndarray, threshold: float = THRESHOLD) -> list[tuple[int, int, float]]:
+    """(i, j, similarity) with i < j for every pair of signatures (`thumbnails_of` them) that shows one object
+    twice. (A build prepares while it writes rows: `Preparation`, then `pairs_among`.)"""
+    if len(thumbnails) < 2:
+        return []
+    return pairs_among(*prepared(thumbnails), threshold)
+
+
+def pairs_among(descriptors: np.ndarray, texture: np.ndarray, threshold: float = THRESHOLD):
+    """The search itself, on `prepared` descriptors and texture: candidates from the coarse space, each
+    compared on texture, `decided`."""
+    from scipy.spatial import cKDTree
+
+    n = len(descriptors)
+    if n < 2:
+        return []
     flat = descriptors.reshape(n, -1)
     mean = flat.mean(axis=0)
     sample = flat[np.linspace(0, n - 1, min(n, 4000)).astype(int)] - mean
     axes = np.linalg.svd(sample, full_matrices=False)[2][:min(COMPONENTS, flat.shape[1], len(sample))]
     tree = cKDTree((flat - mean) @ axes.T)
     found_pairs = []
-    for orientation in range(8):
-        k = min(n, (NEIGHBOURS[0] + 1) if orientation == 0 else NEIGHBOURS["other"])
-        turned = orient(descriptors, orientation).reshape(n, -1)
-        _, found = tree.query((turned - mean) @ axes.T, k=k, eps=0.5)  # near enough: candidates only
-        found = np.asarray(found).reshape(n, -1)
-        first = np.repeat(np.arange(n), found.shape[1])
+    # The image's own orientation, then the seven others in one query (fewer, larger calls use the threads).
+    for orientations, k in (([0], NEIGHBOURS[0] + 1), (list(range(1, 8)), NEIGHBOURS["other"])):
+        turned = np.concatenate([orient(descriptors, o).reshape(n, -1) for o in orientations])
+        _, found = tree.query((turned - mean) @ axes.T, k=min(n, k), eps=0.5, workers=THREADS)  # candidates only
+        found = np.asarray(found).reshape(len(turned), -1)
+        first = np.repeat(np.arange(len(turned)) % n, found.shape[1])
+        orientation = np.repeat(np.repeat(orientations, n), found.shape[1])
         second = found.ravel()
         keep = (second != first) & (second < n)
-        first, second = first[keep], second[keep]
-        if orientation == 0:  # (i, j) and (j, i) are one comparison in the image's own orientation
+        first, second, orientation = first[keep], second[keep], orientation[keep]
+        if orientations == [0]:  # (i, j) and (j, i) are one comparison in the image's own orientation
             first, second = np.minimum(first, second), np.maximum(first, second)
-        found_pairs.append(np.stack([first, second, np.full_like(first, orientation)], axis=1))
-    candidates = np.unique(np.concatenate(found_pairs), axis=0)
+        found_pairs.append((first, second, orientation))
+    first, second, orientation = (np.concatenate(parts).astype(np.int64) for parts in zip(*found_pairs))
+    unique = np.unique((first * n + second) * 8 + orientation)  # one key per (i, j, orientation), sorted as before
+    candidates = np.stack([unique // 8 // n, unique // 8 % n, unique % 8], axis=1)
     scores = texture_scores(texture, candidates)
     return decided(n, candidates, scores, threshold)
 
 
-def texture_scores(texture: np.ndarray, candidates: np.ndarray, chunk: int = 2048) -> np.ndarray:
+def texture_scores(texture: np.ndarray, candidates: np.ndarray, chunk: int = 512) -> np.ndarray:
     """Each candidate (i, j, orientation of i)'s fine-texture correlation at the best of the shifts up to
     SHIFT px each way (every candidate: a misaligned re-imaged pair scores low unshifted, so no unshifted
-    score may decide which pairs are worth the search)."""
+    score may decide which pairs are worth the search). In chunks of `chunk` pairs: small enough that a
+    chunk's two stacks stay in the processor's cache through the nine shifts (on the 13,596-cell replica
+    512 took 0.62 s where 2,048 took 0.81)."""
     side = texture.shape[-1]
     inner = np.s_[:, SHIFT:side - SHIFT, SHIFT:side - SHIFT]  # the crop less the border a shift moves out
     scores = np.empty(len(candidates), np.float32)

@@ -15,7 +15,7 @@ from scipy import ndimage
 from medsets import HEp2, synthetic
 from medsets.cli import main
 from medsets.export import build
-from medsets.near_duplicates import thumbnails_of, near_pairs, orient, signature
+from medsets.near_duplicates import CHUNK, Preparation, near_pairs, orient, prepared, signature, thumbnails_of
 
 
 # -- the search itself, on drawn textures ------------------------------------------------------------------
@@ -61,6 +61,33 @@ def test_look_alikes_alone_make_no_pair():
     pictures = [imaged(textured_blob(rng, shape=shape), rng) for _ in range(60)]
     crops = thumbnails_of([signature(p) for p in pictures])
     assert near_pairs(crops) == []
+
+
+def test_the_preparation_made_while_rows_are_written_equals_the_one_made_after():
+    """What a build prepares in the background (chunk by chunk, as rows are written) is what the search would
+    prepare from all signatures at the end: whatever order the rows are read back in, with signatures it
+    never saw (a worker process's), and a tiled image's signature given once per tile."""
+    import pickle
+
+    rng = np.random.default_rng(5)
+    pictures = [imaged(textured_blob(rng), rng) for _ in range(CHUNK * 2 + 10)]
+    signatures = [signature(p) for p in pictures]
+    preparation = Preparation()
+    try:
+        for one in signatures[:CHUNK * 2 + 5]:
+            preparation.add(one)
+            preparation.add(one)  # the same object again: a tile of the same field
+        assert len(preparation._chunks) == 2  # the rest waits for a full chunk, or for `take`
+        order = rng.permutation(len(signatures))
+        descriptors, texture = preparation.take([signatures[i] for i in order])
+    finally:
+        preparation.close()
+    expected = prepared(thumbnails_of([signatures[i] for i in order]))
+    assert np.array_equal(descriptors, expected[0]) and np.array_equal(texture, expected[1])
+    inert = pickle.loads(pickle.dumps(preparation))  # as a worker process receives it with its builder
+    inert._owner = -1  # as seen from another process
+    inert.add(signatures[0])
+    assert not inert._pending and not inert._chunks
 
 
 # -- a build -------------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from ..boxes import BoxFileError, box_format, coco_image_keys, read_boxes
 from ..builder import MedsetsBuilder, MedsetsConfig, Record, Scan
 from ..checks import BuildError, Problem, RowProblems
 from ..layout import IMAGE_FOLDERS, IMAGE_SUFFIXES, MASK_FOLDERS, images_and_masks, rank_image_ids, split_order
-from ..objects import components, cross_check, objects_in_tile, tiles
+from ..objects import components, cross_check, objects_in_tile, tiles, tiling_problem
 from ..duplicates import pixel_hash
 from ..near_duplicates import signature as near_signature
 from ..published import PublishedResult
@@ -43,7 +43,10 @@ BOX_FOLDERS = {"annotations", "annotation", "xml", "xmls", "boxes", "bbox", "bbo
 NOT_BOX_FILES = {"classes.txt", "obj.names", "readme.txt", "license.txt"}
 # Object ids: source image id * this + component number, the same in `full` and `tiles`.
 OBJECTS_PER_IMAGE = 100_000
-TILES_PER_IMAGE = 10_000
+TILES_PER_IMAGE = 10_000  # tile ids: source image id * this + tile number
+MAX_TILES_PER_IMAGE = 2_500  # refused above: a sane tiling makes tens (the ids would allow TILES_PER_IMAGE)
+FIELD_SIDE = 2084  # px, every GZMH field as published: tiling parameters are judged on it
+JPEG_GRID = 16  # px, the largest JPEG block (4:2:0 chroma): JPEG tiles start on the source's grid
 
 
 @dataclass
@@ -136,11 +139,12 @@ class GZMH(MedsetsBuilder):
     # -- layout ---------------------------------------------------------------------------------------
     def _scan(self, source: Source) -> Scan:
         size, overlap = self.config.tile_size, self.config.tile_overlap
-        if not (64 <= size and 0 <= overlap < size):  # >= 64 also keeps tile ids below TILES_PER_IMAGE
-            raise BuildError(f"gzmh: tile size {size} with overlap {overlap} cannot tile an image.",
-                             hint="Use a tile size of at least 64 and 0 <= overlap < tile size (default 512, 64).")
         if self.config.tile_format not in ("jpeg", "png"):
             raise BuildError(f"gzmh: tile format {self.config.tile_format!r} is not one of jpeg, png.")
+        wrong = tiling_problem(size, overlap, JPEG_GRID if self.config.tile_format == "jpeg" else 1, FIELD_SIDE,
+                               MAX_TILES_PER_IMAGE)
+        if wrong:
+            raise BuildError(f"gzmh: {wrong[0]}.", hint=f"{wrong[1]} (default 512, 64: 25 tiles per field).")
         found = images_and_masks(source)
         pairs = found.pairs()
         if not pairs:
@@ -254,6 +258,10 @@ class GZMH(MedsetsBuilder):
         image_id = record.image_id
         size, overlap = self.config.tile_size, self.config.tile_overlap
         cut = tiles(image.width, image.height, size, overlap, grid or 1)
+        if len(cut) > MAX_TILES_PER_IMAGE:  # a field far larger than published: its tile ids would collide
+            raise RowProblems([Problem("too many tiles", record.image_file,
+                                       f"{image.width}x{image.height} px would make {len(cut):,} tiles of {size} px "
+                                       f"(at most {MAX_TILES_PER_IMAGE:,})")])
         for tile in cut:
             window = np.s_[tile.y:tile.y + tile.height, tile.x:tile.x + tile.width]
             # A contiguous copy first: PIL takes a strided array by a slow path (~10x, measured: 2.4 vs 0.25 ms).

@@ -26,6 +26,7 @@ ADVICE = {
     "unreadable image": "the file does not decode (truncated or not an image); re-download it",
     "unreadable mask": "the mask does not decode (truncated or not an image); re-download it",
     "mask size": "the mask's size differs from its image's",
+    "too many tiles": "an image far larger than the dataset's fields: choose larger tiles, or leave it out",
     "missing mask": "an image has no mask although the layout pairs every image with one",
     "bad label file": "a label file could not be parsed",
     "duplicate id": "two files or rows claim the same image id, or one image is listed twice",

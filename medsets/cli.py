@@ -21,6 +21,16 @@ SWITCHES = {"skip_bad": "--skip-bad", "drop_duplicates": "--drop-duplicates", "o
 SPELLED = {'drop_duplicates="near"': "--drop-duplicates near", "near_duplicates=False": "--near-duplicates off"}
 
 
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return value
+
 def bootstrap_of(args):
     """The interval settings of `medsets evaluate`, checked."""
     from .checks import BuildError
@@ -104,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--near-duplicates", choices=["on", "off"], default="on",
                        help="look for the same object imaged twice (shifted, re-exposed, noisy, flipped or turned) "
                             "within and across splits (default: %(default)s)")
-    build.add_argument("--num-proc", type=int,
+    build.add_argument("--num-proc", type=positive_int,
                        help="worker processes for decoding, checking and re-encoding (default: each dataset's "
                             f"measured best on this machine: {num_proc})")
     tiling = build.add_argument_group("tiling (gzmh tiles)")

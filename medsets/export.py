@@ -20,15 +20,17 @@ import json
 import os
 import re
 import shutil
+import stat
 import sys
 import uuid
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
 from datasets.exceptions import DatasetGenerationError
 
 from .card import write_card
-from .checks import BuildError
+from .checks import MAX_NAMES_PER_KIND, BuildError
 from .picture import sample_picture
 from .processes import terminate_as_exception
 
@@ -39,6 +41,7 @@ WORK_MARKER = ".medsets-build"
 # The siblings a build makes: .NAME.tmp-PID-XXXXXXXX (its work folder), .NAME.old-PID-XXXXXXXX (the output it
 # replaces, for the instant between two renames).
 SIBLING = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-[0-9a-f]{8}$")
+PROBLEMS_SUFFIX = ".medsets-problems.tsv"  # beside the output: every problem of the last failed build
 LOCK_SUFFIX = ".medsets-lock"
 
 
@@ -66,13 +69,55 @@ def build_configs(builder_cls, source, config: str | None, out, *, overwrite=Fal
     """As `build`; returns (folder, {config: BuildReport}) for every config written."""
     configs = [config] if config else [builder_cls.DEFAULT_CONFIG_NAME, *builder_cls.COMPANION_CONFIGS]
     out = Path(out).expanduser().resolve()
+    if num_proc is not None and (isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 1):
+        raise BuildError(f"num_proc={num_proc!r}: the number of worker processes is a whole number, 1 or more.",
+                         hint="Leave it out for the dataset's default.")
+    check_apart(source, out)
     with output_errors(out.parent, "create the folder that will hold the output"):
         out.parent.mkdir(parents=True, exist_ok=True)
     with output_lock(out), terminate_as_exception() as stopped:
         recover_interrupted(out)
         existing = check_output(out, configs, overwrite)
-        return build_into(builder_cls, source, configs, out, existing, skip_bad, num_proc, config_options,
-                          stopped.check)
+        problems_file = out.parent / f".{out.name}{PROBLEMS_SUFFIX}"
+        try:
+            built = build_into(builder_cls, source, configs, out, existing, skip_bad, num_proc, config_options,
+                               stopped.check)
+        except BuildError as err:
+            raise with_every_problem_listed(err, problems_file) from None
+        problems_file.unlink(missing_ok=True)  # an earlier failed build's list, out of date now
+        return built
+
+
+def check_apart(source, out: Path):
+    """The output may not lie inside the download (the next build would read it as raw data), nor the
+    download inside the output (replacing the output would delete it)."""
+    try:
+        source = Path(source).expanduser().resolve()
+    except (OSError, RuntimeError):  # a symbolic-link loop: Source says so
+        return
+    if out == source or source in out.parents:
+        raise OutputError(f"{out} lies inside the source {source}: the next build would read the output as part of "
+                          "the download. Nothing was changed.", hint="Choose an out= folder outside the download.")
+    if out in source.parents:
+        raise OutputError(f"the source {source} lies inside the output folder {out}, which a build replaces. "
+                          "Nothing was changed.", hint="Move the download out of that folder, or choose another out=.")
+
+
+def with_every_problem_listed(err: BuildError, problems_file: Path) -> BuildError:
+    """A failed build's error; where its message leaves problems unnamed (it names MAX_NAMES_PER_KIND of a
+    kind), all of them written, one per line, to `problems_file` beside the output (replacing an older list),
+    and the message saying where."""
+    problems_file.unlink(missing_ok=True)  # an older list describes another attempt
+    if max(Counter(p.kind for p in err.problems).values(), default=0) <= MAX_NAMES_PER_KIND:
+        return err
+    lines = [f"{p.kind}\t{p.file}\t{p.detail}" for p in err.problems]
+    try:
+        problems_file.write_text("kind\tfile\tdetail\n" + "\n".join(lines) + "\n", encoding="utf-8",
+                                 errors="backslashreplace")
+    except OSError:
+        return err  # a full or read-only disk: the message alone, as before
+    listed = f"All {len(err.problems)} problems, one per line: {problems_file}"
+    return type(err)(err.what, err.problems, hint="\n".join(filter(None, [listed, err.hint])))
 
 
 def build_into(builder_cls, source, configs: list[str], out: Path, existing: bool, skip_bad, num_proc, config_options,
@@ -95,7 +140,7 @@ def build_into(builder_cls, source, configs: list[str], out: Path, existing: boo
         (stage / "reports").mkdir(exist_ok=True)
         written = {configs[0]: builder, **builder.companions}
         for config, built in written.items():
-            splits = list(built.info.splits)
+            splits = splits_with_rows(built, config)
             move_shards({split: built.shard_files(split, work / "prepared") for split in splits},
                         stage / "data" / config)
             sample_picture(sorted((stage / "data" / config).glob(f"{splits[0]}-*.parquet")), built.info.features,
@@ -110,6 +155,21 @@ def build_into(builder_cls, source, configs: list[str], out: Path, existing: boo
         check_not_stopped()  # a signal whose exception a finaliser swallowed must still stop the build
         swap_in(stage, out)
     return out, {config: built.report for config, built in written.items()}
+
+
+def splits_with_rows(built, config: str) -> list[str]:
+    """The config's splits that kept rows. A split that --skip-bad or --drop-duplicates emptied is left out of
+    the folder (its card's configs and split list), with a report line: `datasets` cannot load an empty split
+    from Parquet. None kept: the build is refused."""
+    empty = [split for split, info in built.info.splits.items() if not info.num_examples]
+    if len(empty) == len(built.info.splits):
+        raise BuildError(f"{built.name}/{config}: no rows are left in any split: nothing to build.",
+                         hint="Build without skip_bad=True to see every problem, or fix the files the report names.")
+    for split in empty:
+        del built.info.splits[split]
+        built.report.warnings.append(f"{split}: no rows left (every one skipped or dropped as a copy); the split "
+                                     "is left out of the folder, which loads without it")
+    return list(built.info.splits)
 
 
 # -- output folder rules -----------------------------------------------------------------------------
@@ -201,10 +261,7 @@ def output_lock(out: Path):
     file gone or replaced opens it anew, so no two ever hold locks on different files."""
     path = out.parent / f".{out.name}{LOCK_SUFFIX}"
     while True:
-        try:
-            handle = open(path, "a+")
-        except OSError as err:
-            raise output_error(err, out.parent, "lock the output folder") from None
+        handle = _open_lock_file(path, out)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -232,6 +289,25 @@ def output_lock(out: Path):
         except FileNotFoundError:
             pass
         handle.close()  # releases the lock
+
+
+def _open_lock_file(path: Path, out: Path):
+    """The lock file, opened without following a symbolic link (one planted there would have the build write
+    to whatever it points at) and only if it is a plain file."""
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+                             | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as err:
+        if err.errno == errno.ELOOP or path.is_symlink():
+            raise OutputError(f"{path} is a symbolic link; medsets takes the output's lock only in a plain file of "
+                              "its own and follows no link there. Nothing was changed.",
+                              hint=f"Remove {path} (no build is using it) and build again.") from None
+        raise output_error(err, out.parent, "lock the output folder") from None
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise OutputError(f"{path} is not a plain file; medsets keeps the output's lock there. Nothing was changed.",
+                          hint=f"Remove {path} and build again.")
+    return os.fdopen(descriptor, "a+")
 
 
 @contextmanager

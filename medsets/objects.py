@@ -66,16 +66,39 @@ def tile_starts(length: int, tile: int, overlap: int, grid: int = 1) -> list[int
     (2084 px, 512, 64, grid 16 -> 0, 400, 784, 1184, 1572)."""
     if tile <= 0 or not 0 <= overlap < tile:
         raise ValueError(f"tile size {tile} and overlap {overlap}: need 0 <= overlap < tile size")
+    if grid > 1 and tile - overlap < grid:  # grid-aligned starts lie at least `grid` apart: no count would do
+        raise ValueError(f"tile size {tile} and overlap {overlap}: tiles {tile - overlap} px apart cannot start on a "
+                         f"{grid} px block grid")
     if length <= tile:
         return [0]
     count = -(-(length - tile) // (tile - overlap)) + 1
-    while True:
+    while count <= length:  # always ends: at one start per pixel every gap is 1 px (grid: at most `grid`)
         starts = [round(i * (length - tile) / (count - 1)) for i in range(count)]
         if grid > 1:
             starts[:-1] = [min(grid * round(s / grid), length - tile) for s in starts[:-1]]
+            starts = sorted(set(starts))  # two starts moved onto one grid point are one tile
         if all(b - a <= tile - overlap for a, b in zip(starts, starts[1:])):
             return starts
         count += 1  # the move to the grid widened a gap beyond the overlap: one tile more
+    raise ValueError(f"tile size {tile}, overlap {overlap} and a {grid} px grid cannot cover {length} px")
+
+
+def tiling_problem(tile: int, overlap: int, grid: int, side: int, most: int) -> tuple[str, str] | None:
+    """What is wrong with tiling parameters, judged on a `side` x `side` image cut on a `grid` px block grid
+    (1: none), as (problem, advice); None when they are fine. Refused: tiles under 64 px, an overlap outside
+    0 <= overlap < tile, starts closer than the grid (no tiling could exist), more than `most` tiles."""
+    if tile < 64 or not 0 <= overlap < tile:
+        return (f"tile size {tile} with overlap {overlap} cannot tile an image",
+                "Use a tile size of at least 64 and 0 <= overlap < tile size")
+    if tile - overlap < grid:
+        return (f"JPEG tiles {tile} px wide overlapping by {overlap} px would start {tile - overlap} px apart, closer "
+                f"than the JPEG block grid ({grid} px) they are cut on",
+                f"Use an overlap of at most {tile - grid} px, or --tile-format png")
+    count = len(tiles(side, side, tile, overlap, grid))
+    if count > most:
+        return (f"tiles of {tile} px overlapping by {overlap} px would cut each {side}x{side} image into {count:,} "
+                f"tiles (at most {most:,})", "Use larger tiles or a smaller overlap")
+    return None
 
 
 def core_bounds(starts: list[int], tile: int, length: int) -> list[tuple[float, float]]:

@@ -109,4 +109,9 @@ def push_folder(folder: Path, repo_id: str, public: bool = False) -> str:
     except (HTTPError, OSError) as err:  # connection refused, DNS failure, timeouts
         raise BuildError(f"Could not reach the Hub: {err}",
                          hint="Check the network; a re-run resumes where this one stopped.") from None
+    except ValueError as err:  # an answer that is not the Hub's JSON: a captive portal, a proxy, a wrong endpoint
+        raise BuildError(f"The server at {constants.ENDPOINT} answered with something that is not the Hub's "
+                         f"(not JSON: {type(err).__name__}); nothing more was sent.",
+                         hint="Check HF_ENDPOINT and any proxy or network login page; a re-run resumes where this "
+                              "one stopped.") from None
     return str(url)

@@ -73,7 +73,11 @@ class Source:
     """
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path).expanduser().resolve()
+        try:
+            self.path = Path(path).expanduser().resolve()
+        except (OSError, RuntimeError) as err:  # a loop of symbolic links (RuntimeError before Python 3.13)
+            raise SourceError(f"{path}: cannot be followed to a file or folder ({err}). Point data_dir= at the "
+                              "extracted folder itself.") from None
         if not self.path.exists():
             raise SourceError(f"{path}: no such file or folder. Point data_dir= at the extracted folder, "
                               "a folder above it, or the downloaded .zip.")

@@ -1,0 +1,188 @@
+"""A hostile tester's third round: inputs that reach the edges of the build machinery. Each ends in exit 2
+with one message naming what is wrong (never a traceback), and nothing outside the build's own files is
+touched."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from medsets import synthetic
+from medsets.cli import main
+
+
+def cli(*args) -> int:
+    return main([str(a) for a in args])
+
+
+def said(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def test_a_symlink_planted_as_the_lock_file_is_refused_and_its_target_untouched(tmp_path, replicas, capsys):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    out = tmp_path / "out" / "hep2"
+    out.parent.mkdir()
+    (out.parent / ".hep2.medsets-lock").symlink_to("../victim.txt")
+    assert cli("build", "hep2", "--source", replicas("processed"), "--out", out) == 2
+    err = said(capsys)
+    assert "symbolic link" in err and ".hep2.medsets-lock" in err
+    assert victim.read_text() == "precious\n" and not out.exists()
+
+
+def test_a_lock_file_that_is_not_a_plain_file_is_refused(tmp_path, replicas, capsys):
+    os.mkfifo(tmp_path / ".hep2.medsets-lock")
+    assert cli("build", "hep2", "--source", replicas("processed"), "--out", tmp_path / "hep2") == 2
+    assert "not a plain file" in said(capsys)
+
+
+def test_an_output_inside_the_source_is_refused_before_any_work(tmp_path, capsys):
+    source = synthetic.write_hep2_icpr2014(tmp_path / "raw", "processed", scale=0.003)
+    before = sorted(p.relative_to(source) for p in source.rglob("*"))
+    assert cli("build", "hep2", "--source", source, "--out", source / "built") == 2
+    assert "inside the source" in said(capsys)
+    assert sorted(p.relative_to(source) for p in source.rglob("*")) == before
+
+
+def test_a_source_inside_the_output_folder_is_refused(tmp_path, capsys):
+    source = synthetic.write_hep2_icpr2014(tmp_path / "out" / "raw", "processed", scale=0.003)
+    assert cli("build", "hep2", "--source", source, "--out", tmp_path / "out", "--overwrite") == 2
+    assert "inside the output folder" in said(capsys) and source.is_dir()
+
+
+def test_a_source_that_is_a_loop_of_symbolic_links(tmp_path, capsys):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    assert cli("build", "hep2", "--source", tmp_path / "a", "--out", tmp_path / "hep2") == 2
+    assert "cannot be followed" in said(capsys)
+
+
+@pytest.mark.parametrize("num_proc", ["0", "-1", "two"])
+def test_a_number_of_processes_below_one_is_refused(tmp_path, replicas, capsys, num_proc):
+    with pytest.raises(SystemExit) as stopped:
+        cli("build", "hep2", "--source", replicas("processed"), "--out", tmp_path / "hep2", "--num-proc", num_proc)
+    assert stopped.value.code == 2 and "--num-proc" in said(capsys)
+
+
+def test_the_python_api_refuses_it_too(tmp_path, replicas):
+    from medsets import BuildError, HEp2
+    from medsets.export import build
+
+    with pytest.raises(BuildError, match="num_proc=0"):
+        build(HEp2, replicas("processed"), None, tmp_path / "hep2", num_proc=0)
+
+
+def test_every_problem_of_a_failed_build_is_listed_in_a_file_beside_the_output(tmp_path, capsys):
+    """The message names 8 problems of a kind; the other ones must be findable too."""
+    source = synthetic.write_hep2_icpr2014(tmp_path / "raw", "organisers", scale=0.005)
+    train = source / "ICIP2013_training_1.0" / "train"
+    broken = sorted(p for p in train.glob("*.png") if not p.stem.endswith("_Mask"))[:27]
+    for path in broken:
+        path.write_bytes(path.read_bytes()[:100])
+    out = tmp_path / "hep2"
+    assert cli("build", "hep2", "--source", source, "--out", out) == 2
+    err = said(capsys)
+    listing = tmp_path / ".hep2.medsets-problems.tsv"
+    assert "and 19 more" in err and str(listing) in err and "All 27 problems" in err
+    rows = listing.read_text().splitlines()
+    assert rows[0] == "kind\tfile\tdetail" and len(rows) == 28
+    assert {row.split("\t")[1].rsplit("/", 1)[-1] for row in rows[1:]} == {p.name for p in broken}
+    assert not out.exists()
+    # A later build that succeeds removes the list, which no longer describes the folder beside it.
+    assert cli("build", "hep2", "--source", source, "--out", out, "--skip-bad") == 0
+    assert not listing.exists()
+
+
+def test_a_server_answering_html_instead_of_the_hub(replicas, tmp_path, monkeypatch, capsys):
+    """A captive portal or a proxy answers 200 with a web page: a clear error, the token never shown."""
+    import httpx2
+    from huggingface_hub import constants
+    from huggingface_hub.utils import _http
+
+    from medsets import HEp2
+    from medsets.export import build
+
+    folder, _ = build(HEp2, replicas("processed"), "icpr2014", tmp_path / "hep2")
+    token = "hf_not_a_real_token_9876543210"
+    monkeypatch.setenv("HF_TOKEN", token)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    page = httpx2.Response(200, text="<html><body>Please log in to the network</body></html>",
+                           headers={"content-type": "text/html"})
+    _http.set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(lambda request: page)))
+    try:
+        assert cli("push", folder, "--repo", "org/hep2") == 2
+    finally:
+        _http.set_client_factory(_http.default_client_factory)
+    err = said(capsys)
+    assert "not the Hub's" in err and "HF_ENDPOINT" in err and token not in err
+
+
+# -- tiling parameters that once passed validation ------------------------------------------------------------
+def test_tile_starts_always_end_and_never_repeat():
+    from medsets.objects import tile_starts
+
+    with pytest.raises(ValueError, match="cannot start on a 16 px block grid"):
+        tile_starts(1040, 512, 500, 16)  # once an endless search
+    for length, tile, overlap, grid in [(1040, 512, 496, 16), (2084, 512, 64, 16), (270, 64, 56, 8), (97, 64, 0, 16)]:
+        starts = tile_starts(length, tile, overlap, grid)
+        assert starts == sorted(set(starts)) and starts[-1] == max(0, length - tile)
+        assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+
+
+@pytest.mark.parametrize(("size", "overlap", "tile_format", "says"), [
+    (512, 500, "jpeg", "closer than the JPEG block grid (16 px)"),
+    (128, 127, "png", "into 3,829,849 tiles (at most 2,500)"),
+    (64, 62, "png", "into 1,022,121 tiles (at most 2,500)"),
+])
+def test_tilings_that_never_end_or_make_millions_of_tiles_are_refused_up_front(tmp_path, capsys, size, overlap,
+                                                                                tile_format, says):
+    source = synthetic.write_gzmh(tmp_path / "raw", "v2", scale=0.002, size=270)
+    assert cli("build", "gzmh", "--config", "tiles", "--source", source, "--out", tmp_path / "gzmh",
+               "--tile-size", size, "--tile-overlap", overlap, "--tile-format", tile_format) == 2
+    assert says in said(capsys) and not (tmp_path / "gzmh").exists()
+
+
+def test_a_field_far_larger_than_published_is_a_problem_not_colliding_ids(tmp_path, capsys, monkeypatch):
+    """Tile ids are the field's id * 10,000 + the tile's number: a field cut into more tiles than the bound
+    (judged on the published 2084 px fields) is named, never written with ids shared with another field.
+    The bound is lowered here so that small replica fields exceed it."""
+    from medsets.builders import gzmh
+
+    monkeypatch.setattr(gzmh, "MAX_TILES_PER_IMAGE", 20)
+    monkeypatch.setattr(gzmh, "FIELD_SIDE", 300)
+    source = synthetic.write_gzmh(tmp_path / "raw", "v2", scale=0.002, size=768)
+    assert cli("build", "gzmh", "--config", "tiles", "--source", source, "--out", tmp_path / "gzmh",
+               "--tile-size", 128, "--tile-overlap", 16, "--tile-format", "png", "--num-proc", 1) == 2
+    err = said(capsys)
+    assert "too many tiles" in err and "768x768 px would make 49 tiles of 128 px (at most 20)" in err
+
+
+# -- a split that --skip-bad empties ----------------------------------------------------------------------------
+def test_a_split_emptied_by_skip_bad_is_left_out_and_the_folder_loads(tmp_path, capsys):
+    from datasets import load_dataset
+
+    source = synthetic.write_hep2_icpr2014(tmp_path / "raw", "processed", scale=0.003)
+    for path in source.rglob("*.png"):
+        if "test" in path.parts:
+            path.write_bytes(path.read_bytes()[:100])
+    out = tmp_path / "hep2"
+    assert cli("build", "hep2", "--source", source, "--out", out, "--skip-bad") == 0
+    assert "test: no rows left" in capsys.readouterr().out
+    loaded = load_dataset(str(out), "icpr2014")
+    assert sorted(loaded) == ["train", "validation"] and loaded["train"].num_rows > 0
+    assert not list((out / "data" / "icpr2014").glob("test-*"))
+    warnings = json.loads((out / "reports" / "icpr2014.json").read_text())["warnings"]
+    assert any(w.startswith("test: no rows left") for w in warnings)
+
+
+def test_a_build_that_would_keep_no_row_at_all_is_refused(tmp_path, capsys):
+    source = synthetic.write_hep2_icpr2014(tmp_path / "raw", "processed", scale=0.003)
+    for path in source.rglob("*.png"):
+        path.write_bytes(path.read_bytes()[:100])
+    assert cli("build", "hep2", "--source", source, "--out", tmp_path / "hep2", "--skip-bad") == 2
+    assert "no rows are left in any split" in said(capsys) and not (tmp_path / "hep2").exists()

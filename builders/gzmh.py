@@ -29,7 +29,7 @@ from ..builder import MedsetsBuilder, MedsetsConfig, Record, Scan
 from ..checks import BuildError, Problem, RowProblems
 from ..layout import IMAGE_FOLDERS, IMAGE_SUFFIXES, MASK_FOLDERS, images_and_masks, rank_image_ids, split_order
 from ..objects import components, cross_check, objects_in_tile, tiles, tiling_problem
-from ..duplicates import pixel_hash
+from ..duplicates import array_hash, pixel_hash, target_of
 from ..near_duplicates import signature as near_signature
 from ..published import PublishedResult
 from ..schema import (decode, detection_features, jpeg_block_grid, jpeg_bytes_like,
@@ -235,6 +235,7 @@ class GZMH(MedsetsBuilder):
             raise RowProblems(problems)
         labels, found = components(mask)
         facts = {"stray_mask_pixels": stray, "mask_coding": coding, "pixel_hash": pixel_hash(image),
+                 "mask_hash": array_hash(mask),
                  "near_signature": near_signature(image) if self.config.near_duplicates else None}
         if record.boxes is not None:
             file_boxes = [b.scaled(image.width, image.height) if b.normalized else b for b in record.boxes]
@@ -297,8 +298,8 @@ class GZMH(MedsetsBuilder):
         if self.config.name == "full":
             return super()._duplicate_units(examples)
         return [{"split": ex["split"], "image_id": ex["source_image_id"], "file_name": ex["file_name"],
-                 "pixel_hash": ex["source_pixel_hash"], "near_signature": ex.get("source_near_signature")}
-                for ex in examples if ex.get("source_images")]
+                 "pixel_hash": ex["source_pixel_hash"], "near_signature": ex.get("source_near_signature"),
+                 "target": target_of(ex)} for ex in examples if ex.get("source_images")]
 
     def _rows_of(self, examples, units):
         if self.config.name == "full":

@@ -31,7 +31,8 @@ from .checks import (BuildError, BuildReport, Ledger, Problem, PublishedCounts, 
                      counted_parts, coverage_stats, group_overlap, listed_twice, size_stats, stray_mask_values, tally)
 from .companions import CompanionWriters, check_companions, companion_builder, take_shards
 from .datasets_adapter import PrepareHooks
-from .duplicates import drop_rows, find_copies, read_signatures, set_duplicate_groups, store_signatures
+from .duplicates import (array_hash, drop_rows, find_copies, read_signatures, set_duplicate_groups,
+                         store_signatures, target_of)
 from .near_duplicates import Preparation
 from .layout import LayoutNotFound
 from .schema import NO_GROUP, UnreadableImage, image_value, mask_value
@@ -289,6 +290,7 @@ class MedsetsBuilder(PrepareHooks, datasets.GeneratorBasedBuilder):
         copies = find_copies(self._duplicate_units(examples), order, near=self.config.near_duplicates, drop=drop,
                              preparation=self._near_preparation)
         self._duplicates, self._near_duplicates, self._dropped = copies.duplicates, copies.near_duplicates, copies.dropped
+        self._copy_conflicts = copies.conflicts
         if self._dropped:
             gone = self._rows_of(examples, self._dropped)
             drop_rows(self.info.splits, self.shard_files, gone)
@@ -311,8 +313,8 @@ class MedsetsBuilder(PrepareHooks, datasets.GeneratorBasedBuilder):
     def _duplicate_units(self, examples: list[dict]) -> list[dict]:
         """What duplicates are sought among, and dropped as a whole: each row, unless a dataset cuts images
         into tiles (then each source image)."""
-        return [{key: ex.get(key) for key in ("split", "image_id", "file_name", "pixel_hash", "near_signature")}
-                for ex in examples]
+        return [{**{key: ex.get(key) for key in ("split", "image_id", "file_name", "pixel_hash", "near_signature")},
+                 "target": target_of(ex)} for ex in examples]
 
     def _rows_of(self, examples: list[dict], units: list[dict]) -> set[tuple[str, int]]:
         """The (split, image_id) of the rows that make up these units."""
@@ -340,7 +342,7 @@ class MedsetsBuilder(PrepareHooks, datasets.GeneratorBasedBuilder):
                 mask = self.read(record.mask_file, problems, as_mask=True)
                 if mask is not None:
                     example[self.MASK_COLUMN], binary, facts["stray_mask_pixels"] = mask
-                    facts["mask_coverage"] = float(binary.mean()) if binary.size else 0.0
+                    facts["mask_coverage"], facts["mask_hash"] = float(binary.mean()) if binary.size else 0.0, array_hash(binary)
                     self.check_mask_size(record.mask_file, binary, image, problems)
         if problems:
             raise RowProblems(problems)
@@ -380,7 +382,7 @@ class MedsetsBuilder(PrepareHooks, datasets.GeneratorBasedBuilder):
         duplicates found, over every row of the download before."""
         order = list(self._scanned.splits)
         counts = tally(examples, self.counted_columns(), self.summed_facts())
-        warnings = list(self._scanned.warnings) + stray_mask_values(examples)
+        warnings = list(self._scanned.warnings) + stray_mask_values(examples) + self._copy_conflicts
         if self.GROUP_COLUMN:
             warnings += group_overlap(examples, self.GROUP_COLUMN)
         return BuildReport(

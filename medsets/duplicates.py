@@ -40,6 +40,37 @@ def pixel_hash(image: PILImage.Image, pixels: bytes | None = None) -> str:
     return digest.hexdigest()
 
 
+def array_hash(array) -> str:
+    """A hash of an array's values and shape (a decoded mask), to tell two masks apart without keeping them."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{array.dtype}{array.shape}".encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def target_of(example: dict) -> dict:
+    """What a row says about its image, to compare pixel-identical copies: its label (class name) and its
+    mask's hash, where it has them."""
+    return {key: example[key] for key in ("label", "mask_hash") if example.get(key) is not None}
+
+
+def conflicting(groups: list[list[dict]]) -> list[str]:
+    """Report lines for pixel-identical images whose rows disagree: another label or another mask for the
+    same pixels. Either the annotation of one copy is wrong or the image was reused; `--drop-duplicates`
+    keeping one of them keeps one annotation without a word, so every build says so."""
+    lines = []
+    for group in groups:
+        targets = [unit.get("target") or {} for unit in group]
+        differing = [key for key in ("label", "mask_hash") if len({str(t.get(key)) for t in targets}) > 1]
+        if not differing:
+            continue
+        what = " and ".join({"label": "labels", "mask_hash": "masks"}[key] for key in differing)
+        members = ", ".join(f"{u['split']}:{u['file_name']}" + (f" ({t['label']})" if "label" in differing else "")
+                            for u, t in zip(group, targets))
+        lines.append(f"pixel-identical images with different {what}: {members}")
+    return lines
+
+
 def duplicate_groups(units: list[dict], split_order: list[str]) -> list[list[dict]]:
     """Units of identical pixel content, as groups of two or more: each group in keeping order (split order,
     then image_id), the groups ordered by their first member. A unit is {split, image_id, file_name,
@@ -222,6 +253,7 @@ class Copies:
     near_duplicates: dict
     groups: list[list[dict]]
     dropped: list[dict]
+    conflicts: list[str]  # report lines: pixel-identical images whose labels or masks differ
 
     def groups_left(self) -> list[list[dict]]:
         """The groups as the built rows hold them: without the dropped units, and none of one unit left."""
@@ -239,13 +271,13 @@ def find_copies(units: list[dict], split_order: list[str], *, near: bool, drop: 
     return Copies(duplicates={"pairs": duplicate_pairs(exact, split_order), "groups": strip(exact)} if exact else {},
                   near_duplicates={"pairs": duplicate_pairs(near_found, split_order),
                                    "groups": strip(near_found, ("pixel_hash",))} if near_found else {},
-                  groups=together, dropped=strip([dropped])[0])
+                  groups=together, dropped=strip([dropped])[0], conflicts=conflicting(exact))
 
 
 def strip(groups: list[list[dict]], also: tuple[str, ...] = ()) -> list[list[dict]]:
     """Groups as the report keeps them: without the signatures they were found by (nor the keys in `also`)."""
-    return [[{key: value for key, value in unit.items() if key not in SIGNATURE_KEYS and key not in also}
-             for unit in group] for group in groups]
+    return [[{key: value for key, value in unit.items() if key not in SIGNATURE_KEYS and key != "target"
+              and key not in also} for unit in group] for group in groups]
 
 
 def copies_to_drop(groups: list[list[dict]]) -> list[dict]:

@@ -186,3 +186,30 @@ def test_a_build_that_would_keep_no_row_at_all_is_refused(tmp_path, capsys):
         path.write_bytes(path.read_bytes()[:100])
     assert cli("build", "hep2", "--source", source, "--out", tmp_path / "hep2", "--skip-bad") == 2
     assert "no rows are left in any split" in said(capsys) and not (tmp_path / "hep2").exists()
+
+
+# -- copies that disagree ---------------------------------------------------------------------------------------
+def test_pixel_identical_cells_with_different_labels_are_reported_dropped_or_not(tmp_path, capsys):
+    source = synthetic.write_hep2_icpr2014(tmp_path / "raw", "processed", scale=0.003)
+    labels = dict(line.split(",") for line in (source / "gt_training.csv").read_text().splitlines()[1:])
+    golgi = next(cell for cell, label in labels.items() if label == "Golgi")
+    homogeneous = next(cell for cell, label in labels.items() if label == "Homogeneous")
+    files = {p.stem: p for p in source.rglob("*.png")}
+    files[homogeneous].write_bytes(files[golgi].read_bytes())  # a Golgi cell's pixels under a homogeneous label
+    for extra in ([], ["--drop-duplicates"]):
+        out = tmp_path / f"hep2{len(extra)}"
+        assert cli("build", "hep2", "--source", source, "--out", out, *extra) == 0
+        printed = capsys.readouterr().out
+        assert "pixel-identical images with different labels" in printed
+        line = next(w for w in json.loads((out / "reports" / "icpr2014.json").read_text())["warnings"]
+                    if w.startswith("pixel-identical images with different labels"))
+        assert f"{golgi}.png (golgi)" in line and f"{homogeneous}.png (homogeneous)" in line
+
+
+def test_pixel_identical_fields_with_different_masks_are_reported(tmp_path, capsys):
+    source = synthetic.write_gzmh(tmp_path / "raw", "v1", scale=0.002, size=256)
+    train = source / "GZMH" / "train"
+    (train / "0002.png").write_bytes((train / "0001.png").read_bytes())  # same pixels, 0002's own mask
+    assert cli("build", "gzmh", "--source", source, "--out", tmp_path / "gzmh", "--num-proc", 1) == 0
+    printed = capsys.readouterr().out
+    assert "pixel-identical images with different masks: train:GZMH/train/0001.png, train:GZMH/train/0002.png" in printed

@@ -32,8 +32,7 @@ from ..objects import components, cross_check, objects_in_tile, tiles, tiling_pr
 from ..duplicates import array_hash, pixel_hash, target_of
 from ..near_duplicates import signature as near_signature
 from ..published import PublishedResult
-from ..schema import (decode, detection_features, jpeg_block_grid, jpeg_bytes_like,
-                      png_bytes)
+from ..schema import decode, detection_features, exif_orientation, jpeg_block_grid, jpeg_bytes_like, png_bytes, turned
 from ..source import Source, UnreadableFile, parent, stem, suffix
 
 # Folders that only say what they hold; removed from a box file's path to find its split folder.
@@ -227,15 +226,16 @@ class GZMH(MedsetsBuilder):
         facts about the whole image for the report."""
         problems = []
         stored_image, image = self.read(record.image_file, problems) or (None, None)
-        stored_mask, mask, stray, coding = self.read(record.mask_file, problems, as_mask=True, decode=gzmh_mask) \
-            or (None, None, 0, None)
+        turn = exif_orientation(image)  # a mask is drawn on its image's stored pixels: turned upright with them
+        stored_mask, mask, stray, coding = self.read(record.mask_file, problems, as_mask=True,
+                                                     decode=lambda raw: gzmh_mask(raw, turn)) or (None, None, 0, None)
         if mask is not None:
             self.check_mask_size(record.mask_file, mask, image, problems)
         if problems:
             raise RowProblems(problems)
         labels, found = components(mask)
         facts = {"stray_mask_pixels": stray, "mask_coding": coding, "pixel_hash": pixel_hash(image),
-                 "mask_hash": array_hash(mask),
+                 "mask_hash": array_hash(mask), **({"exif_orientation": turn} if turn != 1 else {}),
                  "near_signature": near_signature(image) if self.config.near_duplicates else None}
         if record.boxes is not None:
             file_boxes = [b.scaled(image.width, image.height) if b.normalized else b for b in record.boxes]
@@ -345,12 +345,12 @@ def tile_difference_finding(examples: list[dict], measured: list[dict]) -> str:
             + " (8-bit levels; for exact pixels build with tile_format=\"png\")")
 
 
-def gzmh_mask(raw: bytes):
+def gzmh_mask(raw: bytes, orientation: int = 1):
     """The mask cell (0/1), the binary array, stray pixels and the encoding seen (None when empty). The
     encoding is not published: 0/255 (other values thresholded at 128, as for every dataset here) and 0/1
     are binary already; a mask whose values all lie below 128 (label or instance ids 1, 2, ...) would
     vanish under that threshold, so there every nonzero pixel is mitosis, and the report says so."""
-    grey = np.asarray(decode(raw).convert("L"))
+    grey = np.asarray(turned(decode(raw).convert("L"), orientation))
     top = int(grey.max(initial=0))
     stray = 0
     if top == 0:

@@ -28,14 +28,14 @@ import datasets
 
 from . import layout
 from .checks import (BuildError, BuildReport, Ledger, Problem, PublishedCounts, RowProblems, compare_counts,
-                     counted_parts, coverage_stats, group_overlap, listed_twice, size_stats, stray_mask_values, tally)
+                     counted_parts, coverage_stats, group_overlap, listed_twice, size_stats, stray_mask_values, tally,
+                     turned_upright)
 from .companions import CompanionWriters, check_companions, companion_builder, take_shards
 from .datasets_adapter import PrepareHooks
-from .duplicates import (array_hash, drop_rows, find_copies, read_signatures, set_duplicate_groups,
-                         store_signatures, target_of)
+from .duplicates import array_hash, drop_rows, find_copies, read_signatures, set_duplicate_groups, store_signatures, target_of
 from .near_duplicates import Preparation
 from .layout import LayoutNotFound
-from .schema import NO_GROUP, UnreadableImage, image_value, mask_value
+from .schema import NO_GROUP, UnreadableImage, exif_orientation, image_value, mask_value
 from .source import Source, SourceError, UnreadableFile
 
 
@@ -333,13 +333,14 @@ class MedsetsBuilder(PrepareHooks, datasets.GeneratorBasedBuilder):
         problems = list(record.problems)  # found while scanning (a missing mask, ...): reported with the rest
         stored_image, image = self.read(record.image_file, problems) or (None, None)
         example = {"image": stored_image, **record.metadata}
-        facts = {}
+        facts = {"exif_orientation": exif_orientation(image)} if exif_orientation(image) != 1 else {}
         if self.MASK_COLUMN != "label":
             example["label"] = record.label
         if self.MASK_COLUMN in self.info.features:
             example[self.MASK_COLUMN] = None
             if record.mask_file:
-                mask = self.read(record.mask_file, problems, as_mask=True)
+                mask = self.read(record.mask_file, problems, as_mask=True,
+                                 decode=lambda raw: mask_value(raw, exif_orientation(image)))
                 if mask is not None:
                     example[self.MASK_COLUMN], binary, facts["stray_mask_pixels"] = mask
                     facts["mask_coverage"], facts["mask_hash"] = float(binary.mean()) if binary.size else 0.0, array_hash(binary)
@@ -382,7 +383,7 @@ class MedsetsBuilder(PrepareHooks, datasets.GeneratorBasedBuilder):
         duplicates found, over every row of the download before."""
         order = list(self._scanned.splits)
         counts = tally(examples, self.counted_columns(), self.summed_facts())
-        warnings = list(self._scanned.warnings) + stray_mask_values(examples) + self._copy_conflicts
+        warnings = list(self._scanned.warnings) + stray_mask_values(examples) + turned_upright(examples) + self._copy_conflicts
         if self.GROUP_COLUMN:
             warnings += group_overlap(examples, self.GROUP_COLUMN)
         return BuildReport(

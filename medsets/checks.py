@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -299,6 +299,16 @@ def group_overlap(examples: list[dict], group_column: str) -> list[str]:
         return []
     detail = ", ".join(f"{g} ({'+'.join(sorted(splits_of[g]))})" for g in shared[:20])
     return [f"{len(shared)} {group_column} values occur in more than one split: {detail}"]
+
+
+def turned_upright(examples: list[dict]) -> list[str]:
+    """A report line for images stored upright from an EXIF orientation tag, their masks turned with them."""
+    turned = Counter(ex["exif_orientation"] for ex in examples if ex.get("exif_orientation", 1) != 1)
+    if not turned:
+        return []
+    tags = ", ".join(f"{tag}: {n}" for tag, n in sorted(turned.items()))
+    return [f"{sum(turned.values())} images carry an EXIF orientation tag (tag: images, {tags}): stored upright as "
+            "viewers show them, each mask turned the same way (masks are drawn on the stored pixels)"]
 
 
 def stray_mask_values(examples: list[dict], max_listed: int = 10) -> list[str]:

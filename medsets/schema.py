@@ -81,22 +81,43 @@ def jpeg_bytes_like(part: PILImage.Image, source: PILImage.Image) -> bytes:
 EXIF_ORIENTATION = 0x0112
 
 
+# EXIF orientation -> the transpose that turns the stored pixels upright (as PIL's ImageOps.exif_transpose)
+UPRIGHT = {2: PILImage.Transpose.FLIP_LEFT_RIGHT, 3: PILImage.Transpose.ROTATE_180, 4: PILImage.Transpose.FLIP_TOP_BOTTOM,
+           5: PILImage.Transpose.TRANSPOSE, 6: PILImage.Transpose.ROTATE_270, 7: PILImage.Transpose.TRANSVERSE,
+           8: PILImage.Transpose.ROTATE_90}
+TURNED_BY = "medsets_exif_orientation"  # the decoded image's info key: the orientation it was turned upright from
+
+
+def exif_orientation(image: PILImage.Image | None) -> int:
+    """The EXIF orientation an image returned by `image_value` was turned upright from (1: none)."""
+    return image.info.get(TURNED_BY, 1) if image is not None else 1
+
+
+def turned(picture: PILImage.Image, orientation: int) -> PILImage.Image:
+    """A mask turned as its image was (`exif_orientation`): masks are drawn on the image's stored pixels, so
+    an image stored upright needs its mask turned the same way, whatever tag the mask file carries."""
+    return picture.transpose(UPRIGHT[orientation]) if orientation in UPRIGHT else picture
+
+
 def image_value(raw: bytes, compress_level: int = 6) -> tuple[dict, PILImage.Image]:
     """The stored `image` value for a source file, and the decoded image for checks."""
     image = decode(raw)
-    if image.getexif().get(EXIF_ORIENTATION, 1) != 1:
+    orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    if orientation != 1:
         # Viewers and PIL-based loaders disagree on honouring the tag; store the pixels upright instead.
         upright = ImageOps.exif_transpose(image)
+        upright.info[TURNED_BY] = orientation
         return {"bytes": png_bytes(upright, compress_level), "path": None}, upright
     if image.format in PASS_THROUGH_FORMATS:
         return {"bytes": raw, "path": None}, image
     return {"bytes": png_bytes(image, compress_level), "path": None}, image
 
 
-def mask_value(raw: bytes) -> tuple[dict, np.ndarray, int]:
+def mask_value(raw: bytes, orientation: int = 1) -> tuple[dict, np.ndarray, int]:
     """The stored mask value (mode L, 0/1) for a source mask stored as 0/255 (or already 0/1), the binary
-    array, and how many pixels were neither value (anti-aliased edges, JPEG noise) before thresholding."""
-    mask = np.asarray(decode(raw).convert("L"))
+    array, and how many pixels were neither value (anti-aliased edges, JPEG noise) before thresholding.
+    `orientation`: its image's (`exif_orientation`), to turn the mask with it."""
+    mask = np.asarray(turned(decode(raw).convert("L"), orientation))
     if mask.max(initial=0) <= 1:  # already 0/1: must not be thresholded to nothing
         binary, stray = mask.astype(np.uint8), 0
     else:

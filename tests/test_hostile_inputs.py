@@ -213,3 +213,55 @@ def test_pixel_identical_fields_with_different_masks_are_reported(tmp_path, caps
     assert cli("build", "gzmh", "--source", source, "--out", tmp_path / "gzmh", "--num-proc", 1) == 0
     printed = capsys.readouterr().out
     assert "pixel-identical images with different masks: train:GZMH/train/0001.png, train:GZMH/train/0002.png" in printed
+
+
+# -- EXIF orientation: an image stored upright takes its mask with it ---------------------------------------
+def with_orientation(path, tag: int):
+    """The same pixels, saved again with an EXIF orientation tag (as a camera or phone would)."""
+    from PIL import Image
+
+    picture = Image.open(path)
+    picture.load()
+    exif = picture.getexif()
+    exif[0x0112] = tag
+    picture.save(path, exif=exif.tobytes())
+
+
+def mean_under(image, mask) -> float:
+    import numpy as np
+
+    grey, inside = np.asarray(image.convert("L"), float), np.asarray(mask) > 0
+    return float(grey[inside].mean())
+
+
+@pytest.mark.parametrize("tag", [6, 3])
+def test_a_gzmh_field_with_an_exif_orientation_keeps_its_mask_on_its_mitoses(tmp_path, capsys, tag):
+    from datasets import load_dataset
+    from PIL import Image
+
+    source = synthetic.write_gzmh(tmp_path / "raw", "v1", scale=0.002, size=256)
+    field, mask = source / "GZMH" / "train" / "0001.png", source / "GZMH" / "train" / "0001_mask.png"
+    as_drawn = mean_under(Image.open(field), Image.open(mask))  # mitoses are dark: low grey under the mask
+    with_orientation(field, tag)
+    out = tmp_path / "gzmh"
+    assert cli("build", "gzmh", "--config", "full", "--source", source, "--out", out, "--num-proc", 1) == 0
+    assert f"1 images carry an EXIF orientation tag (tag: images, {tag}: 1)" in capsys.readouterr().out
+    row = next(r for r in load_dataset(str(out), "full", split="train") if r["file_name"].endswith("0001.png"))
+    assert mean_under(row["image"], row["label"]) == pytest.approx(as_drawn, abs=0.5)
+
+
+def test_a_hep2_cell_with_an_exif_orientation_keeps_its_mask(tmp_path, capsys):
+    from datasets import load_dataset
+    from PIL import Image
+
+    source = synthetic.write_hep2_icpr2014(tmp_path / "raw", "organisers", scale=0.005)
+    train = source / "ICIP2013_training_1.0" / "train"
+    cell = sorted(p for p in train.glob("*.png") if not p.stem.endswith("_Mask"))[0]
+    mask = cell.with_name(f"{cell.stem}_Mask.png")
+    as_drawn = mean_under(Image.open(cell), Image.open(mask))
+    with_orientation(cell, 8)
+    out = tmp_path / "hep2"
+    assert cli("build", "hep2", "--source", source, "--out", out) == 0
+    assert "EXIF orientation tag (tag: images, 8: 1)" in capsys.readouterr().out
+    row = next(r for r in load_dataset(str(out), "icpr2014", split="train") if r["file_name"].endswith(cell.name))
+    assert mean_under(row["image"], row["mask"]) == pytest.approx(as_drawn, abs=0.5)

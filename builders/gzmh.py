@@ -26,13 +26,13 @@ from PIL import Image
 
 from ..boxes import BoxFileError, box_format, coco_image_keys, read_boxes
 from ..builder import MedsetsBuilder, MedsetsConfig, Record, Scan
-from ..checks import BuildError, Problem, RowProblems
+from ..checks import BuildError, Problem, RowProblems, converted_modes
 from ..layout import IMAGE_FOLDERS, IMAGE_SUFFIXES, MASK_FOLDERS, images_and_masks, rank_image_ids, split_order
 from ..objects import components, cross_check, objects_in_tile, tiles, tiling_problem
 from ..duplicates import array_hash, pixel_hash, target_of
 from ..near_duplicates import signature as near_signature
 from ..published import PublishedResult
-from ..schema import decode, detection_features, exif_orientation, jpeg_block_grid, jpeg_bytes_like, png_bytes, turned
+from ..schema import as_rgb, decode, detection_features, exif_orientation, jpeg_block_grid, jpeg_bytes_like, png_bytes, turned
 from ..source import Source, UnreadableFile, parent, stem, suffix
 
 # Folders that only say what they hold; removed from a box file's path to find its split folder.
@@ -233,8 +233,9 @@ class GZMH(MedsetsBuilder):
             self.check_mask_size(record.mask_file, mask, image, problems)
         if problems:
             raise RowProblems(problems)
+        stored_image, mode = as_rgb(stored_image, image, self.PNG_COMPRESS_LEVEL)  # H&E: RGB, as the tiles are
         labels, found = components(mask)
-        facts = {"stray_mask_pixels": stray, "mask_coding": coding, "pixel_hash": pixel_hash(image),
+        facts = {"stray_mask_pixels": stray, "mask_coding": coding, "pixel_hash": pixel_hash(image), "converted_from": mode,
                  "mask_hash": array_hash(mask), **({"exif_orientation": turn} if turn != 1 else {}),
                  "near_signature": near_signature(image) if self.config.near_duplicates else None}
         if record.boxes is not None:
@@ -309,6 +310,7 @@ class GZMH(MedsetsBuilder):
 
     def _make_report(self, problems, examples):
         report = super()._make_report(problems, examples)
+        report.warnings += converted_modes(examples, "RGB")
         codings = defaultdict(list)
         for ex in examples:
             if ex.get("mask_coding"):

@@ -301,6 +301,15 @@ def group_overlap(examples: list[dict], group_column: str) -> list[str]:
     return [f"{len(shared)} {group_column} values occur in more than one split: {detail}"]
 
 
+def converted_modes(examples: list[dict], mode: str) -> list[str]:
+    """A report line for images found in another mode than the config stores (`converted_from`)."""
+    found = Counter(ex["converted_from"] for ex in examples if ex.get("converted_from"))
+    if not found:
+        return []
+    modes = ", ".join(f"{name}: {n}" for name, n in sorted(found.items()))
+    return [f"{sum(found.values())} images were not {mode} ({modes}): stored converted to {mode}, as every other"]
+
+
 def turned_upright(examples: list[dict]) -> list[str]:
     """A report line for images stored upright from an EXIF orientation tag, their masks turned with them."""
     turned = Counter(ex["exif_orientation"] for ex in examples if ex.get("exif_orientation", 1) != 1)

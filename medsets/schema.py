@@ -113,6 +113,14 @@ def image_value(raw: bytes, compress_level: int = 6) -> tuple[dict, PILImage.Ima
     return {"bytes": png_bytes(image, compress_level), "path": None}, image
 
 
+def as_rgb(stored: dict, image: PILImage.Image, compress_level: int = 6) -> tuple[dict, str | None]:
+    """The stored value of an image that must be RGB (one mode per config): as it is where it is RGB, else
+    converted and stored as PNG; with the mode it had (None where it was RGB)."""
+    if image.mode == "RGB":
+        return stored, None
+    return {"bytes": png_bytes(image.convert("RGB"), compress_level), "path": None}, image.mode
+
+
 def mask_value(raw: bytes, orientation: int = 1) -> tuple[dict, np.ndarray, int]:
     """The stored mask value (mode L, 0/1) for a source mask stored as 0/255 (or already 0/1), the binary
     array, and how many pixels were neither value (anti-aliased edges, JPEG noise) before thresholding.

@@ -265,3 +265,24 @@ def test_a_hep2_cell_with_an_exif_orientation_keeps_its_mask(tmp_path, capsys):
     assert "EXIF orientation tag (tag: images, 8: 1)" in capsys.readouterr().out
     row = next(r for r in load_dataset(str(out), "icpr2014", split="train") if r["file_name"].endswith(cell.name))
     assert mean_under(row["image"], row["mask"]) == pytest.approx(as_drawn, abs=0.5)
+
+
+@pytest.mark.parametrize("mode", ["L", "CMYK", "RGBA"])
+def test_gzmh_fields_in_other_modes_are_stored_rgb_in_both_configs(tmp_path, capsys, mode):
+    from datasets import load_dataset
+    from PIL import Image
+
+    source = synthetic.write_gzmh(tmp_path / "raw", "v1", scale=0.002, size=256)
+    field = source / "GZMH" / "train" / "0001.png"
+    as_found = Image.open(field).convert(mode)
+    if mode == "CMYK":  # PNG cannot hold CMYK: a JPEG, as some scanners write
+        field.unlink()
+        field = field.with_suffix(".jpg")
+        as_found.save(field, quality=95)
+    else:
+        as_found.save(field)
+    out = tmp_path / "gzmh"
+    assert cli("build", "gzmh", "--source", source, "--out", out, "--num-proc", 1) == 0
+    assert f"1 images were not RGB ({mode}: 1): stored converted to RGB" in capsys.readouterr().out
+    for config in ("full", "tiles"):
+        assert {row["image"].mode for row in load_dataset(str(out), config, split="train")} == {"RGB"}

@@ -29,12 +29,12 @@ from .confidence import compare as compare_sets
 from .confidence import (Scored, comparison_lines, interval_lines, intervals_of, labels_scored, masks_scored,
                          mitoses_scored, units_of)
 from .intervals import Bootstrap
-from .label_files import Column, canonical, find_columns
+from .label_files import canonical
 from .published import comparable_lines
 from .metrics.classification.table3 import table3
 from .checks import BuildError, Problem
-from .layout import is_image
-from .source import decode_text, parse_rows, stem
+from .predictions import image_keys, label_map_values, mask_problem, predicted_masks, read_results, row_of
+from .source import stem
 
 # What each convention of the toolkit equals (medsets.metrics.segmentation says how).
 REFERENCES = {"uacanet": "UACANet's Eval.py, the BIS5k toolkit", "pysodmetrics": "the pysodmetrics package"}
@@ -219,19 +219,30 @@ def score_masks(rows, predictions: Path, allow_missing: bool, convention: str,
 
     from .metrics import segmentation as toolkit
 
-    predicted = {stem(p.name).lower(): p for p in sorted(predictions.iterdir()) if p.is_file() and is_image(p.name)}
-    scores, scored_rows, problems, missing, seen = [], [], [], [], set()
+    predicted, problems = predicted_masks(predictions)
+    ambiguous = {stem(Path(p.file).name).lower() for p in problems}
+    scores, scored_rows, missing, seen = [], [], [], set()
     for index, row in enumerate(tqdm(rows, desc="scoring", unit="image")):
         key = stem(row["file_name"]).lower()
         if key not in predicted:
-            missing.append(row["file_name"])
+            if key not in ambiguous:
+                missing.append(row["file_name"])
             continue
         seen.add(key)
         truth = np.asarray(row["label"]) > 0
+        wrong = mask_problem(predicted[key], (truth.shape[1], truth.shape[0]))
+        if wrong is None:
+            mask = toolkit.decode(predicted[key].read_bytes())
+            if (ids := label_map_values(mask)) is not None:
+                wrong = (f"holds class ids {ids} (a label map): the toolkit scores one binary or grey-level mask "
+                         "(0-255) per image; give the class to score as its own mask")
+        if wrong is not None:
+            problems.append(Problem("unusable prediction", str(predicted[key]), wrong))
+            continue
         try:
-            scores.append(toolkit.toolkit_scores(toolkit.decode(predicted[key].read_bytes()), truth, convention))
+            scores.append(toolkit.toolkit_scores(mask, truth, convention))
             scored_rows.append(index)
-        except ValueError as err:  # size mismatch or an unreadable file
+        except ValueError as err:
             problems.append(Problem("unusable prediction", str(predicted[key]), str(err)))
     extra = sorted(str(p) for key, p in predicted.items() if key not in seen)
     problems += unmatched(missing, extra, allow_missing, f"predicted mask named like it in {predictions}/")
@@ -244,44 +255,6 @@ def score_masks(rows, predictions: Path, allow_missing: bool, convention: str,
     clean = [s for s, index in zip(scores, scored_rows) if index not in twins]
     return (table, (len(scores), len(rows)), (toolkit.summarize(clean), len(clean)) if twins and clean else None,
             masks_scored(scored_rows, scores))
-
-
-# -- results files ----------------------------------------------------------------------------------------
-def read_results(path: Path, wanted: dict[str, tuple]) -> tuple[list[dict], list[Problem], dict[str, str]]:
-    """Rows of a results CSV as dicts of the wanted columns, found by header name (any case; the first name
-    listed wins), and which header each wanted column was found under."""
-    rows = parse_rows(decode_text(path.read_bytes()))
-    if not rows:
-        return [], [Problem("bad results file", str(path), "no rows")], {}
-    table = find_columns(rows, {key: Column(names, exact=True) for key, names in wanted.items()}, has_header=True)
-    absent = [f"{key} ({' or '.join(names)})" for key, names in wanted.items()
-              if table.columns[key] is None and key != "score"]
-    if absent:
-        return [], [Problem("bad results file", str(path), f"header {rows[0]} lacks {', '.join(absent)}")], {}
-    entries = [{"line": line, **{key: (row[i] if i is not None and i < len(row) else "")
-                                 for key, i in table.columns.items()}}
-               for line, row in enumerate(table.body, start=table.first_line)]
-    return entries, [], {key: table.header_of(key) for key, i in table.columns.items() if i is not None}
-
-
-def image_keys(rows, by_id: bool) -> dict[str, int]:
-    """How a results file names an image -> its row: by image_id (a column `image_id` or `id`), else by its
-    path in the download or its stem (`0012.png` and `0012` alike); never both, so a number cannot mean two
-    images."""
-    keys = {}
-    for index, (file_name, image_id) in enumerate(zip(rows["file_name"], rows["image_id"])):
-        name = stem(file_name).lower()
-        # A numeric stem also answers to its number unpadded: spreadsheets drop leading zeros (00012 -> 12).
-        names = (file_name.lower(), name) + ((str(int(name)),) if name.isdigit() else ())
-        for key in ((str(image_id),) if by_id else names):
-            keys.setdefault(key, index)
-    return keys
-
-
-def row_of(keys: dict, value: str) -> int | None:
-    value = value.strip().lower()
-    found = keys.get(value, keys.get(stem(value)))
-    return found if found is not None else keys.get(value.lstrip("0") or "0")
 
 
 # -- class labels -----------------------------------------------------------------------------------------
@@ -350,7 +323,10 @@ def score_mitoses(rows, path: Path, allow_missing: bool, threshold: float | None
         try:
             point = [float(entry["x"]), float(entry["y"])] + ([float(entry["score"])] if entry["score"] else [])
         except ValueError:
-            problems.append(Problem("bad results file", str(path), f"line {entry['line']}: x, y, score must be numbers"))
+            point = [float("nan")]
+        if not all(np.isfinite(v) and v >= 0 for v in point):  # NaN, inf, negative: no detector's answer
+            problems.append(Problem("bad results file", str(path), f"line {entry['line']}: x, y and score must be "
+                                    f"numbers of 0 or more, found {entry['x']!r}, {entry['y']!r}, {entry['score']!r}"))
             continue
         if index is None:
             extra.append(f"{path.name} line {entry['line']}: {entry['image']!r}")

@@ -109,7 +109,7 @@ def test_prediction_of_the_wrong_size_is_an_error(built, tmp_path, capsys):
     Image.new("L", (10, 10)).save(predictions / name)
     assert main(["evaluate", "bis5k", "--predictions", str(predictions), "--dataset", str(built)]) == 2
     err = capsys.readouterr().err
-    assert "unusable prediction (1)" in err and "differs from ground-truth shape" in err
+    assert "unusable prediction (1)" in err and "10x10, its image is" in err
 
 
 def test_missing_dataset_says_how_to_build_it(tmp_path, capsys):
@@ -326,3 +326,66 @@ def test_two_mask_folders_compared_over_the_same_images(built, tmp_path, capsys)
     assert f"sharp minus blank, paired over the same {len(gts)} images" in out and "McNemar" not in out
     paired = json.loads((tmp_path / "s.json").read_text())["comparison"]["paired"]["meanDic"]
     assert paired["difference"] == pytest.approx(paired["a"] - paired["b"]) and paired["difference"] > 0.3
+
+
+# -- predictions a hostile tester gave (issue 25) ----------------------------------------------------------------
+def png_header_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims a size, its pixel data a few bytes (what a reader sees before decoding)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def test_a_path_naming_another_split_is_not_matched_by_its_stem(hep2_2012, tmp_path, capsys):
+    folder, rows = hep2_2012
+    names = rows.features["label"].names
+    with open(tmp_path / "p.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file_name", "label"])
+        for file_name, label in zip(rows["file_name"], rows["label"]):
+            writer.writerow([file_name.replace("test", "training"), names[label]])  # the right stems, another split
+    command = ["evaluate", "hep2", "--config", "icpr2012", "--dataset", str(folder)]
+    assert main(command + ["--predictions", str(tmp_path / "p.csv")]) == 2
+    err = capsys.readouterr().err
+    assert f"prediction with no image ({len(rows)})" in err and "Traceback" not in err
+    write_labels(tmp_path / "q.csv", rows, names)  # bare names, and the split's own paths, still match
+    assert main(command + ["--predictions", str(tmp_path / "q.csv")]) == 0
+
+
+@pytest.mark.parametrize("damage", ["label map", "truncated", "claims 20000x20000", "two files, one stem"])
+def test_predicted_masks_that_cannot_be_scored_are_named(built, tmp_path, capsys, damage):
+    gts = truths(built)
+    predictions = tmp_path / "preds"
+    predictions.mkdir()
+    for name, truth in gts.items():
+        Image.fromarray(truth.astype(np.uint8) * 255).save(predictions / name)
+    target = predictions / sorted(gts)[0]
+    if damage == "label map":  # a multi-class ground truth given as a prediction: class ids, not grey levels
+        Image.fromarray((gts[target.name].astype(np.uint8) * 3 + np.eye(*gts[target.name].shape, dtype=np.uint8))).save(target)
+    elif damage == "truncated":
+        target.write_bytes(target.read_bytes()[:60])
+    elif damage == "claims 20000x20000":
+        target.write_bytes(png_header_claiming(20000, 20000))
+    else:
+        Image.fromarray(gts[target.name].astype(np.uint8) * 255).save(target.with_suffix(".tif"))
+    assert main(["evaluate", "bis5k", "--predictions", str(predictions), "--dataset", str(built)]) == 2
+    err = capsys.readouterr().err
+    assert "unusable prediction (1)" in err and target.stem in err and "Traceback" not in err
+    said = {"label map": "holds class ids [0, 1, 3, 4]", "truncated": "cannot be decoded",
+            "claims 20000x20000": "400000000 pixels", "two files, one stem": "two predictions for one image"}
+    assert said[damage] in err
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-4"])
+def test_detections_that_are_not_finite_or_are_negative_are_refused(gzmh, tmp_path, capsys, bad):
+    folder, rows = gzmh
+    name = rows["file_name"][0].rsplit("/", 1)[1]
+    (tmp_path / "detections.csv").write_text(f"image,x,y,score\n{name},10,{bad},0.9\n{name},12,12,0.8\n")
+    assert main(["evaluate", "gzmh", "--dataset", str(folder), "--predictions", str(tmp_path / "detections.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "line 2: x, y and score must be numbers of 0 or more" in err and "Traceback" not in err

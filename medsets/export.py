@@ -277,10 +277,13 @@ def output_lock(out: Path):
         if same:
             break
         handle.close()
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()}, {' '.join(sys.argv[:1] + sys.argv[1:4])}\n")
-    handle.flush()
+    try:  # unbuffered, so that closing the file never has a line left to write
+        os.ftruncate(handle.fileno(), 0)
+        os.write(handle.fileno(), f"pid {os.getpid()}, {' '.join(sys.argv[:1] + sys.argv[1:4])}\n".encode())
+    except OSError as err:  # a disk already full: not even the lock's line fits
+        os.unlink(path)
+        handle.close()
+        raise output_error(err, out.parent, "lock the output folder") from None
     try:
         yield
     finally:
@@ -319,13 +322,35 @@ def output_errors(where: Path, doing: str):
     except OSError as err:
         raise output_error(err, where, doing) from None
     except DatasetGenerationError as err:  # datasets wraps what failed while it wrote the shards
-        if isinstance(err.__cause__, OSError):
-            raise output_error(err.__cause__, where, doing) from None
+        cause = os_error_under(err)
+        if cause is not None:
+            raise output_error(cause, where, doing) from None
         raise
+
+
+def os_error_under(err: BaseException) -> OSError | None:
+    """The operating-system error beneath a wrapped one: a direct cause, or, from a worker process, the one
+    its traceback names (multiprocessing sends the traceback's text, not the error: "OSError: [Errno 28] ...")."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError):
+            return err
+        named = re.search(r"^(?:\w+\.)*\w*(?:OSError|IOError|Error): \[Errno (\d+)\] ([^\n]*)", str(getattr(err, "tb", "")),
+                          re.MULTILINE)
+        if named:
+            code, message = int(named.group(1)), named.group(2)
+            place = re.search(r": '([^']+)'$", message)
+            return OSError(code, os.strerror(code), place.group(1) if place else None)
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def output_error(err: OSError, where: Path, doing: str) -> OutputError:
     place = err.filename or where
+    work = re.match(rf"^(.*)/\.([^/]+){re.escape(TEMP_TAG)}[^/]*", str(place))
+    if work:  # inside a build's work folder, gone by now: the output it was writing is what the user knows
+        place = f"{work.group(1)}/{work.group(2)} (its work folder beside it)"
     reason = err.strerror or str(err) or type(err).__name__
     hint = {errno.ENOSPC: "Free some disk space (a build needs about twice the output's size) or choose another out= folder.",
             errno.EROFS: "That file system is read-only: choose another out= folder.",

@@ -286,3 +286,60 @@ def test_gzmh_fields_in_other_modes_are_stored_rgb_in_both_configs(tmp_path, cap
     assert f"1 images were not RGB ({mode}: 1): stored converted to RGB" in capsys.readouterr().out
     for config in ("full", "tiles"):
         assert {row["image"].mode for row in load_dataset(str(out), config, split="train")} == {"RGB"}
+
+
+# -- a full disk, with worker processes -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def gzmh_fields(tmp_path_factory):
+    return synthetic.write_gzmh(tmp_path_factory.mktemp("gzmh") / "raw", "v2", scale=0.01, size=768)
+
+
+def test_a_full_disk_in_a_worker_process_is_a_clear_error(gzmh_fields, tmp_path, capsys, digest, monkeypatch):
+    """A worker's OSError reaches the build as the text of its traceback (multiprocessing sends that, not the
+    error): it must still end in exit 2 naming the disk, not in datasets' DatasetGenerationError."""
+    import errno
+
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "gzmh"
+    assert cli("build", "gzmh", "--config", "full", "--source", gzmh_fields, "--out", out, "--num-proc", 2) == 0
+    before = digest(out)
+
+    def no_space(self, *args, **kwargs):  # inherited by the forked workers
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", no_space)
+    capsys.readouterr()
+    assert cli("build", "gzmh", "--source", gzmh_fields, "--out", out, "--num-proc", 2, "--overwrite") == 2
+    err = said(capsys)
+    assert "No space left on device" in err and "Free some disk space" in err and "DatasetGenerationError" not in err
+    assert digest(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["gzmh"]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 5 MB file system of its own (tmpfs), where mounting one is allowed (root on Linux); skipped elsewhere."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small file system needs root")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_really_full_disk_ends_in_exit_2_with_two_workers_every_time(gzmh_fields, small_disk, capsys):
+    for fill in (1_400_000, 2_800_000, 4_200_000, 6_000_000):  # the last fills it before the build starts
+        for leftover in small_disk.iterdir():
+            leftover.unlink()
+        with open(small_disk / "filler", "wb") as handle:
+            try:
+                handle.write(os.urandom(fill))
+            except OSError:
+                pass  # full
+        assert cli("build", "gzmh", "--source", gzmh_fields, "--out", small_disk / "gzmh", "--num-proc", 2) == 2
+        err = said(capsys)
+        assert "No space left on device" in err, err
+        assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]  # no lock, no work folder, no output

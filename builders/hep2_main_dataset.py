@@ -13,7 +13,9 @@ The header's names and the other types' values are not published: the columns ar
 
 from __future__ import annotations
 
+import difflib
 import io
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -62,6 +64,7 @@ class MainSlide:
     size: tuple[int, int] | None = None  # width, height of the slide image
     cells: list[MainCell] = field(default_factory=list)
     other_rows: int = 0  # rows whose type is not 'cell'
+    other_types: list[str] = field(default_factory=list)  # their types, as written
     cell_images: dict[int, str] = field(default_factory=dict)
     cell_masks: dict[int, str] = field(default_factory=dict)
 
@@ -118,9 +121,23 @@ def read_main_dataset(source: Source, root: str, labels: list[str], aliases: dic
             try:
                 with Image.open(io.BytesIO(source.read_bytes(found.image_file))) as header:
                     found.size = header.size
-            except (OSError, UnreadableFile):
+            except Image.DecompressionBombError as err:  # a header claiming 40000x30000 px: never decoded
+                problems.append(Problem("unreadable image", found.image_file, str(err)))
+                continue
+            except (OSError, UnreadableFile, SyntaxError):
                 pass  # the row build decodes it and reports an unreadable image
         read_slide_csv(source, found, labels, aliases, intensities, columns, cell_type, problems)
+        if not found.cells and not any(p.file == found.csv_file for p in problems):
+            problems.append(Problem("bad label file", found.csv_file, f"no cell rows ({found.other_rows} rows of other "
+                                                                      f"types): slide {number} would have no cells"))
+        unlisted = sorted((set(found.cell_masks) | set(found.cell_images)) - {cell.id for cell in found.cells})
+        if found.cells and unlisted:
+            warnings.append(f"slide {number}: {len(unlisted)} cell masks or crops name ids its {number:02d}.csv lacks "
+                            f"(ignored): {', '.join(map(str, unlisted[:10]))}{' ...' if len(unlisted) > 10 else ''}")
+    other_types = Counter(kind for one in slides.values() for kind in one.other_types)
+    if other_types:
+        warnings.append("NN.csv rows whose type is not 'cell', left out as not cells: "
+                        + ", ".join(f"{kind!r}: {n}" for kind, n in sorted(other_types.items())))
     return MainDataset(dict(sorted(slides.items())), problems, warnings)
 
 
@@ -137,14 +154,21 @@ def read_slide_csv(source: Source, slide: MainSlide, labels, aliases, intensitie
             continue
         value = {name: row[i].strip() for name, i in columns.items()}
         if value["type"].lower() != cell_type:
+            if difflib.get_close_matches(value["type"].lower(), [cell_type], cutoff=0.7):
+                problems.append(Problem("unknown value", slide.csv_file, f"line {line}: type {value['type']!r} is "
+                                                                         f"close to {cell_type!r} but not it (a typo?)"))
             slide.other_rows += 1
+            slide.other_types.append(value["type"])
             continue
         try:
             cell_id = int(value["id"])
-            min_x, min_y, max_x, max_y = (int(float(value[k])) for k in ("min_x", "min_y", "max_x", "max_y"))
+            bounds = [float(value[k]) for k in ("min_x", "min_y", "max_x", "max_y")]
+            if not all(math.isfinite(b) and b == int(b) for b in bounds):
+                raise ValueError
+            min_x, min_y, max_x, max_y = map(int, bounds)
         except ValueError:
-            problems.append(Problem("bad label file", slide.csv_file, f"line {line}: id and bounds must be integers: "
-                                                                       f"{';'.join(row)}"))
+            problems.append(Problem("bad label file", slide.csv_file, f"line {line}: id and bounds must be whole "
+                                                                       f"numbers: {';'.join(row)}"))
             continue
         if not (1 <= min_x <= max_x and 1 <= min_y <= max_y) or (slide.size and (max_x > slide.size[0]
                                                                                  or max_y > slide.size[1])):

@@ -86,6 +86,7 @@ def scan_contest(hep2, source: Source, root: str) -> Scan:
         else:
             warnings.append(f"{prefix}{folder}/{info_name} not found: intensity left empty for {split}")
         problems += info_problems
+        unlisted = {"intensity": [], "specimen": []}
         for key, row in table.items():
             listed = intensities.get(key)
             row.intensity = listed.label if listed else None
@@ -94,6 +95,13 @@ def scan_contest(hep2, source: Source, root: str) -> Scan:
                                             f"{listed.raw_label!r} for cell {key}; known: "
                                             f"{', '.join(hep2.INTENSITIES)}"))
             row.specimen = specimens.get((split, key))
+            unlisted["intensity"] += [key] if info and listed is None else []
+            unlisted["specimen"] += [key] if specimens and row.specimen is None else []
+        for column, keys in unlisted.items():
+            if keys:
+                where = info if column == "intensity" else f"{prefix}cells.csv"
+                warnings.append(f"{where}: no row for {len(keys)} {split} cells, {column} left empty for them: "
+                                + ", ".join(map(str, keys[:10])) + (" ..." if len(keys) > 10 else ""))
         cells[split] = read_cell_folder(source, gt.rsplit("/", 1)[0], True, hep2.MASK_NAME)
         split_records, join_problems = join(table, gt, {split: cells[split]}, hep2.config.labels)
         records.update(split_records)
@@ -224,9 +232,13 @@ def main_dataset_cell(hep2, record: CutCellRecord):
         stored_image, image = hep2.read(record.image_file, problems) or (None, None)
     stored_mask, facts = None, {}
     if record.mask_file:
-        canvas, where = read_cell_mask(hep2, record.mask_file, record.box, record.slide_size, problems)
-        if canvas is not None:
-            cell_mask = canvas[y0:y1, x0:x1] if where == "slide" else canvas
+        crop_size = image.size if image is not None and not record.cut else None
+        canvas, where = read_cell_mask(hep2, record.mask_file, record.box, record.slide_size, problems, crop_size)
+        cell_mask = canvas[y0:y1, x0:x1] if where == "slide" else canvas
+        if cell_mask is not None and image is not None and cell_mask.shape[::-1] != image.size:
+            problems.append(Problem("mask size", record.mask_file, f"{cell_mask.shape[1]}x{cell_mask.shape[0]} (cut to "
+                                    f"its box), its image {record.name} is {image.width}x{image.height}"))
+        elif cell_mask is not None:
             stored_mask = {"bytes": png_bytes(Image.fromarray(cell_mask.astype(np.uint8))), "path": None}
             facts.update(mask_at=where, mask_coverage=float(cell_mask.mean()))
     if problems:
@@ -236,15 +248,19 @@ def main_dataset_cell(hep2, record: CutCellRecord):
     return example, image, facts
 
 
-def read_cell_mask(hep2, file: str, box, slide_size, problems: list):
-    """A cell's mask as stored (at slide size or at its box's size, which it is decides), checked to lie
-    within MASK_BOX_TOLERANCE px of its box. Returns (bool array, 'slide' | 'crop') or (None, None)."""
+def read_cell_mask(hep2, file: str, box, slide_size, problems: list, crop_size=None):
+    """A cell's mask as stored (at slide size, or at its box's or its crop file's size, which it is decides),
+    checked to hold the cell and to lie within MASK_BOX_TOLERANCE px of its box. Returns (bool array,
+    'slide' | 'crop') or (None, None)."""
     mask = hep2.read(file, problems, as_mask=True, decode=lambda raw: np.asarray(decode(raw).convert("L")) > 0)
     if mask is None:
         return None, None
     x0, y0, x1, y1 = box
     height, width = mask.shape
-    if (width, height) == (x1 - x0, y1 - y0):
+    if (width, height) in ((x1 - x0, y1 - y0), crop_size):
+        if not mask.any():  # no cell: an area of 0 and no centroid
+            problems.append(Problem("mask outside box", file, "the mask is empty"))
+            return None, None
         return mask, "crop"
     if slide_size is not None and (width, height) != tuple(slide_size):
         problems.append(Problem("mask size", file, f"{width}x{height}: neither its slide's size "

@@ -343,3 +343,100 @@ def test_a_really_full_disk_ends_in_exit_2_with_two_workers_every_time(gzmh_fiel
         err = said(capsys)
         assert "No space left on device" in err, err
         assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]  # no lock, no work folder, no output
+
+
+# -- the MIVIA Main_Dataset and contest folders ------------------------------------------------------------------
+def mivia(path, parts=("main",)):
+    from test_hep2_slides import replica
+
+    return replica(path, parts=parts)
+
+
+def edit_first_cell_row(csv_path, edit):
+    lines = csv_path.read_text().splitlines()
+    row = next(i for i, line in enumerate(lines) if line.split(";")[4:5] == ["cell"])
+    fields = lines[row].split(";")
+    edit(fields)
+    lines[row] = ";".join(fields)
+    csv_path.write_text("\n".join(lines) + "\n")
+    return row + 1
+
+
+def bmp_claiming(path, width, height):
+    """The slide's BMP with a header claiming another size (the pixel data left as it was)."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    data[18:26] = struct.pack("<ii", width, height)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("fault", ["empty csv", "type typo", "fractional bound", "infinite bound", "huge bound",
+                                   "header claims 40000x30000"])
+def test_main_dataset_files_that_would_build_silently_wrong_are_problems(tmp_path, capsys, fault):
+    source = mivia(tmp_path / "raw")
+    slide = source / "Main_Dataset" / "Images" / "02"
+    if fault == "empty csv":
+        (slide / "02.csv").write_text((slide / "02.csv").read_text().splitlines()[0] + "\n")
+        says = "no cell rows (0 rows of other types): slide 2 would have no cells"
+    elif fault == "type typo":
+        line = edit_first_cell_row(slide / "02.csv", lambda f: f.__setitem__(4, "Cel"))
+        says = f"line {line}: type 'Cel' is close to 'cell' but not it"
+    elif fault == "header claims 40000x30000":
+        bmp_claiming(slide / "02.bmp", 40000, 30000)
+        says = "exceeds limit"
+    else:
+        bound = {"fractional bound": "423.9", "infinite bound": "inf", "huge bound": "1e400"}[fault]
+        line = edit_first_cell_row(slide / "02.csv", lambda f: f.__setitem__(8, bound))
+        says = f"line {line}: id and bounds must be whole numbers"
+    for config in ("icpr2012_slides", "icpr2012"):
+        assert cli("build", "hep2", "--config", config, "--source", source, "--out", tmp_path / config) == 2
+        err = said(capsys)
+        assert says in err and "Main_Dataset/Images/02/02." in err, err
+
+
+def test_main_dataset_rows_of_other_types_and_unlisted_masks_are_reported(tmp_path, capsys):
+    source = mivia(tmp_path / "raw")
+    masks = source / "Main_Dataset" / "Cells" / "Cell_Masks" / "02"
+    (masks / "999.png").write_bytes(sorted(masks.iterdir())[0].read_bytes())  # a mask of no listed cell
+    assert cli("build", "hep2", "--config", "icpr2012_slides", "--source", source, "--out", tmp_path / "hep2") == 0
+    printed = capsys.readouterr().out
+    assert "rows whose type is not 'cell', left out as not cells: 'mitotic':" in printed
+    assert "slide 2: 1 cell masks or crops name ids its 02.csv lacks (ignored): 999" in printed
+
+
+def test_an_empty_crop_size_mask_and_crops_larger_than_their_boxes_are_problems(tmp_path, capsys):
+    """Crops from Cells/Cell_Images larger than their boxes, masks at slide size: the mask cut to the box no
+    longer fits its image (once an IndexError in the sample picture); an all-zero mask at crop size once gave
+    area 0 and a NaN centroid."""
+    from PIL import Image
+
+    source = mivia(tmp_path / "raw")
+    root = source / "Main_Dataset"
+    rows = [line.split(";") for line in (root / "Images" / "02" / "02.csv").read_text().splitlines()[1:]]
+    first, second = [r for r in rows if r[4] == "cell"][:2]
+    crop = root / "Cells" / "Cell_Images" / "02" / f"{int(first[1]):03d}.png"
+    width, height = int(first[8]) - int(first[6]) + 1, int(first[9]) - int(first[7]) + 1
+    Image.new("RGB", (width + 6, height + 6), (40, 90, 40)).save(crop)  # larger than its box
+    empty = root / "Cells" / "Cell_Masks" / "02" / f"{int(second[1]):03d}.png"
+    Image.new("L", (int(second[8]) - int(second[6]) + 1, int(second[9]) - int(second[7]) + 1)).save(empty)
+    assert cli("build", "hep2", "--config", "icpr2012", "--source", source, "--out", tmp_path / "hep2") == 2
+    err = said(capsys)
+    assert f"its image {crop.relative_to(source).as_posix()}" in err or f"{crop.name} is {width + 6}x{height + 6}" in err, err
+    assert f"{empty.relative_to(source).as_posix()}: the mask is empty" in err
+
+
+def test_contest_cells_missing_from_the_info_file_or_cells_csv_are_reported(tmp_path, capsys):
+    source = mivia(tmp_path / "raw", parts=("contest",))
+    contest = next(source.rglob("cells.csv")).parent
+    cells_csv = contest / "cells.csv"
+    lines = cells_csv.read_text().splitlines()
+    dropped = next(line for line in lines if line.split(";")[1:2] == ["training"])
+    cells_csv.write_text("\n".join(line for line in lines if line != dropped) + "\n")
+    info = next(p for p in (contest / "training").iterdir() if p.suffix == ".csv" and p.name != "gt_training.csv")
+    info_lines = info.read_text().splitlines()
+    info.write_text("\n".join(info_lines[:1] + info_lines[2:]) + "\n")  # the first cell's row gone
+    assert cli("build", "hep2", "--config", "icpr2012", "--source", source, "--out", tmp_path / "hep2") == 0
+    printed = capsys.readouterr().out
+    assert f"no row for 1 train cells, intensity left empty for them: {int(info_lines[1].split(';')[0])}" in printed
+    assert f"cells.csv: no row for 1 train cells, specimen left empty for them: {int(dropped.split(';')[0])}" in printed

@@ -440,3 +440,34 @@ def test_contest_cells_missing_from_the_info_file_or_cells_csv_are_reported(tmp_
     printed = capsys.readouterr().out
     assert f"no row for 1 train cells, intensity left empty for them: {int(info_lines[1].split(';')[0])}" in printed
     assert f"cells.csv: no row for 1 train cells, specimen left empty for them: {int(dropped.split(';')[0])}" in printed
+
+
+@pytest.mark.parametrize("fault", ["infinite bound", "header claims 40000x30000"])
+def test_main_dataset_faults_beside_the_contest_folder_are_cross_check_findings(tmp_path, capsys, fault):
+    """With the contest folder beside it, `icpr2012` builds the contest's cells and only cross-checks
+    Main_Dataset: its faults are findings in the report, never a crash (once an OverflowError or a
+    DecompressionBombError traceback)."""
+    source = mivia(tmp_path / "raw", parts=("contest", "main"))
+    slide = source / "Main_Dataset" / "Images" / "02"
+    if fault == "infinite bound":
+        edit_first_cell_row(slide / "02.csv", lambda f: f.__setitem__(8, "1e400"))
+        says = "02.csv: line"
+    else:
+        bmp_claiming(slide / "02.bmp", 40000, 30000)
+        says = "Main_Dataset/Images/02/02.bmp: Image size"
+    assert cli("build", "hep2", "--config", "icpr2012", "--source", source, "--out", tmp_path / "hep2") == 0
+    printed = capsys.readouterr().out
+    assert "cross-check with Main_Dataset/" in printed and says in printed, printed
+
+
+def test_a_split_emptied_by_drop_duplicates_is_left_out_too(tmp_path, capsys):
+    from datasets import load_dataset
+
+    source = synthetic.write_hep2_icpr2014(tmp_path / "raw", "processed", scale=0.003)
+    train = sorted(p for p in source.rglob("*.png") if "train" in p.parts[-2])
+    for number, path in enumerate(sorted(p for p in source.rglob("*.png") if "test" in p.parts[-2])):
+        path.write_bytes(train[number % len(train)].read_bytes())  # every test cell a copy of a training cell
+    out = tmp_path / "hep2"
+    assert cli("build", "hep2", "--source", source, "--out", out, "--drop-duplicates") == 0
+    assert "test: no rows left" in capsys.readouterr().out
+    assert sorted(load_dataset(str(out), "icpr2014")) == ["train", "validation"]

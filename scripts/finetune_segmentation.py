@@ -60,9 +60,8 @@ from medsets.training.full_images import (THRESHOLDS, MitosisScorer, ScoringArgu
                                           has_tiles, leak_free_sources, tile_table)
 from medsets.training.image_pipeline import AugmentOptions, BatchAugment, decode_once, fits_decode_cache
 from medsets.training.segmentation_scores import (IGNORE, at_source_size, compute_metrics_for, mask_detections,
-                                                  predicted_classes, score_maps, table)
+                                                  predicted_classes, score_maps, scored_with_intervals, table)
 from medsets.training.splits import carve, leak_free_rows, oversampled, without_twins_line
-from medsets.training.uncertainty import scored_with_intervals
 
 logger = logging.getLogger("finetune_segmentation")
 SEGFORMER_SIZES = {  # the MiT-B0 and MiT-B2 encoders of the SegFormer paper, with their decode heads

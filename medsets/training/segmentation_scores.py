@@ -14,6 +14,7 @@ from scipy import ndimage
 
 from ..metrics.segmentation import pack
 from .full_images import TileTable, dedupe, to_full_image
+from .uncertainty import overlap_scored, split_intervals, toolkit_intervals
 
 TOOLKIT_CONVENTION = "uacanet"  # the BIS5k toolkit's formulas (UACANet's Eval.py): what BIS5k papers report
 TOOLKIT_COLUMNS = ("meanDic", "meanIoU", "wFm", "Sm", "meanEm", "mae", "maxEm", "maxDic", "maxIoU")  # BIS5k's table
@@ -142,3 +143,15 @@ def table(results: dict, names: list[str], model_name: str) -> str:
             lines.append(f"| {label} | " + " | ".join("" if v is None or np.isnan(v) else f"{v:.3f}" for v in cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def scored_with_intervals(split, maps, targets, names: list[str], toolkit_workers: int | None) -> dict:
+    """A segmentation script's scores of one split (`split_scores`) with `intervals`: mean
+    IoU and Dice from per-image pixel confusions, and the BIS5k toolkit's columns where they were computed."""
+    toolkit_per_image = []
+    scores = split_scores(maps, targets, names, toolkit_workers, toolkit_per_image)
+    classes = [predicted_classes(m, len(names)) for m in maps]
+    scores["intervals"] = split_intervals(split, overlap_scored(classes, list(targets), names, confusion))[0]
+    if toolkit_per_image:
+        scores["intervals"] |= toolkit_intervals(split, toolkit_per_image)
+    return scores

@@ -48,17 +48,3 @@ def toolkit_intervals(split, per_image: list[dict]) -> dict:
     from ..confidence import masks_scored
 
     return split_intervals(split, masks_scored(list(range(len(per_image))), per_image))[0]
-
-
-def scored_with_intervals(split, maps, targets, names: list[str], toolkit_workers: int | None) -> dict:
-    """A segmentation script's scores of one split (segmentation_scores.split_scores) with `intervals`: mean
-    IoU and Dice from per-image pixel confusions, and the BIS5k toolkit's columns where they were computed."""
-    from .segmentation_scores import confusion, predicted_classes, split_scores
-
-    toolkit_per_image = []
-    scores = split_scores(maps, targets, names, toolkit_workers, toolkit_per_image)
-    classes = [predicted_classes(m, len(names)) for m in maps]
-    scores["intervals"] = split_intervals(split, overlap_scored(classes, list(targets), names, confusion))[0]
-    if toolkit_per_image:
-        scores["intervals"] |= toolkit_intervals(split, toolkit_per_image)
-    return scores

@@ -162,14 +162,10 @@ def prepared(thumbnails: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(coarse descriptors, fine texture) of signatures (`thumbnails_of` them): what the search compares.
     In chunks, in threads: the centred crops and their filters' float intermediates for all images at once
     would be ~20x the signatures; only the descriptors and the compared texture are kept."""
-    def chunk(start):
-        crops = centred_crops(thumbnails[start:start + CHUNK])
-        return coarse(crops), fine_texture(crops)
-
     if not len(thumbnails):
         return np.zeros((0, 12, 12), np.float32), np.zeros((0, COMPARED, COMPARED), np.float32)
     with ThreadPoolExecutor(THREADS) as pool:  # numpy and scipy.ndimage let go of the GIL in their loops
-        parts = list(pool.map(chunk, range(0, len(thumbnails), CHUNK)))
+        parts = list(pool.map(_prepared_chunk, [thumbnails[i:i + CHUNK] for i in range(0, len(thumbnails), CHUNK)]))
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
@@ -243,9 +239,13 @@ def _digests(signatures: list[bytes]) -> list[bytes]:
     return [hashlib.blake2b(b, digest_size=16).digest() for b in signatures]
 
 
+def _prepared_chunk(thumbnails: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    crops = centred_crops(thumbnails)
+    return coarse(crops), fine_texture(crops)
+
+
 def _prepared_with_digests(signatures: list[bytes]):
-    crops = centred_crops(thumbnails_of(signatures))
-    return _digests(signatures), coarse(crops), fine_texture(crops)
+    return _digests(signatures), *_prepared_chunk(thumbnails_of(signatures))
 
 
 def near_pairs(thumbnails: np.ndarray, threshold: float = THRESHOLD) -> list[tuple[int, int, float]]:

@@ -7,10 +7,11 @@ while scanning and the published counts. It may override `_examples(record)` whe
 image each. Layout search is in `layout`, label files in `label_files`.
 
 The base class turns records into rows with the per-row checks (`read` decodes a file and records why
-it could not), collects every problem from every worker process in a `Ledger`, and after all splits are
-written either raises one `BuildError` listing all of them or, with skip_bad=True, leaves the bad rows
-out and lists them in `self.report`. Copies, pixel-identical and near (`duplicates`, `near_duplicates`),
-and configs written in the same pass (`companions`) have modules of their own; `datasets`' private parts are reached through `datasets_adapter`.
+it could not), collects every problem from every worker process in a `Ledger` (flushed once per job),
+and after all splits are written either raises one `BuildError` listing all of them or, with
+skip_bad=True, leaves the bad rows out and lists them in `self.report`. Copies, pixel-identical and near
+(`duplicates`, `near_duplicates`), and configs written in the same pass (`companions`) have modules of
+their own; `datasets`' private parts are reached through `datasets_adapter`.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from .checks import (BuildError, BuildReport, Ledger, Problem, PublishedCounts, 
 from .companions import CompanionWriters, check_companions, companion_builder, take_shards
 from .datasets_adapter import PrepareHooks
 from .duplicates import array_hash, drop_rows, find_copies, read_signatures, set_duplicate_groups, store_signatures, target_of
-from .near_duplicates import Preparation
 from .layout import LayoutNotFound
+from .near_duplicates import Preparation
 from .schema import NO_GROUP, UnreadableImage, exif_orientation, image_value, mask_value
 from .source import Source, SourceError, UnreadableFile
 
@@ -43,14 +44,12 @@ from .source import Source, SourceError, UnreadableFile
 class MedsetsConfig(datasets.BuilderConfig):
     # Build without the rows that fail a check, recording each one, instead of refusing to build.
     skip_bad: bool = False
-    # Keep one image of each group of copies (the first in split order, then by image_id) and list the others
-    # as dropped: True or "exact" for pixel-identical copies, "near" for those and re-imaged ones too. Off by
-    # default, so that the published splits stay comparable.
+    # Keep one image of each group of copies (the first in split order, then by image_id), list the others as
+    # dropped: True/"exact" for pixel-identical copies, "near" for re-imaged ones too. Off: splits as published.
     drop_duplicates: bool | str = False
     # Look for near-duplicates (the same object imaged twice); False skips the search (medsets.near_duplicates).
     near_duplicates: bool = True
-    # Other configs of the dataset written in the same pass over the download, each image decoded once for
-    # all of them (medsets.companions).
+    # Other configs written in the same pass over the download, each image decoded once (medsets.companions).
     companions: tuple[str, ...] = ()
 
 
@@ -234,6 +233,7 @@ class MedsetsBuilder(PrepareHooks, datasets.GeneratorBasedBuilder):
                     self._ledger.problem(problem)
         for shard in companion_rows.close():
             self._ledger.shard(**shard)
+        self._ledger.flush()
 
     def _rows(self, record: Record):
         """(config, example, decoded image, facts) for every row made from one record, in this config and
@@ -256,7 +256,7 @@ class MedsetsBuilder(PrepareHooks, datasets.GeneratorBasedBuilder):
             if not succeeded:
                 return
             problems, examples, shards = self._ledger.read()
-            read_signatures(self._ledger, examples)
+            read_signatures(self._ledger, examples, self._near_preparation)
         finally:
             shutil.rmtree(self._ledger.folder, ignore_errors=True)
             if self._near_preparation is not None:  # no more rows: its thread ends (its queue dropped on failure)

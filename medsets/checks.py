@@ -92,7 +92,10 @@ class BuildError(MedsetsError):
 
 
 class Ledger:
-    """Append-only JSON-lines files in a folder, one per process, read back by the parent."""
+    """Append-only JSON-lines files in a folder, one per process, read back by the parent.
+
+    Writes are buffered: whoever writes calls `flush()` when its job ends (a pool worker may leave through
+    os._exit, which drops unflushed buffers), and `read()` flushes this process's own files first."""
 
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
@@ -113,7 +116,6 @@ class Ledger:
             self._blobs = blobs = (os.getpid(), handle, handle.tell() // len(data))
         pid, handle, count = blobs
         handle.write(data)
-        handle.flush()  # as for the JSON lines: a worker may leave through os._exit
         self._blobs = (pid, handle, count + 1)
         return [handle.name.rsplit("/", 1)[-1], count]
 
@@ -134,8 +136,14 @@ class Ledger:
             self._pid = os.getpid()
             self._handle = open(self.folder / f"{self._pid}.jsonl", "a", encoding="utf-8")
         self._handle.write(json.dumps(record) + "\n")
-        # Pool workers may leave through os._exit, which drops unflushed buffers: flush every record.
-        self._handle.flush()
+
+    def flush(self):
+        """Hand this process's buffered records to the files: once per job, not a system call per row."""
+        if self._handle is not None and self._pid == os.getpid():
+            self._handle.flush()
+        blobs = getattr(self, "_blobs", None)
+        if blobs is not None and blobs[0] == os.getpid():
+            blobs[1].flush()
 
     def problem(self, problem: Problem):
         self._write({"problem": asdict(problem)})
@@ -148,6 +156,7 @@ class Ledger:
         self._write({"shard": facts})
 
     def read(self) -> tuple[list[Problem], list[dict], list[dict]]:
+        self.flush()
         problems, examples, shards = [], [], []
         for path in sorted(self.folder.glob("*.jsonl")):
             for line in path.read_text(encoding="utf-8").splitlines():

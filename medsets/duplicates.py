@@ -214,8 +214,9 @@ SIGNATURE_KEYS = ("near_signature", "source_near_signature")  # a row's own, a t
 def store_signatures(facts: dict, image, ledger, search: bool, preparation=None) -> dict:
     """The row's facts with its `pixel_hash` and its near-duplicate signature (each made from `image` unless
     the dataset gave it; the signature None when the search is off), the signatures (its own and any source
-    image's) stored in the ledger's side file: the facts keep where. Each signature is also handed to
-    `preparation` (a near_duplicates.Preparation), if given."""
+    image's) stored where `read_signatures` finds them: the facts keep where. That is the `preparation` (a
+    near_duplicates.Preparation, which prepares them as they come) in the process that made it, else the
+    ledger's side file (a worker process)."""
     from .near_duplicates import signature
 
     facts = dict(facts)
@@ -227,22 +228,28 @@ def store_signatures(facts: dict, image, ledger, search: bool, preparation=None)
         facts["near_signature"] = signature(image, pixels) if search else None
     for key in SIGNATURE_KEYS:
         if isinstance(facts.get(key), bytes):
-            if preparation is not None:
-                preparation.add(facts[key])
-            facts[key] = ledger.blob(facts[key])
+            number = preparation.add(facts[key]) if preparation is not None else None
+            facts[key] = [PREPARED, number] if number is not None else ledger.blob(facts[key])
     return facts
 
 
-def read_signatures(ledger, examples: list[dict]) -> None:
-    """Each example's signatures back from the ledger's side files, in place of where they were stored."""
+PREPARED = ""  # in place of a ledger side file's name: the signature is kept by the build's Preparation
+
+
+def read_signatures(ledger, examples: list[dict], preparation=None) -> None:
+    """Each example's signatures back from where they were stored (the ledger's side files, or the
+    Preparation that kept them), in place of where."""
     from .near_duplicates import MAX_SIDE
 
     size = MAX_SIDE * MAX_SIDE
     for key in SIGNATURE_KEYS:
-        stored = [ex for ex in examples if isinstance(ex.get(key), list)]
+        stored = [ex for ex in examples if isinstance(ex.get(key), list) and ex[key][0] != PREPARED]
         data = ledger.read_blobs([ex[key] for ex in stored], size)
         for index, ex in enumerate(stored):
             ex[key] = data[index * size:(index + 1) * size]
+        for ex in examples:
+            if isinstance(ex.get(key), list):
+                ex[key] = preparation.signature(ex[key][1])
 
 
 @dataclass

@@ -29,7 +29,6 @@ docs/building.md says what that does and does not prove about real files.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -174,69 +173,68 @@ class Preparation:
     signatures arrive (`add`), so that the search after the pass (`take`) finds most of its work done. A
     build writes rows in one process and one thread, so the machine's other cores are otherwise idle then.
 
-    Signatures are recognised by a digest of their bytes (the same thumbnail prepares the same), so rows
-    read back in another order, or a tiled image's signature given once per tile, need no bookkeeping. Only
-    the process that made it prepares: a worker process forked from it has no such thread, and a worker's
-    signatures are prepared by `take` in the parent like any it does not know."""
+    The preparation keeps the signatures it is given (`add` returns the number to fetch one back with
+    `signature`, in place of storing it in the build's ledger) and knows them again in `take` by identity:
+    rows read back in another order, or a tiled image's signature given once per tile, need no bookkeeping.
+    Only the process that made it prepares: a worker process forked from it has no such thread (`add`
+    returns None there), and a worker's signatures are prepared by `take` like any it does not know."""
 
     def __init__(self):
         self._owner = os.getpid()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="near-duplicate-preparation")
-        self._pending: list[bytes] = []  # signatures not yet handed to the thread
-        self._chunks: list = []  # futures of (digests, descriptors, texture)
+        self._signatures: list[bytes] = []  # every signature given, in order; chunk c holds c*CHUNK onwards
+        self._chunks: list = []  # futures of (descriptors, texture), one per full chunk of signatures
 
-    def add(self, signature_bytes: bytes):
-        """Called for every row written; kept cheap (the digests are made in the thread). A tiled dataset
-        gives its source image's signature with each of its tiles, as one object: that is prepared once."""
-        if os.getpid() != self._owner or self._pool is None or (self._pending and signature_bytes is self._pending[-1]):
-            return
-        self._pending.append(signature_bytes)
-        if len(self._pending) == CHUNK:
-            self._chunks.append(self._pool.submit(_prepared_with_digests, self._pending))
-            self._pending = []
+    def add(self, signature_bytes: bytes) -> int | None:
+        """Keep a signature and prepare it in the background; its number, or None where this preparation
+        does not run (another process, or closed). Called for every row written, so kept cheap. A tiled
+        dataset gives its source image's signature with each of its tiles, as one object: kept once."""
+        if os.getpid() != self._owner or self._pool is None:
+            return None
+        if self._signatures and signature_bytes is self._signatures[-1]:
+            return len(self._signatures) - 1
+        self._signatures.append(signature_bytes)
+        if len(self._signatures) % CHUNK == 0:
+            self._chunks.append(self._pool.submit(_prepared_signatures, self._signatures[-CHUNK:]))
+        return len(self._signatures) - 1
+
+    def signature(self, number: int) -> bytes:
+        return self._signatures[number]
 
     def take(self, signatures: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
         """`prepared(thumbnails_of(signatures))`: rows from the chunks prepared in the background, the rest
         (the last partial chunk, a worker process's rows) prepared now. Once taken, the chunks are let go
         (each as soon as its rows are copied, so that the texture is held about once, not twice)."""
-        with ThreadPoolExecutor(THREADS) as pool:  # hashlib lets go of the GIL for inputs this long
-            digests = [d for part in pool.map(_digests, [signatures[i:i + CHUNK] for i in range(0, len(signatures), CHUNK)])
-                       for d in part]
         chunks, self._chunks = [future.result() for future in self._chunks], []
-        where = {digest: (number, row) for number, (chunk_digests, _, _) in enumerate(chunks)
-                 for row, digest in enumerate(chunk_digests)}
-        found = np.array([where.get(digest, (-1, -1)) for digest in digests], np.int64).reshape(-1, 2)
+        number = {id(kept): index for index, kept in enumerate(self._signatures[:len(chunks) * CHUNK])}
+        found = np.array([number.get(id(s), -1) for s in signatures], np.int64)
         descriptors = np.empty((len(signatures), 12, 12), np.float32)
         texture = np.empty((len(signatures), COMPARED, COMPARED), np.float32)
-        for number in range(len(chunks)):
-            wanted = np.flatnonzero(found[:, 0] == number)
-            descriptors[wanted], texture[wanted] = chunks[number][1][found[wanted, 1]], chunks[number][2][found[wanted, 1]]
-            chunks[number] = None
-        missing = np.flatnonzero(found[:, 0] < 0)
+        for chunk in range(len(chunks)):
+            wanted = np.flatnonzero(found // CHUNK == chunk)  # (-1 // CHUNK is -1: in no chunk)
+            rows = found[wanted] % CHUNK
+            descriptors[wanted], texture[wanted] = chunks[chunk][0][rows], chunks[chunk][1][rows]
+            chunks[chunk] = None
+        missing = np.flatnonzero(found < 0)
         if len(missing):
             descriptors[missing], texture[missing] = prepared(thumbnails_of([signatures[i] for i in missing]))
         return descriptors, texture
 
     def close(self, finish: bool = False):
         """No more signatures: the thread ends, after the chunks handed to it when `finish` (their results
-        stay for `take`), else dropping those it has not begun."""
+        stay for `take`), else dropping those it has not begun and the signatures kept."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=not finish)
             self._pool = None
         if not finish:
-            self._chunks = []
-        self._pending = []  # the last partial chunk: `take` prepares it with the signatures it does not know
+            self._chunks, self._signatures = [], []
 
     def __getstate__(self):
         # Sent to a worker process with its builder: there it only ignores what it is given (see `add`).
         return {"_owner": self._owner}
 
     def __setstate__(self, state):
-        self._owner, self._pool, self._pending, self._chunks = state["_owner"], None, [], []
-
-
-def _digests(signatures: list[bytes]) -> list[bytes]:
-    return [hashlib.blake2b(b, digest_size=16).digest() for b in signatures]
+        self._owner, self._pool, self._signatures, self._chunks = state["_owner"], None, [], []
 
 
 def _prepared_chunk(thumbnails: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -244,8 +242,8 @@ def _prepared_chunk(thumbnails: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return coarse(crops), fine_texture(crops)
 
 
-def _prepared_with_digests(signatures: list[bytes]):
-    return _digests(signatures), *_prepared_chunk(thumbnails_of(signatures))
+def _prepared_signatures(signatures: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    return _prepared_chunk(thumbnails_of(signatures))
 
 
 def near_pairs(thumbnails: np.ndarray, threshold: float = THRESHOLD) -> list[tuple[int, int, float]]:
@@ -264,16 +262,22 @@ def pairs_among(descriptors: np.ndarray, texture: np.ndarray, threshold: float =
     n = len(descriptors)
     if n < 2:
         return []
-    flat = descriptors.reshape(n, -1)
+    flat = descriptors.reshape(n, -1).astype(np.float64)
     mean = flat.mean(axis=0)
     sample = flat[np.linspace(0, n - 1, min(n, 4000)).astype(int)] - mean
-    axes = np.linalg.svd(sample, full_matrices=False)[2][:min(COMPONENTS, flat.shape[1], len(sample))]
+    # The principal axes: eigenvectors of the sample's scatter (the SVD's right vectors up to sign, which
+    # moves no distance; a 144x144 eigenproblem instead of the SVD of a 4000x144 matrix).
+    variances, vectors = np.linalg.eigh(sample.T @ sample)
+    axes = vectors[:, ::-1][:, :min(COMPONENTS, flat.shape[1], len(sample))].T
     tree = cKDTree((flat - mean) @ axes.T)
+    # A turned descriptor is a permutation of the descriptor's cells, so its projection is the descriptor's
+    # own on axes permuted the other way: no turned copies of the descriptors are made.
+    cells = np.arange(flat.shape[1]).reshape(descriptors.shape[1:])
     found_pairs = []
     # The image's own orientation, then the seven others in one query (fewer, larger calls use the threads).
     for orientations, k in (([0], NEIGHBOURS[0] + 1), (list(range(1, 8)), NEIGHBOURS["other"])):
-        turned = np.concatenate([orient(descriptors, o).reshape(n, -1) for o in orientations])
-        _, found = tree.query((turned - mean) @ axes.T, k=min(n, k), eps=0.5, workers=THREADS)  # candidates only
+        turned = np.concatenate([flat @ _turned_axes(axes, orient(cells, o).ravel()).T for o in orientations])
+        _, found = tree.query(turned - mean @ axes.T, k=min(n, k), eps=0.5, workers=THREADS)  # candidates only
         found = np.asarray(found).reshape(len(turned), -1)
         first = np.repeat(np.arange(len(turned)) % n, found.shape[1])
         orientation = np.repeat(np.repeat(orientations, n), found.shape[1])
@@ -288,6 +292,14 @@ def pairs_among(descriptors: np.ndarray, texture: np.ndarray, threshold: float =
     candidates = np.stack([unique // 8 // n, unique // 8 % n, unique % 8], axis=1)
     scores = texture_scores(texture, candidates)
     return decided(n, candidates, scores, threshold)
+
+
+def _turned_axes(axes: np.ndarray, taken_from: np.ndarray) -> np.ndarray:
+    """Axes for projecting undone descriptors as if turned: the turned descriptor's cell c is the
+    descriptor's cell `taken_from[c]`, so an axis weighs that descriptor cell with its own weight for c."""
+    permuted = np.empty_like(axes)
+    permuted[:, taken_from] = axes
+    return permuted
 
 
 def texture_scores(texture: np.ndarray, candidates: np.ndarray, chunk: int = 512) -> np.ndarray:

@@ -66,7 +66,8 @@ def test_look_alikes_alone_make_no_pair():
 def test_the_preparation_made_while_rows_are_written_equals_the_one_made_after():
     """What a build prepares in the background (chunk by chunk, as rows are written) is what the search would
     prepare from all signatures at the end: whatever order the rows are read back in, with signatures it
-    never saw (a worker process's), and a tiled image's signature given once per tile."""
+    never saw (a worker process's, equal bytes in another object among them), and a tiled image's signature
+    given once per tile."""
     import pickle
 
     rng = np.random.default_rng(5)
@@ -74,20 +75,22 @@ def test_the_preparation_made_while_rows_are_written_equals_the_one_made_after()
     signatures = [signature(p) for p in pictures]
     preparation = Preparation()
     try:
-        for one in signatures[:CHUNK * 2 + 5]:
-            preparation.add(one)
-            preparation.add(one)  # the same object again: a tile of the same field
+        for number, one in enumerate(signatures[:CHUNK * 2 + 5]):
+            assert preparation.add(one) == number
+            assert preparation.add(one) == number  # the same object again: a tile of the same field, kept once
+            assert preparation.signature(number) is one
         assert len(preparation._chunks) == 2  # the rest waits for a full chunk, or for `take`
         order = rng.permutation(len(signatures))
-        descriptors, texture = preparation.take([signatures[i] for i in order])
+        asked = [signatures[i] if i % 3 else bytes(bytearray(signatures[i])) for i in order]
+        descriptors, texture = preparation.take(asked)
     finally:
         preparation.close()
     expected = prepared(thumbnails_of([signatures[i] for i in order]))
     assert np.array_equal(descriptors, expected[0]) and np.array_equal(texture, expected[1])
     inert = pickle.loads(pickle.dumps(preparation))  # as a worker process receives it with its builder
     inert._owner = -1  # as seen from another process
-    inert.add(signatures[0])
-    assert not inert._pending and not inert._chunks
+    assert inert.add(signatures[0]) is None  # the worker stores it in the ledger instead
+    assert not inert._signatures and not inert._chunks
 
 
 # -- a build -------------------------------------------------------------------------------------------------
@@ -114,6 +117,16 @@ def test_every_reimaged_cell_is_grouped_and_no_look_alike(hep2_build):
     assert not [group for group in near for alike in look_alikes if len(set(group) & alike) > 1]
     assert near == reimaged  # nothing else either: no cell is paired with a look-alike
     assert all(0.5 <= unit["similarity"] <= 1 for group in report.near_duplicates["groups"] for unit in group)
+
+
+def test_worker_processes_find_the_same_groups(hep2_build, monkeypatch):
+    """Rows written by worker processes leave their signatures in the ledger's side files, the parent's
+    are kept by its background preparation: a build split between them finds what one process finds."""
+    root, source, _, _, report = hep2_build
+    # Train (~440 rows) in three jobs, the pool's; validation and test in one each, written by the parent.
+    monkeypatch.setattr(HEp2, "RECORDS_PER_JOB", 200)
+    _, two = build(HEp2, source, None, root / "hep2-two-processes", num_proc=2)
+    assert two.near_duplicates == report.near_duplicates and two.duplicates == report.duplicates
 
 
 def test_report_card_and_json_say_it_per_split_pair(hep2_build):

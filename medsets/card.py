@@ -16,6 +16,7 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from .checks import BuildError, BuildReport
+from .datasets_adapter import prepared_sizes
 from .published import published_table
 
 
@@ -62,8 +63,15 @@ def write_card(folder: Path, builder_cls, info: datasets.DatasetInfo, config: st
     info = info.copy()
     info.config_name = config
     for union, parts in unions.items():  # declared so that load_dataset_builder reports its size too
-        info.splits.add(datasets.SplitInfo(name=union, num_examples=sum(info.splits[p].num_examples for p in parts),
-                                           num_bytes=sum(info.splits[p].num_bytes for p in parts)))
+        info.splits.add(datasets.SplitInfo(name=union, num_examples=sum(info.splits[p].num_examples for p in parts)))
+    # The sizes a user's datasets computes from these files (what the builder counted while writing differs by
+    # how its rows were grouped, and it knows no download size).
+    files = {s: sorted(p.relative_to(folder).as_posix() for p in (folder / "data" / config).glob(f"{s}-*.parquet"))
+             for s in splits}
+    sizes = prepared_sizes(folder, {**files, **{name: [f for p in parts for f in files[p]] for name, parts in unions.items()}})
+    for split, num_bytes in sizes["splits"].items():
+        info.splits[split].num_bytes = num_bytes
+    info.download_size, info.dataset_size = sizes["download_size"], sizes["dataset_size"]
     DatasetInfosDict({config: info}).to_dataset_card_data(card_data)
     card_data["tags"] = sorted(set(card_data.get("tags") or []) | {"medsets", "biology", "microscopy"})
     reports = [BuildReport.from_json(p.read_text(encoding="utf-8")) for p in sorted((folder / "reports").glob("*.json"))]
@@ -108,7 +116,7 @@ def card_text(name: str, builder_cls, reports: list[BuildReport], prose: str, fo
         if (folder / f"sample-{report.config}.png").exists():
             lines += [f"![Examples of {report.config}](sample-{report.config}.png)", ""]
         columns = label_names + summed
-        lines += ["| split | examples | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(["split", "examples", *columns]) + " |", "|---|---|" + "---|" * len(columns)]
         def row(name, parts):
             def total(get):
                 return str(sum(get(report.counts[p]) for p in parts))

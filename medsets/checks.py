@@ -43,6 +43,7 @@ ADVICE = {
     "prediction with no image": "a prediction names no image of the split (misnamed, or from another split)",
     "bad results file": "a results file could not be read as the CSV it should be",
     "unlabelled split": "the split's labels were never published, so predictions on it cannot be scored",
+    "card": "the card's YAML or Markdown would be refused by the Hub or shown wrong there",
 }
 
 MAX_NAMES_PER_KIND = 8

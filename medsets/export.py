@@ -30,6 +30,7 @@ from pathlib import Path
 from datasets.exceptions import DatasetGenerationError
 
 from .card import write_card
+from .shards import write_shards
 from .checks import MAX_NAMES_PER_KIND, BuildError
 from .picture import sample_picture
 from .processes import terminate_as_exception
@@ -141,8 +142,8 @@ def build_into(builder_cls, source, configs: list[str], out: Path, existing: boo
         written = {configs[0]: builder, **builder.companions}
         for config, built in written.items():
             splits = splits_with_rows(built, config)
-            move_shards({split: built.shard_files(split, work / "prepared") for split in splits},
-                        stage / "data" / config)
+            write_shards({split: built.shard_files(split, work / "prepared") for split in splits},
+                         stage / "data" / config)
             sample_picture(sorted((stage / "data" / config).glob(f"{splits[0]}-*.parquet")), built.info.features,
                            stage / f"sample-{config}.png")
             (stage / "reports" / f"{config}.json").write_text(built.report.to_json() + "\n", encoding="utf-8")
@@ -214,14 +215,6 @@ def carry_over(old: Path, new: Path, keep):
                 shutil.copy2(path, target)
     if (old / "README.md").exists():
         shutil.copy2(old / "README.md", new / "README.md")
-
-
-def move_shards(shards: dict[str, list[Path]], target: Path):
-    """Each split's shards, in order, under the Hub convention data/<config>/<split>-SSSSS-of-NNNNN.parquet."""
-    target.mkdir(parents=True)
-    for split, files in shards.items():
-        for index, shard in enumerate(files):
-            shard.rename(target / f"{split}-{index:05d}-of-{len(files):05d}.parquet")
 
 
 def swap_in(stage: Path, out: Path):

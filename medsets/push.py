@@ -1,103 +1,90 @@
 """`medsets push`: publish a built folder as a Hub dataset repository.
 
 Private unless asked otherwise: the terms of most medical datasets forbid open redistribution, and the
-card says so. The upload is resumable: files already on the Hub with the same content are skipped, the
-rest go up in several commits (each atomic on the Hub), and README.md goes last so that the card only
-appears once the data it describes is complete. The token comes from the usual places (HF_TOKEN, the
-stored login) and is never printed.
+card says so. An existing repository keeps the visibility it has (the Hub does not change it on an
+upload), so one whose visibility differs from what was asked is refused before anything is sent: a
+private push never lands in a public repository.
+
+The card is checked before any data moves: offline against the Hub's lists and the folder's files
+(`hub_card`), then by the Hub's own validation. The data go up through `HfApi.upload_folder`, which
+skips files the Hub already has, commits large folders in parts and resumes an interrupted upload when
+run again; hidden files and folders (a `.cache/`, our own `.*.medsets-problems.tsv`) never go. The card
+goes last, so that it appears once the data it describes is complete, with its usage snippet naming the
+repository. The token comes from the usual places (HF_TOKEN, the stored login) and is never printed.
 """
 
 from __future__ import annotations
 
-import hashlib
+import re
 from pathlib import Path
 
-from .checks import BuildError
+from .checks import BuildError, Problem
 from .export import is_medsets_folder
 
-FILES_PER_COMMIT = 50
-BYTES_PER_COMMIT = 2 * 1024**3
+HIDDEN = [".*", "*/.*"]  # upload_folder's patterns match the path relative to the folder; '*' spans '/'
 
 
-def git_blob_sha1(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def already_there(path: Path, remote) -> bool:
-    if remote is None or remote.size != path.stat().st_size:
-        return False
-    if remote.lfs is not None:
-        return remote.lfs.sha256 == file_sha256(path)
-    return remote.blob_id == git_blob_sha1(path.read_bytes())
-
-
-def batches(files: list[Path]) -> list[list[Path]]:
-    out, current, size = [], [], 0
-    for path in files:
-        if current and (len(current) >= FILES_PER_COMMIT or size + path.stat().st_size > BYTES_PER_COMMIT):
-            out.append(current)
-            current, size = [], 0
-        current.append(path)
-        size += path.stat().st_size
-    return out + ([current] if current else [])
+def card_for_repo(text: str, repo_id: str) -> str:
+    """The card as pushed: its usage snippets load the repository, not a local folder of the dataset's name."""
+    return re.sub(r'^(ds = load_dataset\()"[^"]*"', lambda m: f'{m[1]}"{repo_id}"', text, flags=re.M)
 
 
 def push_folder(folder: Path, repo_id: str, public: bool = False) -> str:
     """Create the dataset repo if needed and upload what is missing; returns the repo URL."""
-    from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
+    from huggingface_hub import DatasetCard, HfApi, constants, get_token
     # HTTPError: the base error of whichever HTTP client huggingface_hub uses (httpx in 1.x, httpx2 in 2.x).
-    from huggingface_hub.errors import HfHubHTTPError, HTTPError, OfflineModeIsEnabled
+    from huggingface_hub.errors import HfHubHTTPError, HTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
+
+    from .hub_card import card_problems
 
     folder = Path(folder).resolve()
     if not is_medsets_folder(folder):
         raise BuildError(f"{folder} is not a folder built by medsets (no README.md and reports/).",
                          hint="Build one first: medsets build NAME --source RAW --out FOLDER")
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    try:
-        if repo_id.count("/") != 1:
-            raise HFValidationError("it needs exactly one '/'")
-        validate_repo_id(repo_id)
-    except HFValidationError as err:
-        raise BuildError(f"--repo {repo_id!r} is not a repository id: {str(err).splitlines()[0]}",
-                         hint="Give it as NAMESPACE/NAME (your user or organisation name first): letters, digits, "
-                              "'-', '_' and '.', at most 96 characters.") from None
+    check_repo_id(repo_id)
     if constants.HF_HUB_OFFLINE:
         raise BuildError("HF_HUB_OFFLINE is set: nothing can be pushed.",
                          hint="Unset HF_HUB_OFFLINE (and connect to the network), then run medsets push again.")
     if get_token() is None:
         raise BuildError("No Hugging Face token found.",
                          hint="Set HF_TOKEN, or log in once with `hf auth login`; then run medsets push again.")
+    card = card_for_repo((folder / "README.md").read_text(encoding="utf-8"), repo_id)
+    problems = card_problems(folder, card)
+    if problems:
+        raise BuildError(f"{folder / 'README.md'}: the card would not pass the Hub's checks; nothing was sent:",
+                         [Problem("card", "README.md", problem) for problem in problems], hint="Rebuild the folder with this medsets (`medsets build ... --overwrite`), "
+                                        "or fix the card's YAML by hand.")
+    files = [p for p in folder.rglob("*") if p.is_file() and not any(part.startswith(".")
+                                                                      for part in p.relative_to(folder).parts)]
     api = HfApi()
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    wanted = "public" if public else "private"
     try:
-        url = api.create_repo(repo_id, repo_type="dataset", private=not public, exist_ok=True)
-        remote = {entry.path: entry for entry in api.list_repo_tree(repo_id, repo_type="dataset", recursive=True)
-                  if hasattr(entry, "blob_id")}
-        missing = [p for p in files if not already_there(p, remote.get(p.relative_to(folder).as_posix()))]
-        readme = [p for p in missing if p.name == "README.md" and p.parent == folder]
-        data = [p for p in missing if p not in readme]
-        skipped = len(files) - len(missing)
-        print(f"{repo_id}: {len(missing)} of {len(files)} files to upload"
-              + (f" ({skipped} already there, skipped)" if skipped else "")
-              + f"; repository is {'public' if public else 'private'}")
-        parts = batches(data) + ([readme] if readme else [])
-        for number, part in enumerate(parts, start=1):
-            api.create_commit(
-                repo_id, repo_type="dataset",
-                operations=[CommitOperationAdd(p.relative_to(folder).as_posix(), str(p)) for p in part],
-                commit_message=f"medsets push: {', '.join(sorted({p.relative_to(folder).parts[0] for p in part}))}"
-                               f" ({number}/{len(parts)})")
-            print(f"  commit {number}/{len(parts)}: {len(part)} files")
+        try:
+            DatasetCard(card).validate(repo_type="dataset")
+        except ValueError as err:
+            raise BuildError(f"The Hub rejects the card of {folder}: {str(err).strip()[:500]}; nothing was sent.",
+                             hint="Fix the card's YAML (README.md) and push again.") from None
+        try:
+            existing = api.repo_info(repo_id, repo_type="dataset")
+        except RepositoryNotFoundError:
+            existing = None
+        if existing is not None and bool(existing.private) == public:
+            has = "private" if existing.private else "PUBLIC"
+            raise BuildError(
+                f"{repo_id} already exists and is {has}, but this push asked for a {wanted} repository; "
+                "nothing was sent (an upload keeps a repository's visibility).",
+                hint=("Make it private in the repository's settings on the Hub, or pass --public if the "
+                      "dataset's terms allow open redistribution." if not existing.private else
+                      "Make it public in the repository's settings on the Hub first, or push without --public "
+                      "to keep it private."))
+        url = (f"{constants.ENDPOINT}/datasets/{repo_id}" if existing is not None
+               else str(api.create_repo(repo_id, repo_type="dataset", private=not public)))
+        print(f"{repo_id}: {len(files)} files ({'existing' if existing is not None else 'new'} {wanted} "
+              "repository; files the Hub already has unchanged are skipped); the card goes last")
+        api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=folder,
+                          ignore_patterns=HIDDEN + ["README.md"], commit_message="medsets push: data")
+        api.upload_file(path_or_fileobj=card.encode("utf-8"), path_in_repo="README.md", repo_id=repo_id,
+                        repo_type="dataset", commit_message="medsets push: the card")
     except OfflineModeIsEnabled:
         raise BuildError("HF_HUB_OFFLINE is set: nothing can be pushed.",
                          hint="Unset HF_HUB_OFFLINE (and connect to the network), then run medsets push again.")
@@ -114,4 +101,18 @@ def push_folder(folder: Path, repo_id: str, public: bool = False) -> str:
                          f"(not JSON: {type(err).__name__}); nothing more was sent.",
                          hint="Check HF_ENDPOINT and any proxy or network login page; a re-run resumes where this "
                               "one stopped.") from None
-    return str(url)
+    return url
+
+
+def check_repo_id(repo_id: str):
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        if repo_id.count("/") != 1:
+            raise HFValidationError("it needs exactly one '/'")
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise BuildError(f"--repo {repo_id!r} is not a repository id: {str(err).splitlines()[0]}",
+                         hint="Give it as NAMESPACE/NAME (your user or organisation name first): letters, digits, "
+                              "'-', '_' and '.', at most 96 characters.") from None

@@ -10,11 +10,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from datasets import load_dataset
+from datasets import load_dataset, load_dataset_builder
+from huggingface_hub import DatasetCard
 
 from medsets import synthetic
 from medsets.checks import BuildReport
 from medsets.cli import main
+from medsets.hub_card import card_problems
 from medsets.layout import MASK_FOLDERS, MASK_SUFFIX, is_image
 from medsets.source import Source, stem
 
@@ -93,6 +95,13 @@ def test_builder_contract(case, as_zip, tmp_path, monkeypatch, capsys, digest):
     card = (out / "README.md").read_text()
     for split, counts in report.counts.items():
         assert f"| {split} | {counts['total']} |" in card
+    assert card_problems(out) == []  # what the Hub would refuse or show wrong, checked offline
+    # The card's sizes are those datasets computed while preparing the folder just now (unions included).
+    prepared = load_dataset_builder(name, config, cache_dir=str(tmp_path / "cache")).info
+    stated = next(i for i in DatasetCard(card).data["dataset_info"] if i["config_name"] == config) \
+        if isinstance(DatasetCard(card).data["dataset_info"], list) else DatasetCard(card).data["dataset_info"]
+    assert (stated["download_size"], stated["dataset_size"]) == (prepared.download_size, prepared.dataset_size)
+    assert {s["name"]: s["num_bytes"] for s in stated["splits"]} == {s: i.num_bytes for s, i in prepared.splits.items()}
     first = loaded[splits[0]][0]
     assert first["image"].size[0] > 0 and first["file_name"] in Source(source).files  # traces back to a raw file
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from datasets.exceptions import DatasetGenerationError
 
 from .card import write_card
+from .croissant import write_croissant
 from .shards import write_shards
 from .checks import MAX_NAMES_PER_KIND, BuildError
 from .picture import sample_picture
@@ -149,6 +150,7 @@ def build_into(builder_cls, source, configs: list[str], out: Path, existing: boo
             (stage / "reports" / f"{config}.json").write_text(built.report.to_json() + "\n", encoding="utf-8")
             (stage / "reports" / f"{config}.txt").write_text(built.report.render() + "\n", encoding="utf-8")
             write_card(stage, builder_cls, built.info, config)
+        write_croissant(stage, builder_cls.__module__.rsplit(".", 1)[-1])  # every config of the folder
         id2label = next((labels for config in written if (labels := builder_cls.id2label(config))), None)
         if id2label:  # what the transformers segmentation example downloads beside the data
             (stage / "id2label.json").write_text(json.dumps({str(k): v for k, v in id2label.items()},

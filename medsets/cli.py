@@ -169,10 +169,11 @@ def main(argv: list[str] | None = None) -> int:
 
     push = commands.add_parser(
         "push", help="publish a built folder as a Hub dataset (private unless --public)",
-        description="Create the dataset repository NAMESPACE/NAME on the Hugging Face Hub (private unless "
-                    "--public: medical data terms often forbid open redistribution) and upload the built "
-                    "folder. Resumable: files already there are skipped. The token comes from HF_TOKEN or "
-                    "`hf auth login`.")
+        description="Check the card (offline, then by the Hub), create the dataset repository NAMESPACE/NAME "
+                    "on the Hugging Face Hub (private unless --public: medical data terms often forbid open "
+                    "redistribution) and upload the built folder, the card last. An existing repository of "
+                    "another visibility is refused, nothing sent. Resumable: files already there unchanged are "
+                    "skipped; hidden files never go. The token comes from HF_TOKEN or `hf auth login`.")
     push.add_argument("folder", type=Path, help="a folder written by `medsets build`")
     push.add_argument("--repo", required=True, help="NAMESPACE/NAME of the dataset repository")
     push.add_argument("--public", action="store_true", help="make the repository public (default: private)")

@@ -6,6 +6,7 @@ import io
 import itertools
 import json
 
+import numpy as np
 import pytest
 from datasets import load_dataset
 
@@ -65,7 +66,7 @@ def test_the_records_equal_what_datasets_loads(folders, name, config):
         split = record[f"{config}/split"].decode()
         row = by_key[(split, record[f"{config}/image_id"])]
         assert record[f"{config}/file_name"].decode() == row["file_name"]
-        assert record[f"{config}/image"].size == _size(row["image"]["bytes"])
+        assert np.array_equal(np.asarray(record[f"{config}/image"]), _pixels(row["image"]["bytes"]))
         if "label" in row and isinstance(row["label"], int):
             assert record[f"{config}/label"] == row["label"]
         if "objects" in row:
@@ -75,7 +76,7 @@ def test_the_records_equal_what_datasets_loads(folders, name, config):
             assert list(objects[f"{config}/objects/category"]) == row["objects"]["category"]
 
 
-def _size(data: bytes):
+def _pixels(data: bytes):
     from PIL import Image
 
-    return Image.open(io.BytesIO(data)).size
+    return np.asarray(Image.open(io.BytesIO(data)))

@@ -154,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
                                "name no image (each listed; the table and the CSV then say how many of how many); "
                                "by default that is an error")
     evaluate.add_argument("--csv", type=Path,
-                          help="where to write the table (default: NAME-SPLIT-scores.csv beside the predictions)")
+                          help="where to write the table (default: PREDICTIONS-NAME-SPLIT-scores.csv beside the "
+                               "predictions, named after their file or folder; never replaced without --overwrite)")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace the default scores file of an earlier run")
     evaluate.add_argument("--compare", type=Path, metavar="PREDICTIONS",
                           help="a second prediction set of the same kind: both scores, their difference with its "
                                "interval over the same units and a two-sided p-value (accuracy: McNemar's exact test)")
@@ -215,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             return evaluate_predictions(args.name, args.predictions, args.dataset or Path(args.name), args.split,
                                         args.csv, allow_missing=args.allow_missing, convention=args.convention,
                                         config=args.config, threshold=args.threshold, compare=args.compare,
-                                        json_path=args.json, bootstrap=bootstrap_of(args))
+                                        json_path=args.json, bootstrap=bootstrap_of(args), overwrite=args.overwrite)
         from .demo import run_demo
 
         return run_demo(args.out, args.scale)

@@ -46,7 +46,7 @@ LABEL_COLUMNS = ("label", "prediction", "predicted", "pred", "class")
 def evaluate_predictions(name: str, predictions: Path, dataset: Path, split: str, csv_path: Path | None,
                          allow_missing: bool = False, convention: str = "uacanet", config: str | None = None,
                          threshold: float | None = None, compare: Path | None = None, json_path: Path | None = None,
-                         bootstrap: Bootstrap | None = None) -> int:
+                         bootstrap: Bootstrap | None = None, overwrite: bool = False) -> int:
     """The `medsets evaluate` command: check the inputs, pick the scoring by the split's label, print with
     intervals (and a paired comparison with --compare), write CSV (and JSON)."""
     from datasets import disable_progress_bars, get_dataset_config_names, get_dataset_split_names, load_dataset
@@ -62,6 +62,11 @@ def evaluate_predictions(name: str, predictions: Path, dataset: Path, split: str
         raise BuildError(f"--compare {compare}: a {'file' if compare.is_file() else 'folder'}, but --predictions "
                          f"{predictions} is a {'file' if predictions.is_file() else 'folder'}; compare like with like.")
     bootstrap = bootstrap or Bootstrap()
+    if csv_path is None:  # named after the predictions: scoring results/UNet after results/BCSNet keeps both
+        csv_path = scores_file(predictions, name, split)
+        if csv_path.exists() and not overwrite:
+            raise BuildError(f"{csv_path} exists (the scores of an earlier run of these predictions); nothing was "
+                             "scored.", hint="Pass --overwrite to replace it, or --csv PATH to write elsewhere.")
     if not dataset.is_dir():
         raise BuildError(f"{dataset}: no built dataset here.", hint=f"Build it first: medsets build {name} --source "
                                                                     f"RAW --out {dataset}, or pass --dataset.")
@@ -141,7 +146,6 @@ def evaluate_predictions(name: str, predictions: Path, dataset: Path, split: str
     published = comparable_lines(BUILDERS[name].PUBLISHED_RESULTS, config or default_config(dataset), split, table)
     if published:
         print("\n".join(published))
-    csv_path = csv_path or predictions.parent / f"{name}-{split}-scores.csv"
     try:
         with open(csv_path, "w", newline="") as handle:
             writer = csv.writer(handle)
@@ -213,6 +217,12 @@ def fail_unless_scored(problems: list[Problem], scored: int, total: int, name: s
 
 
 # -- masks ------------------------------------------------------------------------------------------------
+def scores_file(predictions: Path, name: str, split: str) -> Path:
+    """Where the scores go when --csv is not given: beside the predictions, named after them."""
+    predictions = predictions.resolve()
+    return predictions.parent / f"{predictions.stem if predictions.is_file() else predictions.name}-{name}-{split}-scores.csv"
+
+
 def score_masks(rows, predictions: Path, allow_missing: bool, convention: str,
                 twins: set[int]) -> tuple[dict, tuple, tuple | None, Scored]:
     from tqdm.auto import tqdm

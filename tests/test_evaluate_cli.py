@@ -60,14 +60,14 @@ def test_scores_predictions_with_known_damage(built, tmp_path, capsys):
     assert main(["evaluate", "bis5k", "--predictions", str(predictions), "--dataset", str(built)]) == 2
     err = capsys.readouterr().err
     assert "missing prediction (1)" in err and f"BIS5k/formal_test/images/{names[0]}" in err
-    assert not (tmp_path / "bis5k-test-scores.csv").exists()
+    assert not (tmp_path / "BCSNet-bis5k-test-scores.csv").exists()
     code = main(["evaluate", "bis5k", "--predictions", str(predictions), "--dataset", str(built), "--allow-missing"])
     out, err = capsys.readouterr()
     assert code == 0
     assert f"1 missing predictions (not scored): BIS5k/formal_test/images/{names[0]}" in err
     assert "1 predictions with no image" in err and "stray.png" in err
     assert f"{len(names) - 1} of {len(names)} images scored" in out
-    scored = read_csv(tmp_path / "bis5k-test-scores.csv")
+    scored = read_csv(tmp_path / "BCSNet-bis5k-test-scores.csv")
     columns = ["meanDic", "meanIoU", "wFm", "Sm", "meanEm", "mae", "maxEm", "maxDic", "maxIoU", "meanSen", "maxSen",
                "meanSpe", "maxSpe"]
     assert list(scored) == columns + ["images_scored", "images_in_split"] + [
@@ -82,7 +82,7 @@ def test_scores_predictions_with_known_damage(built, tmp_path, capsys):
     assert scored["mae"] > 0
     # the replica's first test image is a training image taken again; unscored here, so no second score
     assert "No scored test image has a copy in train" in out
-    assert len(open(tmp_path / "bis5k-test-scores.csv").read().splitlines()) == 2
+    assert len(open(tmp_path / "BCSNet-bis5k-test-scores.csv").read().splitlines()) == 2
 
 
 def test_the_score_without_the_test_images_seen_in_training_is_printed_and_written(built, tmp_path, capsys):
@@ -95,11 +95,11 @@ def test_the_score_without_the_test_images_seen_in_training_is_printed_and_writt
     assert main(["evaluate", "bis5k", "--predictions", str(predictions), "--dataset", str(built)]) == 0
     out = capsys.readouterr().out
     assert f"On the {len(names) - 1} of these {len(names)} images without a twin in train" in out
-    every, free = read_csv(tmp_path / "bis5k-test-scores.csv"), read_csv(tmp_path / "bis5k-test-scores.csv", 1)
+    every, free = read_csv(tmp_path / "perfect-bis5k-test-scores.csv"), read_csv(tmp_path / "perfect-bis5k-test-scores.csv", 1)
     perfect = toolkit.summarize([toolkit.toolkit_scores(gts[n].astype(np.uint8) * 255, gts[n]) for n in names[1:]])
     assert free["meanDic"] == pytest.approx(perfect["meanDic"], abs=1e-6) and every["meanDic"] < free["meanDic"]
     assert (free["images_scored"], free["images_in_split"]) == (len(names) - 1, len(names))
-    assert "[without a twin in train]" in open(tmp_path / "bis5k-test-scores.csv").read()
+    assert "[without a twin in train]" in open(tmp_path / "perfect-bis5k-test-scores.csv").read()
 
 
 def test_prediction_of_the_wrong_size_is_an_error(built, tmp_path, capsys):
@@ -188,8 +188,28 @@ def test_labels_are_scored_as_table_3(hep2_2012, tmp_path, capsys):
     assert main(command + ["--predictions", str(tmp_path / "convnext.csv")]) == 0
     out = capsys.readouterr().out
     assert "| f1 score for fine_speckled |" in out and "Custom CoAtNet JFT-3B" in out  # the report's columns beside
-    scored = read_csv(tmp_path / "hep2-test-scores.csv")
+    scored = read_csv(tmp_path / "convnext-hep2-test-scores.csv")
     assert scored["accuracy"] == pytest.approx(1 - 3 / len(rows)) and scored["images_in_split"] == len(rows)
+
+
+def test_a_scores_file_is_named_after_its_predictions_and_never_silently_replaced(hep2_2012, tmp_path, capsys):
+    folder, rows = hep2_2012
+    names = rows.features["label"].names
+    for method, wrong in (("BCSNet", 1), ("UNet", 4)):
+        (tmp_path / "results" / method).mkdir(parents=True)
+        write_labels(tmp_path / "results" / method / "labels.csv", rows, names, wrong=wrong)
+    command = ["evaluate", "hep2", "--config", "icpr2012", "--dataset", str(folder), "--predictions"]
+    for method in ("BCSNet", "UNet"):  # results/<method>/labels.csv -> results/<method>/labels-hep2-test-scores.csv
+        assert main(command + [str(tmp_path / "results" / method / "labels.csv")]) == 0
+    first, second = (read_csv(tmp_path / "results" / m / "labels-hep2-test-scores.csv") for m in ("BCSNet", "UNet"))
+    assert first["accuracy"] > second["accuracy"]  # both kept
+    before = (tmp_path / "results" / "UNet" / "labels-hep2-test-scores.csv").read_bytes()
+    capsys.readouterr()
+    assert main(command + [str(tmp_path / "results" / "UNet" / "labels.csv")]) == 2  # a second run: refused
+    err = capsys.readouterr().err
+    assert "labels-hep2-test-scores.csv exists" in err and "--overwrite" in err and "--csv" in err
+    assert (tmp_path / "results" / "UNet" / "labels-hep2-test-scores.csv").read_bytes() == before
+    assert main(command + [str(tmp_path / "results" / "UNet" / "labels.csv"), "--overwrite"]) == 0
 
 
 def test_label_csv_problems_are_each_listed(hep2_2012, tmp_path, capsys):
@@ -252,14 +272,14 @@ def test_gzmh_masks_and_detections(gzmh, tmp_path, capsys):
         csv.writer(handle).writerows(detections)
     command = ["evaluate", "gzmh", "--dataset", str(folder), "--predictions", str(tmp_path / "detections.csv")]
     assert main(command + ["--threshold", "0.5"]) == 0
-    scored = read_csv(tmp_path / "gzmh-test-scores.csv")
+    scored = read_csv(tmp_path / "detections-gzmh-test-scores.csv")
     mitoses = sum(len(o["centroid"]) for o in rows["objects"])
     assert scored["one_to_one f1"] == 1.0 and scored["gzmh_authors f1"] == 1.0 and scored["one_to_one tp"] == mitoses
-    assert main(command + ["--threshold", "0.2"]) == 0  # the false one counts now
-    assert read_csv(tmp_path / "gzmh-test-scores.csv")["one_to_one fp"] == 1
+    assert main(command + ["--threshold", "0.2", "--overwrite"]) == 0  # the false one counts now
+    assert read_csv(tmp_path / "detections-gzmh-test-scores.csv")["one_to_one fp"] == 1
     with open(tmp_path / "detections.csv", "a") as handle:
         handle.write("no-such-image.jpg,1,1,0.9\n")
-    assert main(command) == 2
+    assert main(command + ["--overwrite"]) == 2
     assert "prediction with no image (1)" in capsys.readouterr().err
 
 
@@ -273,8 +293,8 @@ def test_images_are_named_by_file_or_by_id_as_the_header_says(hep2_2012, tmp_pat
     for text in (by_name, by_id):
         (tmp_path / "p.csv").write_text(text)
         assert main(["evaluate", "hep2", "--config", "icpr2012", "--dataset", str(folder),
-                     "--predictions", str(tmp_path / "p.csv")]) == 0
-        assert read_csv(tmp_path / "hep2-test-scores.csv")["accuracy"] == 1.0
+                     "--predictions", str(tmp_path / "p.csv"), "--overwrite"]) == 0
+        assert read_csv(tmp_path / "p-hep2-test-scores.csv")["accuracy"] == 1.0
     capsys.readouterr()
 
 
@@ -300,7 +320,7 @@ def test_intervals_by_specimen_a_paired_comparison_and_the_published_results(hep
     assert paired["difference"] > 0 and paired["ci_low"] > 0 and paired["p_value"] < 0.05
     mcnemar = saved["comparison"]["mcnemar"]
     assert mcnemar["b_right_a_wrong"] == 0 and mcnemar["p_value"] < 0.001
-    scored = read_csv(tmp_path / "hep2-test-scores.csv")
+    scored = read_csv(tmp_path / "good-hep2-test-scores.csv")
     assert scored["unit"] == "specimen" and scored["accuracy ci_low"] <= scored["accuracy"]
 
 

@@ -15,6 +15,7 @@ import sys
 import sysconfig
 import venv
 import zipfile
+from importlib.metadata import version as metadata_version
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,10 @@ def test_wheel_holds_the_builders_card_prose_and_metric_modules(wheel):
     assert {"medsets/training/image_pipeline.py", "medsets/synthetic/hep2.py", "medsets/__main__.py"} <= names
     # One import package: nothing else at the top level (the scripts stay in the repository).
     assert {name.split("/")[0] for name in names} == {"medsets", wheel.name.split("-py3")[0] + ".dist-info"}
+    info = wheel.name.split("-py3")[0] + ".dist-info"
+    assert f"{info}/licenses/LICENSE" in names  # the licence the metadata declares travels with the wheel
+    metadata = zipfile.ZipFile(wheel).read(f"{info}/METADATA").decode()
+    assert "License-Expression: Apache-2.0" in metadata and "Classifier: Intended Audience :: Science/Research" in metadata
 
 
 def test_installed_package_is_the_wheel_not_the_checkout(installed):
@@ -114,6 +119,7 @@ def test_metric_modules_load_with_evaluate_from_the_wheel(installed):
 
 def test_push_help_and_module_entry_point_from_the_wheel(installed):
     assert "--repo" in installed("medsets", "push", "--help").stdout
+    assert installed("medsets", "--version").stdout.strip() == f"medsets {metadata_version('medsets')}"
     assert "build" in installed("python", "-m", "medsets", "--help").stdout
 
 

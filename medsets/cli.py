@@ -180,6 +180,21 @@ def main(argv: list[str] | None = None) -> int:
     push.add_argument("--repo", required=True, help="NAMESPACE/NAME of the dataset repository")
     push.add_argument("--public", action="store_true", help="make the repository public (default: private)")
 
+    replica = commands.add_parser(
+        "replica", help="write a synthetic replica of a raw download (its layout and quirks), to try a build on",
+        description="Write a synthetic replica of one raw download into OUT: the published layout with the real "
+                    "files' quirks (names, CSV dialects, wrapper folders), images drawn so the classes differ. "
+                    "What the demo and the tests build from. Replicas: " + "; ".join(
+                        f"{name}: {about}" + (f" (--layout {', '.join(layouts)})" if layouts else "")
+                        for name, (_, layouts, about) in replica_table().items()))
+    replica.add_argument("name", choices=list(replica_table()), help="which download")
+    replica.add_argument("--out", type=Path, required=True, help="folder to write into (created; must not exist)")
+    replica.add_argument("--layout", help="which layout of the download (default: the first listed)")
+    replica.add_argument("--scale", type=float, default=0.05,
+                         help="size as a fraction of the published counts (default: %(default)s; 1 = full size)")
+    replica.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    replica.add_argument("--zip", action="store_true", help="write OUT.zip instead of a folder")
+
     demo = commands.add_parser(
         "demo", help="build and load synthetic replicas of the raw downloads, then short training runs",
         description="Write synthetic replicas of every raw layout (HEp-2 ICPR 2014 and the MIVIA download of "
@@ -218,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                                         args.csv, allow_missing=args.allow_missing, convention=args.convention,
                                         config=args.config, threshold=args.threshold, compare=args.compare,
                                         json_path=args.json, bootstrap=bootstrap_of(args), overwrite=args.overwrite)
+        if args.command == "replica":
+            return write_replica(args)
         from .demo import run_demo
 
         return run_demo(args.out, args.scale)
@@ -235,6 +252,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"medsets: stopped by {signal.Signals(signum).name}; nothing was written and the output folder is "
               "as it was", file=sys.stderr)
         return 128 + signum
+
+
+def replica_table() -> dict:
+    from .synthetic import REPLICAS
+
+    return REPLICAS
+
+
+def write_replica(args) -> int:
+    from .errors import MedsetsError
+
+    writer, layouts, _ = replica_table()[args.name]
+    if args.layout is not None and args.layout not in layouts:
+        raise MedsetsError(f"replica {args.name}: no layout {args.layout!r}; "
+                           + (f"choose one of {', '.join(layouts)}." if layouts else "it has one layout, leave --layout out."))
+    if not 0 < args.scale <= 1:
+        raise MedsetsError(f"--scale {args.scale}: a fraction of the published counts, above 0 and at most 1.")
+    target = args.out.with_name(args.out.name + ".zip") if args.zip else args.out
+    if target.exists():
+        raise MedsetsError(f"{target} exists; nothing was written.")
+    options = {"scale": args.scale, "seed": args.seed, "as_zip": args.zip}
+    written = writer(args.out, *([args.layout or layouts[0]] if layouts else []), **options)
+    files = "" if written.is_file() else f" ({sum(p.is_file() for p in written.rglob('*'))} files)"
+    print(f"Wrote a replica of {args.name} ({args.layout or (layouts[0] if layouts else 'its layout')}, scale "
+          f"{args.scale}): {written}{files}. Build it: medsets build {args.name.split('-')[0]} "
+          f"{'--config icpr2012 ' if args.name == 'hep2-icpr2012' else ''}--source {written} --out OUT")
+    return 0
 
 
 def list_datasets() -> int:

@@ -108,13 +108,14 @@ DEMO_TRAINING = ["--save_total_limit", "1", "--use_cpu", "True", "--dataloader_n
 def demo_training(out: Path) -> int:
     """Short from-scratch runs of the fine-tuning scripts on the replicas: ViT on HEp-2, SegFormer on BIS5k
     and GZMH tiles, RT-DETR on GZMH tiles (scored on the full images) and on whole HEp-2 slides."""
-    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
-        print("\n4. Fine-tuning skipped: it needs the train extra (pip install 'medsets[train]').")
-        return 0
     scripts = scripts_folder()
-    if scripts is None:
-        print("\n4. Fine-tuning skipped: the fine-tuning scripts live in the repository's scripts/ folder, "
-              "not in the installed package; run the demo from a clone (make demo).")
+    if scripts is None:  # the truth first: the extra alone would not bring them
+        print("\n4. Fine-tuning skipped: the fine-tuning scripts live in the repository's scripts/ folder and are "
+              "not part of the installed package (as transformers' example scripts are not part of transformers); "
+              "clone the repository and run `make demo` there (it installs the train extra).")
+        return 0
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
+        print("\n4. Fine-tuning skipped: it needs the train extra (pip install '.[train]' in the clone).")
         return 0
     runs = [
         ("finetune_classification", "a ViT-tiny on the HEp-2 replica, 10 short epochs",

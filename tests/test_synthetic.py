@@ -91,3 +91,19 @@ def test_classes_are_learnable_by_a_nearest_centroid_classifier():
             correct += guess == pattern
             total += 1
     assert correct / total > 0.6  # chance is 1/6
+
+
+def test_medsets_replica_writes_one_that_builds_and_refuses_what_it_cannot_do(tmp_path, capsys):
+    from medsets.cli import main
+
+    assert main(["replica", "leukemia", "--layout", "tcia", "--out", str(tmp_path / "raw"), "--scale", "0.002"]) == 0
+    said = capsys.readouterr().out
+    assert "Wrote a replica of leukemia (tcia, scale 0.002)" in said and "medsets build leukemia --source" in said
+    assert main(["build", "leukemia", "--source", str(tmp_path / "raw"), "--out", str(tmp_path / "built")]) == 0
+    capsys.readouterr()
+    assert main(["replica", "leukemia", "--out", str(tmp_path / "raw")]) == 2  # never over what is there
+    assert main(["replica", "gzmh", "--layout", "v3", "--out", str(tmp_path / "g")]) == 2
+    assert main(["replica", "bis5k", "--scale", "2", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "exists; nothing was written" in err and "choose one of v2, v1" in err and "--scale 2.0" in err
+    assert not (tmp_path / "g").exists() and not (tmp_path / "b").exists()

@@ -88,8 +88,9 @@ def test_installed_package_is_the_wheel_not_the_checkout(installed):
 
 def test_list_build_and_card_prose_from_the_wheel(installed):
     assert "hep2" in installed("medsets", "list").stdout
-    raw = synthetic.write_hep2_icpr2012(installed.work / "raw-hep2", scale=0.05)
-    built = installed("medsets", "build", "hep2", "--config", "icpr2012", "--source", str(raw), "--out", "hep2")
+    replica = installed("medsets", "replica", "hep2-icpr2012", "--out", "raw-hep2", "--scale", "0.05")
+    assert "medsets build hep2 --config icpr2012 --source raw-hep2" in replica.stdout  # the replicas ship too
+    built = installed("medsets", "build", "hep2", "--config", "icpr2012", "--source", "raw-hep2", "--out", "hep2")
     assert "Wrote" in built.stdout
     card = (installed.work / "hep2" / "README.md").read_text()
     prose = (REPOSITORY / "cards" / "hep2.md").read_text().split("---", 2)[2].strip()

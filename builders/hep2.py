@@ -159,7 +159,8 @@ class HEp2(MedsetsBuilder):
         labels = list(self.config.labels)
         if self.config.reader == "slides":
             features = detection_features(labels, with_mask=True, tile=False,
-                                          object_columns={"intensity": datasets.ClassLabel(names=self.INTENSITIES)},
+                                          object_columns={"intensity": datasets.ClassLabel(names=self.INTENSITIES),
+                                                          "csv_bbox": datasets.List(datasets.Value("float32"), length=4)},
                                           mask_columns={"instance_mask": datasets.Image()},
                                           columns={"specimen_id": datasets.Value("string")})
         else:

@@ -282,7 +282,7 @@ def read_cell_mask(hep2, file: str, box, slide_size, problems: list, crop_size=N
 
 
 def slide_example(hep2, record: SlideRecord):
-    """One slide: the image, every cell as an object (box from NN.csv, area and centroid from its mask), a
+    """One slide: the image, every cell as an object (box, area and centroid from its mask; NN.csv's box kept), a
     semantic mask (pattern id + 1 per pixel, 0 background) and an instance mask (the cell's id in NN.csv
     per pixel, 16-bit)."""
     slide, problems = record.slide, list(record.problems)
@@ -291,7 +291,7 @@ def slide_example(hep2, record: SlideRecord):
         raise RowProblems(problems)
     semantic = np.zeros((image.height, image.width), np.uint8)
     instance = np.zeros((image.height, image.width), np.uint16)
-    objects, at, overlap = [], Counter(), 0
+    objects, at, overlap, box_ratios = [], Counter(), 0, []
     for cell in slide.cells:
         if cell.id not in slide.cell_masks or cell.pattern is None:
             continue  # the problem is already recorded
@@ -309,8 +309,12 @@ def slide_example(hep2, record: SlideRecord):
         instance[free] = cell.id
         semantic[free] = hep2.ICPR2012_LABELS.index(cell.pattern) + 1
         rows, cols = np.nonzero(canvas)
-        objects.append({"id": slide.number * hep2.CELL_IDS_PER_SLIDE + cell.id,
-                        "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+        # The box is the mask's own, tight (as COCO derives boxes from segmentations): a detector learns the
+        # boxes it is given. NN.csv's bounds stay beside it; the report says how much larger they are.
+        tight = [float(cols.min()), float(rows.min()), float(cols.max() + 1 - cols.min()), float(rows.max() + 1 - rows.min())]
+        box_ratios.append(round((x1 - x0) * (y1 - y0) / (tight[2] * tight[3]), 4))
+        objects.append({"id": slide.number * hep2.CELL_IDS_PER_SLIDE + cell.id, "bbox": tight,
+                        "csv_bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
                         "area": int(len(rows)),
                         "centroid": [float(cols.mean() + 0.5), float(rows.mean() + 0.5)],
                         "category": hep2.ICPR2012_LABELS.index(cell.pattern),
@@ -321,10 +325,11 @@ def slide_example(hep2, record: SlideRecord):
                "label": {"bytes": png_bytes(Image.fromarray(semantic)), "path": None},
                "instance_mask": {"bytes": png_bytes(Image.fromarray(instance)), "path": None},
                "objects": {key: [o[key] for o in objects] for key in
-                           ("id", "bbox", "area", "centroid", "category", "intensity")},
+                           ("id", "bbox", "csv_bbox", "area", "centroid", "category", "intensity")},
                "specimen_id": str(slide.number), "image_id": slide.number, "file_name": record.image_file}
     facts = {"cells": len(objects), "masks_at_slide": at["slide"], "masks_at_crop": at["crop"],
-             "mask_overlap_pixels": overlap, "mask_coverage": float(np.count_nonzero(semantic) / semantic.size)}
+             "mask_overlap_pixels": overlap, "mask_coverage": float(np.count_nonzero(semantic) / semantic.size),
+             "csv_box_area_ratios": box_ratios}
     return example, image, facts
 
 
@@ -338,6 +343,11 @@ def mask_findings(examples: list[dict]) -> list[str]:
     if at["slide"] or at["crop"]:  # unpublished: say which was found
         findings.append(f"cell masks: {at['slide']} at slide size, {at['crop']} at crop size "
                                "(detected per file from its size)")
+    ratios = sorted(r for ex in examples for r in ex.get("csv_box_area_ratios") or [])
+    if ratios:
+        findings.append(f"cell boxes: each cell's `bbox` is its mask's tight box; the NN.csv bounds, kept as "
+                        f"`csv_bbox`, cover a median {ratios[len(ratios) // 2]:.2f}x and at most {ratios[-1]:.2f}x "
+                        f"its area ({len(ratios)} cells)")
     overlaps = [f"{ex['file_name']} ({ex['mask_overlap_pixels']} px)" for ex in examples if ex.get("mask_overlap_pixels")]
     if overlaps:
         findings.append(f"cell masks overlap on {len(overlaps)} slides (the first cell in NN.csv keeps "

@@ -104,14 +104,19 @@ def test_icpr2012_slides_as_detection_and_segmentation(tmp_path):
     rows = [line.split(";") for line in (source / "Main_Dataset/Images/01/01.csv").read_text().splitlines()[1:]]
     cells = {int(r[1]): r for r in rows if r[4] == "cell"}
     assert sorted(np.unique(instance)[1:].tolist()) == sorted(cells)  # every cell's id, nothing else
-    for object_id, box, area, category in zip(*(slide["objects"][k] for k in ("id", "bbox", "area", "category"))):
+    for object_id, box, csv_box, area, category in zip(*(slide["objects"][k] for k in (
+            "id", "bbox", "csv_bbox", "area", "category"))):
         row = cells[object_id - 1000]
         min_x, min_y, max_x, max_y = map(int, row[6:10])
-        assert box == [min_x - 1, min_y - 1, max_x - min_x + 1, max_y - min_y + 1]  # 1-based bounds -> COCO
+        assert csv_box == [min_x - 1, min_y - 1, max_x - min_x + 1, max_y - min_y + 1]  # 1-based bounds -> COCO
+        ys, xs = np.nonzero(instance == object_id - 1000)  # (no overlap on this slide: each mask whole)
+        assert box == [xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()]  # the mask's tight box
         assert area == np.count_nonzero(instance == object_id - 1000)
         assert ICPR2012_PATTERNS[category] == "centromere"
         assert set(np.unique(semantic[instance == object_id - 1000])) == {category + 1}
     assert (semantic > 0).sum() == (instance > 0).sum()
+    line = next(w for w in report.warnings if w.startswith("cell boxes:"))
+    assert "`bbox` is its mask's tight box" in line and "`csv_bbox`" in line and "median" in line
     assert (folder / "id2label.json").exists() and (folder / "sample-icpr2012_slides.png").exists()
     card = DatasetCard.load(folder / "README.md").data
     assert {"image-classification", "object-detection", "image-segmentation"} <= set(card.task_categories)

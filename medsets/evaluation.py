@@ -111,6 +111,8 @@ def evaluate_predictions(name: str, predictions: Path, dataset: Path, split: str
     width = max(8, *map(len, table))
     for column, value in table.items():
         print(f"  {column:{width}s} {value:.4f}" if isinstance(value, float) else f"  {column:{width}s} {value}")
+    for note in toolkit_notes(table):
+        print(f"note: {note}")
     without = f"without a twin in {'/'.join(compared)}"
     if clean and clean[1] == scored:  # the images with a twin were not among those scored
         clean = None
@@ -217,6 +219,21 @@ def fail_unless_scored(problems: list[Problem], scored: int, total: int, name: s
 
 
 # -- masks ------------------------------------------------------------------------------------------------
+def toolkit_notes(table: dict) -> list[str]:
+    """Sentences for the BIS5k toolkit's numbers that look wrong and are not: each follows its reference code."""
+    notes = []
+    if "maxEm" in table and table["maxEm"] > 1:
+        notes.append(f"maxEm {table['maxEm']:.6f} is above 1: the reference code divides the E-measure's sum over "
+                     "an image's N pixels by N - 1, so a perfect prediction scores N / (N - 1) (1.000015 for 256x256).")
+    if "meanDic" in table and table["meanDic"] < 1 and table.get("maxDic", 0) > 0.9999:
+        notes.append(f"meanDic {table['meanDic']:.4f} below a maxDic of 1: the mean runs over 256 thresholds down "
+                     "to 0, where every pixel counts as foreground, so even a perfect prediction stays under 1.")
+    if "maxSpe" in table and table["maxSpe"] == 0:
+        notes.append("specificity 0: where a prediction finds none of the ground truth (TP = 0), the reference "
+                     "code sets Dice, IoU, sensitivity and specificity to 0, whatever the true negatives.")
+    return notes
+
+
 def scores_file(predictions: Path, name: str, split: str) -> Path:
     """Where the scores go when --csv is not given: beside the predictions, named after them."""
     predictions = predictions.resolve()

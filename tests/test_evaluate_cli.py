@@ -409,3 +409,16 @@ def test_detections_that_are_not_finite_or_are_negative_are_refused(gzmh, tmp_pa
     assert main(["evaluate", "gzmh", "--dataset", str(folder), "--predictions", str(tmp_path / "detections.csv")]) == 2
     err = capsys.readouterr().err
     assert "line 2: x, y and score must be numbers of 0 or more" in err and "Traceback" not in err
+
+
+def test_toolkit_numbers_that_look_wrong_are_explained_under_the_table(built, tmp_path, capsys):
+    gts = truths(built)
+    for kind, scale in (("perfect", 255), ("nothing", 0)):
+        (tmp_path / kind).mkdir()
+        for name, truth in gts.items():
+            Image.fromarray(truth.astype(np.uint8) * scale).save(tmp_path / kind / name)
+        assert main(["evaluate", "bis5k", "--predictions", str(tmp_path / kind), "--dataset", str(built)]) == 0
+    perfect, nothing = capsys.readouterr().out.split("bis5k/test:")[1:]
+    assert "note: maxEm 1.000" in perfect and "N / (N - 1)" in perfect  # as UACANet's Eval.py divides
+    assert "note: meanDic" in perfect and "specificity 0" not in perfect
+    assert "note: specificity 0" in nothing and "TP = 0" in nothing and "note: maxEm" not in nothing

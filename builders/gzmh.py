@@ -316,11 +316,11 @@ class GZMH(MedsetsBuilder):
             if ex.get("mask_coding"):
                 codings[ex["mask_coding"]].append(ex["file_name"])
         if any(c != "0/255" for c in codings):  # unpublished encoding: say what was found and how it was read
-            report.warnings.append("mask encodings found: " + "; ".join(
+            report.findings.append("mask encodings found: " + "; ".join(
                 f"{coding} in {len(files)} masks (e.g. {files[0]})" for coding, files in sorted(codings.items())))
         measured = [ex["jpeg_difference"] for ex in examples if ex.get("jpeg_difference")]
         if measured:
-            report.warnings.append(tile_difference_finding(examples, measured))
+            report.findings.append(tile_difference_finding(examples, measured))
         disagreements = [line for ex in examples for line in ex.get("box_disagreements", [])]
         if disagreements:
             report.warnings.append(f"box files vs masks: {len(disagreements)} disagreements (listed below; "

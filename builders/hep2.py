@@ -204,5 +204,5 @@ class HEp2(MedsetsBuilder):
 
     def _make_report(self, problems, examples):
         report = super()._make_report(problems, examples)
-        report.warnings += hep2_mivia.mask_findings(examples)
+        report.findings += hep2_mivia.mask_findings(examples)
         return report

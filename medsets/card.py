@@ -135,7 +135,7 @@ def card_text(name: str, builder_cls, reports: list[BuildReport], prose: str, fo
         duplicates = [line for line in report.duplicate_lines() if not line.startswith("  dropped")]
         findings = ([f"count differs from the published one: {m}" for m in report.count_mismatches]
                     + [f"left out with skip_bad=True: {p['kind']}: {p['file']} {p['detail']}".rstrip()
-                       for p in report.skipped] + duplicates + report.warnings)
+                       for p in report.skipped] + duplicates + report.findings + report.warnings)
         lines += ["", "Build findings:" if findings else "Build findings: none; counts match the published ones."]
         lines += [f"- {f}" for f in findings] + [""]
         leak = copies_across_splits(report)

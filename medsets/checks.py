@@ -184,7 +184,8 @@ class BuildReport:
     counts: dict = field(default_factory=dict)  # split -> {"total": n, column -> {value: n}}
     count_mismatches: list[str] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)  # problems whose rows were left out (skip_bad=True)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what a user should act on or know before using it
+    findings: list[str] = field(default_factory=list)  # what the build found and how it read it (for information)
     image_sizes: dict = field(default_factory=dict)  # split -> {"min": [w, h], "median": .., "max": ..}
     mask_coverage: dict = field(default_factory=dict)  # split -> foreground fraction {"mean", "min", "max"}
     # Pixel-identical images: {"pairs": {split pair: n}, "groups": [[{split, image_id, file_name, pixel_hash}]]}
@@ -241,8 +242,8 @@ class BuildReport:
         if self.skipped:
             lines.append(f"  rows left out with skip_bad=True ({len(self.skipped)}):")
             lines += [f"    - {p['kind']}: {p['file']} {p['detail']}".rstrip() for p in self.skipped]
-        for w in self.warnings:
-            lines.append(f"  warning: {w}")
+        lines += [f"  found: {f}" for f in self.findings]
+        lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
 

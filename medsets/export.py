@@ -32,6 +32,7 @@ from datasets.exceptions import DatasetGenerationError
 from .card import write_card
 from .croissant import write_croissant
 from .shards import write_shards
+from .source import check_exists
 from .checks import MAX_NAMES_PER_KIND, BuildError
 from .picture import sample_picture
 from .processes import terminate_as_exception
@@ -74,6 +75,7 @@ def build_configs(builder_cls, source, config: str | None, out, *, overwrite=Fal
     if num_proc is not None and (isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 1):
         raise BuildError(f"num_proc={num_proc!r}: the number of worker processes is a whole number, 1 or more.",
                          hint="Leave it out for the dataset's default.")
+    check_exists(source)  # before the output's state: nothing can be built without it
     check_apart(source, out)
     with output_errors(out.parent, "create the folder that will hold the output"):
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -151,10 +153,15 @@ def build_into(builder_cls, source, configs: list[str], out: Path, existing: boo
             (stage / "reports" / f"{config}.txt").write_text(built.report.render() + "\n", encoding="utf-8")
             write_card(stage, builder_cls, built.info, config)
         write_croissant(stage, builder_cls.__module__.rsplit(".", 1)[-1])  # every config of the folder
-        id2label = next((labels for config in written if (labels := builder_cls.id2label(config))), None)
-        if id2label:  # what the transformers segmentation example downloads beside the data
-            (stage / "id2label.json").write_text(json.dumps({str(k): v for k, v in id2label.items()},
-                                                            indent=2) + "\n", encoding="utf-8")
+        # What the transformers segmentation example downloads beside the data, for the config it loads (the
+        # default); a config with other classes gets its own file (HEp-2's slides: the default is cells).
+        default = builder_cls.id2label(builder_cls.DEFAULT_CONFIG_NAME)
+        for config in written:
+            labels = builder_cls.id2label(config)
+            if labels:
+                name = "id2label.json" if labels == default else f"id2label-{config}.json"
+                (stage / name).write_text(json.dumps({str(k): v for k, v in labels.items()}, indent=2) + "\n",
+                                          encoding="utf-8")
         check_not_stopped()  # a signal whose exception a finaliser swallowed must still stop the build
         swap_in(stage, out)
     return out, {config: built.report for config, built in written.items()}

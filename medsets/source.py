@@ -27,6 +27,13 @@ _JUNK_DIRS = {"__macosx"}
 LABEL_DELIMITERS = (",", ";", "\t")
 
 
+def check_exists(path, given=None):
+    """The raw download must be there: said first, before anything about the output."""
+    if not Path(path).expanduser().exists():
+        raise SourceError(f"{given or path}: no such file or folder. Point data_dir= at the extracted folder, "
+                          "a folder above it, or the downloaded .zip.")
+
+
 class SourceError(MedsetsError):
     """The path given as a source cannot be read as one (missing, not a folder or zip, empty)."""
 
@@ -78,9 +85,7 @@ class Source:
         except (OSError, RuntimeError) as err:  # a loop of symbolic links (RuntimeError before Python 3.13)
             raise SourceError(f"{path}: cannot be followed to a file or folder ({err}). Point data_dir= at the "
                               "extracted folder itself.") from None
-        if not self.path.exists():
-            raise SourceError(f"{path}: no such file or folder. Point data_dir= at the extracted folder, "
-                              "a folder above it, or the downloaded .zip.")
+        check_exists(self.path, path)
         self._real_names: dict[str, str] = {}  # printable name -> the name on disk, where they differ
         if self.path.is_dir():
             self.kind = "folder"

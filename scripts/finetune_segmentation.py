@@ -140,10 +140,12 @@ class FinetuneTrainingArguments(SharedTrainingArguments):
 
 
 # -- data ----------------------------------------------------------------------------------------------
-def read_id2label(dataset: str) -> dict[int, str]:
-    """`id2label.json` at the built folder's root (or the Hub dataset's), as the transformers example reads it."""
-    local = Path(dataset) / "id2label.json"
-    if local.exists():
+def read_id2label(dataset: str, config: str | None = None) -> dict[int, str]:
+    """`id2label.json` at the built folder's root (or the Hub dataset's), as the transformers example reads it;
+    a config other than the folder's default has its own `id2label-CONFIG.json` where its classes differ."""
+    named = [f"id2label-{config}.json"] if config else []
+    local = next((Path(dataset) / name for name in named + ["id2label.json"] if (Path(dataset) / name).exists()), None)
+    if local is not None:
         text = local.read_text()
     else:
         from huggingface_hub import hf_hub_download
@@ -387,7 +389,7 @@ def set_up(argv: list[str] | None = None) -> Run:
 
     # 1. Data: splits, every image and target decoded once when they fit the cache, class balance.
     dataset = datasets.load_dataset(data_args.dataset, data_args.config)
-    id2label = read_id2label(data_args.dataset)
+    id2label = read_id2label(data_args.dataset, data_args.config)
     names = [id2label[k] for k in sorted(id2label)]
     splits, notes = choose_splits(dataset, data_args, training_args.seed)
     size = data_args.image_size

@@ -328,7 +328,7 @@ def test_masks_with_low_label_values_keep_their_objects(tmp_path):
     by_name = {r["file_name"].rsplit("/", 1)[-1]: r for r in rows(folder, "full", "train")}
     assert len(by_name["a.png"]["objects"]["bbox"]) == 2 and pixels(by_name["a.png"]["label"]).max() == 1
     assert any("mask encodings found" in w and "values {0, 1, 2} (nonzero read as mitosis) in 1 masks" in w
-               and "0/255 in 1 masks" in w for w in report.warnings), report.warnings
+               and "0/255 in 1 masks" in w for w in report.findings), report.findings
 
 
 def test_one_pass_writes_both_configs_as_two_separate_builds_would(tmp_path):
@@ -350,7 +350,7 @@ def test_one_pass_writes_both_configs_as_two_separate_builds_would(tmp_path):
 def test_jpeg_tiles_keep_the_sources_tables_on_its_block_grid_and_png_tiles_are_exact(tmp_path):
     source = synthetic.write_gzmh(tmp_path / "raw", "v2", scale=0.002, size=1100)
     folder, report = build(GZMH, source, "tiles", tmp_path / "jpeg")
-    finding = next(w for w in report.warnings if w.startswith("tiles: "))
+    finding = next(w for w in report.findings if w.startswith("tiles: "))
     assert re.search(r"tiles: \d+ JPEG .* 0 PNG", finding) and "on the block grid: mean |difference|" in finding
     for row in rows(folder, "tiles", "train"):
         tile = Image.open(io.BytesIO(row["image"]["bytes"]))

@@ -68,7 +68,7 @@ def test_icpr2012_from_main_dataset_alone_equals_the_contest_and_both_are_cross_
     cut_source = replica(tmp_path / "cut", parts=("main",), cell_images=False, masks_at="crop")
     cut, cut_report = build(HEp2, cut_source, "icpr2012", tmp_path / "cut-out")
     assert "cut from the slide images by their boxes" in cut_report.layout
-    assert "0 at slide size" in " ".join(cut_report.warnings)  # masks at crop size, detected and said
+    assert "0 at slide size" in " ".join(cut_report.findings)  # masks at crop size, detected and said
     assert pixels_by_split(cut, "icpr2012") == contest
     ds = load_dataset(str(cut), "icpr2012", cache_dir=str(tmp_path / "cache"))
     first = ds["train"][0]
@@ -115,9 +115,11 @@ def test_icpr2012_slides_as_detection_and_segmentation(tmp_path):
         assert ICPR2012_PATTERNS[category] == "centromere"
         assert set(np.unique(semantic[instance == object_id - 1000])) == {category + 1}
     assert (semantic > 0).sum() == (instance > 0).sum()
-    line = next(w for w in report.warnings if w.startswith("cell boxes:"))
+    line = next(w for w in report.findings if w.startswith("cell boxes:"))
     assert "`bbox` is its mask's tight box" in line and "`csv_bbox`" in line and "median" in line
-    assert (folder / "id2label.json").exists() and (folder / "sample-icpr2012_slides.png").exists()
+    # Its classes in a file of its own: the folder's id2label.json would be read for the default config (cells).
+    assert (folder / "id2label-icpr2012_slides.json").exists() and not (folder / "id2label.json").exists()
+    assert (folder / "sample-icpr2012_slides.png").exists()
     card = DatasetCard.load(folder / "README.md").data
     assert {"image-classification", "object-detection", "image-segmentation"} <= set(card.task_categories)
     assert Image.open(folder / "sample-icpr2012_slides.png").height == 3 * (128 + 4) + 4  # legend row too

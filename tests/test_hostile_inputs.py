@@ -471,3 +471,12 @@ def test_a_split_emptied_by_drop_duplicates_is_left_out_too(tmp_path, capsys):
     assert cli("build", "hep2", "--source", source, "--out", out, "--drop-duplicates") == 0
     assert "test: no rows left" in capsys.readouterr().out
     assert sorted(load_dataset(str(out), "icpr2014")) == ["train", "validation"]
+
+
+def test_a_missing_source_is_said_before_anything_about_the_output(replicas, tmp_path, capsys):
+    out = tmp_path / "hep2"
+    assert cli("build", "hep2", "--source", replicas("processed"), "--out", out) == 0
+    capsys.readouterr()
+    assert cli("build", "hep2", "--source", tmp_path / "no-such-download", "--out", out) == 2  # no --overwrite either
+    err = said(capsys)
+    assert "no-such-download: no such file or folder" in err and "--overwrite" not in err

@@ -25,10 +25,20 @@ MARGIN = 4
 OVERLAY = np.array([255, 60, 60], np.float32)  # mask colour, blended at 40%
 
 
+def shown(image: Image.Image) -> Image.Image:
+    """A dim image (fluorescence: most of it near black) stretched for the eye only, its median (the
+    background) to black and its 99.9th percentile to white; bright images (H&E) as they are."""
+    pixels = np.asarray(image, np.float32)
+    low, top = (float(v) for v in np.percentile(pixels.max(axis=-1), (50, 99.9)))
+    if top >= 128 or top <= low:
+        return image
+    return Image.fromarray(np.clip((pixels - low) * (255 / (top - low)), 0, 255).astype(np.uint8))
+
+
 def thumbnail(image_bytes: bytes, mask_bytes: bytes | None = None, outline: bool = False) -> Image.Image:
     """Fit an image into a THUMBNAIL square; a mask is blended over it, or only its outline drawn (cell masks,
     where a fill would hide the staining pattern the picture is meant to show)."""
-    image = Image.open(io.BytesIO(image_bytes)).convert("RGB")
+    image = shown(Image.open(io.BytesIO(image_bytes)).convert("RGB"))
     if mask_bytes is not None:
         mask = np.asarray(Image.open(io.BytesIO(mask_bytes))) > 0
         if outline:  # thick enough to survive the shrink to THUMBNAIL pixels
@@ -79,15 +89,26 @@ def rows_at(shards: list[Path], picks: list[tuple[int, int]], columns: list[str]
     return [found[pick] for pick in picks]
 
 
-def grid(rows_of_tiles: list[tuple[str, list[Image.Image]]], columns: int) -> Image.Image:
+def grid(rows_of_tiles: list[tuple[str, list[Image.Image]]], columns: int,
+         headers: tuple[str, list[tuple[str, tuple]]] | None = None) -> Image.Image:
+    """Rows of tiles, each row named on the left; `headers`: (name of the header row, [(text, colour)] one
+    per column) written above the columns (what each column is, e.g. a slide and its pattern)."""
     font = ImageFont.load_default(size=14)
-    label_width = 8 + max(int(font.getlength(name)) for name, _ in rows_of_tiles)
+    label_width = 8 + max(int(font.getlength(name)) for name, _ in rows_of_tiles + ([headers] if headers else []))
+    head = 22 if headers else 0
     width = label_width + columns * (THUMBNAIL + MARGIN) + MARGIN
-    height = len(rows_of_tiles) * (THUMBNAIL + MARGIN) + MARGIN
+    height = head + len(rows_of_tiles) * (THUMBNAIL + MARGIN) + MARGIN
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
+    if headers:
+        draw.text((4, MARGIN + 2), headers[0], fill="black", font=font)
+        for c, (text, colour) in enumerate(headers[1]):
+            small = ImageFont.load_default(size=12)
+            while small.size > 8 and small.getlength(text) > THUMBNAIL:
+                small = ImageFont.load_default(size=small.size - 1)
+            draw.text((label_width + MARGIN + c * (THUMBNAIL + MARGIN), MARGIN + 4), text, fill=colour, font=small)
     for r, (name, tiles) in enumerate(rows_of_tiles):
-        top = MARGIN + r * (THUMBNAIL + MARGIN)
+        top = head + MARGIN + r * (THUMBNAIL + MARGIN)
         draw.text((4, top + THUMBNAIL // 2 - 8), name, fill="black", font=font)
         for c, tile in enumerate(tiles):
             canvas.paste(tile, (label_width + MARGIN + c * (THUMBNAIL + MARGIN), top))
@@ -105,23 +126,10 @@ def box_colours(row: dict, categories: int) -> list[tuple[int, int, int]]:
     return [CATEGORY_COLOURS[c % len(CATEGORY_COLOURS)] for c in row["objects"]["category"]]
 
 
-def legend_tiles(names: list[str]) -> list[Image.Image]:
-    """One tile per category: its colour and its name, for the row under the pictures."""
-    font = ImageFont.load_default(size=14)
-    tiles = []
-    for i, name in enumerate(names):
-        tile = Image.new("RGB", (THUMBNAIL, THUMBNAIL), "white")
-        draw = ImageDraw.Draw(tile)
-        draw.rectangle([8, 8, THUMBNAIL - 8, THUMBNAIL - 40], outline=CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)], width=4)
-        draw.text((8, THUMBNAIL - 30), name, fill="black", font=font)
-        tiles.append(tile)
-    return tiles
-
-
 def detection_tiles(row: dict, categories: int = 1) -> tuple[Image.Image, Image.Image]:
     """The whole image with mask and boxes, and a zoom on its first object (boxes of 40 px vanish when a
     2084 px field shrinks to a thumbnail)."""
-    image = Image.open(io.BytesIO(row["image"]["bytes"])).convert("RGB")
+    image = shown(Image.open(io.BytesIO(row["image"]["bytes"])).convert("RGB"))
     boxes = row["objects"]["bbox"]
     colours = box_colours(row, categories)
     overview = thumbnail(row["image"]["bytes"], row["label"]["bytes"])
@@ -150,21 +158,31 @@ def detection_tiles(row: dict, categories: int = 1) -> tuple[Image.Image, Image.
 def sample_picture(shards: list[Path], features, path: Path, per_row: int = 6) -> Path:
     """Choose the rows from a small column (labels, object lists) and read only those rows' images."""
     label = features["label"]
+    headers = None
     if "objects" in features:  # detection: prefer examples that hold objects (most tiles hold none)
+        names = features["objects"]["category"].feature.names
+
         def wanted(objects, chosen):
+            if len(names) > 1:  # several categories (HEp-2 slides: one pattern a slide): one image of each
+                covered = {c for *_, value in chosen for c in value["category"]}
+                if len(covered) == len(names) or len(chosen) == per_row:
+                    return None
+                return bool(set(objects["category"]) - covered)
             holding = sum(1 for *_, value in chosen if value["bbox"])
             if holding >= per_row:
                 return None
             return bool(objects["bbox"]) or len(chosen) - holding < per_row  # a few without, in case
 
         picks = choose_rows(shards, "objects", wanted)
-        rows = rows_at(shards, picks, ["image", "label", "objects"])
+        rows = rows_at(shards, picks, ["image", "label", "objects", "file_name"])
         rows = ([r for r in rows if r["objects"]["bbox"]] + [r for r in rows if not r["objects"]["bbox"]])[:per_row]
-        names = features["objects"]["category"].feature.names
         pairs = [detection_tiles(r, len(names)) for r in rows]
         rows_of_tiles = [("image, mask, boxes", [p[0] for p in pairs]), ("first object", [p[1] for p in pairs])]
-        if len(names) > 1:
-            rows_of_tiles.append(("box colours", legend_tiles(names)))
+        if len(names) > 1:  # each column is one image: say which, and its objects' categories in their colours
+            headers = ("image: category", [(f"{Path(r['file_name']).stem}: " + "+".join(
+                dict.fromkeys(names[c] for c in r["objects"]["category"])), CATEGORY_COLOURS[
+                r["objects"]["category"][0] % len(CATEGORY_COLOURS)] if r["objects"]["category"] else "black")
+                for r in rows])
     elif isinstance(label, ClassLabel):
         mask_column = "mask" if "mask" in features else None
         per_class = Counter()
@@ -190,5 +208,5 @@ def sample_picture(shards: list[Path], features, path: Path, per_row: int = 6) -
         rows = rows_at(shards, picks, ["image", "label"])
         rows_of_tiles = [("image", [thumbnail(r["image"]["bytes"]) for r in rows]),
                          ("label", [thumbnail(r["image"]["bytes"], r["label"]["bytes"]) for r in rows])]
-    grid(rows_of_tiles, per_row).save(path, optimize=True)
+    grid(rows_of_tiles, per_row, headers).save(path, optimize=True)
     return path

@@ -122,7 +122,9 @@ def test_icpr2012_slides_as_detection_and_segmentation(tmp_path):
     assert (folder / "sample-icpr2012_slides.png").exists()
     card = DatasetCard.load(folder / "README.md").data
     assert {"image-classification", "object-detection", "image-segmentation"} <= set(card.task_categories)
-    assert Image.open(folder / "sample-icpr2012_slides.png").height == 3 * (128 + 4) + 4  # legend row too
+    picture = Image.open(folder / "sample-icpr2012_slides.png")
+    assert picture.height == 22 + 2 * (128 + 4) + 4  # a header naming each column's slide and pattern
+    assert picture.width > 6 * 128  # every pattern of the train slides, one slide each
 
 
 @pytest.mark.parametrize("fault", ["missing mask", "mask outside box", "missing label file"])

@@ -10,9 +10,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from datasets import load_dataset
+from datasets import disable_progress_bars, load_dataset
 
 from . import synthetic
 from .builders import BUILDERS
@@ -50,18 +51,22 @@ def run_demo(out: Path, scale: float) -> int:
                                             as_zip=True)),
     ]
     built = []
+    print("\n2. Building each with medsets (every report in NAME/reports/CONFIG.txt):")
+    disable_progress_bars()  # one line per build here; the reports hold the rest
     for name, config, source in sources:
         option = f" --config {config}" if config else ""
-        print(f"\n2. medsets build {name}{option} --source {source.relative_to(out.parent)}")
+        print(f"   medsets build {name}{option} --source {source.relative_to(out.parent)}", flush=True)
         folder, reports = build_configs(BUILDERS[name], source, config, out / name)
         for config_built, report in reports.items():
             built.append((name, config_built))
-            print(f"   {config_built}: layout detected: {report.layout}")
-            if report.count_mismatches:
-                print(f"   {len(report.count_mismatches)} counts differ from the published ones, as expected for a "
-                      f"scaled-down replica (all listed in {folder / 'reports' / (config_built + '.txt')})")
-            for line in report.duplicate_lines()[:1] + report.warnings:
-                print(f"   {line}")
+            rows = sum(c["total"] for c in report.counts.values())
+            notes = [f"{len(report.count_mismatches)} counts differ from the published ones (a scaled-down "
+                     "replica)"] if report.count_mismatches else ["counts as published"]
+            notes += [f"{len(report.warnings)} warnings"] if report.warnings else []
+            copies = report.duplicate_lines()[:1]
+            print(f"     {name}/{config_built}: {rows} rows in {len(report.counts)} splits; layout "
+                  f"{shortened(report.layout)}; {'; '.join(notes)}" + (f"\n       {shortened(copies[0], 110)}"
+                                                                       if copies else ""))
 
     print("\n3. Loading the built folders offline with plain `datasets` (no medsets code involved):")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -71,27 +76,30 @@ def run_demo(out: Path, scale: float) -> int:
             first = next(iter(ds.values()))[0]
             sizes = ", ".join(f"{split} {len(d)}" for split, d in ds.items())
             label = next(iter(ds.values())).features["label"]
-            print(f"   load_dataset('{name}', '{config}'): {sizes}; columns: {', '.join(first)}")
-            if "objects" in first:
-                split = next(iter(ds.values()))
-                names = split.features["objects"]["category"].feature.names
-                # In tiles an object near a border is listed in each tile holding its centroid, counted once.
-                objects = sum(sum(o["counted"]) if "counted" in o else len(o["bbox"]) for o in split["objects"])
-                print(f"     {len(split)} {split.split} rows hold {objects} objects ({', '.join(names)}); first row: "
-                      f"{first['file_name']}, image {first['image'].mode} {first['image'].size}, "
-                      f"{len(first['objects']['bbox'])} objects, mask {first['label'].mode}")
-            elif isinstance(first["label"], int):
-                mask = first.get("mask")
-                print(f"     classes: {', '.join(label.names)}")
-                print(f"     first row: {first['file_name']} -> {label.int2str(first['label'])}, image "
-                      f"{first['image'].mode} {first['image'].size}"
-                      + ("" if "mask" not in first else f", mask {'none' if mask is None else f'{mask.mode} {mask.size}'}"))
-            else:  # segmentation: the label is the target mask
-                values = sorted(set(first["label"].getdata()))
-                print(f"     first row: {first['file_name']}, image {first['image'].mode} {first['image'].size}, "
-                      f"label mask {first['label'].mode} with class ids {values}")
-    print(f"\nDone. Built folders: {', '.join(str(out / n) for n in dict.fromkeys(n for n, _ in built))}")
-    return demo_training(out)
+            what = (f"{len(first['objects']['bbox'])} objects in its first row" if "objects" in first else
+                    f"classes {', '.join(label.names)}" if isinstance(first["label"], int) else
+                    f"label mask with class ids {sorted(set(first['label'].getdata()))} in its first row")
+            print(f"   load_dataset('{name}', '{config}'): {sizes}; {what}")
+    code = demo_training(out)
+    print_summary(out, built)
+    return code
+
+
+def shortened(text: str, width: int = 70) -> str:
+    return text if len(text) <= width else text[:width - 3].rstrip() + "..."
+
+
+def print_summary(out: Path, built: list[tuple[str, str]]):
+    """Where to look: the built folders, their pictures, and each run's metrics, pictures and log."""
+    print(f"\nDone. Built folders (each: data/, README.md card, croissant.json, reports/): "
+          f"{', '.join(str(out / n) for n in dict.fromkeys(n for n, _ in built))}")
+    pictures = sorted(out.glob("*/sample-*.png"))
+    print("Pictures of the data: " + ", ".join(str(p.relative_to(out)) for p in pictures))
+    runs = sorted(p.parent for p in out.glob("*/metrics.json"))
+    for run in runs:
+        shown = [p.name for p in sorted(run.glob("*.png"))] + ["metrics.json", "table.md"]
+        print(f"Run {run.relative_to(out)}: {', '.join(shown)}; log: logs/{run.name}.log")
+    print(f"(paths relative to {out})")
 
 
 def scripts_folder() -> Path | None:
@@ -150,16 +158,28 @@ def demo_training(out: Path) -> int:
          lambda r: f"test cell F1 {r['test']['f1']:.3f} (centres within 40 px), COCO mAP {r['test']['coco']['map']:.3f} "
                    f"(mAP@.50 {r['test']['coco']['map_50']:.3f}) over six patterns; table.md, detections.png"),
     ]
-    print("\n4. Fine-tuning from scratch on the CPU, short runs (scripts/ in the clone; each writes metrics.json):")
+    logs = out / "logs"
+    logs.mkdir(exist_ok=True)
+    print(f"\n4. Fine-tuning from scratch on the CPU, short runs of scripts/ (each command and its whole output "
+          f"in {logs}/):")
     for step, (name, what, args, summary) in enumerate(runs, start=1):
-        print(f"\n4.{step} {what}:\n   python scripts/{name}.py {' '.join(args)}", flush=True)
-        # As a user runs it: a process of its own, whose results are the metrics.json it writes.
-        finished = subprocess.run([sys.executable, str(scripts / f"{name}.py"), *args, *DEMO_TRAINING])
-        if finished.returncode != 0:
-            print(f"medsets: demo step 4.{step} (scripts/{name}.py) failed with exit status {finished.returncode}; "
-                  "its output is above.", file=sys.stderr)
-            return 1
         output_dir = Path(args[args.index("--output_dir") + 1])
+        log = logs / f"{output_dir.name}.log"
+        print(f"   4.{step}/{len(runs)} {what} ...", end="", flush=True)
+        started = time.monotonic()
+        # As a user runs it: a process of its own, whose results are the metrics.json it writes.
+        command = [sys.executable, str(scripts / f"{name}.py"), *args, *DEMO_TRAINING]
+        with open(log, "w") as handle:
+            handle.write(f"$ python scripts/{name}.py {' '.join(args + DEMO_TRAINING)}\n\n")
+            handle.flush()
+            finished = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT)
+        if finished.returncode != 0:
+            print(" failed")
+            tail = log.read_text(errors="replace").splitlines()[-25:]
+            print("\n".join(f"     {line}" for line in tail), file=sys.stderr)
+            print(f"medsets: demo step 4.{step} (scripts/{name}.py) failed with exit status {finished.returncode}; "
+                  f"its whole output is in {log}.", file=sys.stderr)
+            return 1
         results = json.loads((output_dir / "metrics.json").read_text())
-        print(f"   {summary(results)} in {output_dir}")
+        print(f" {time.monotonic() - started:.0f} s\n       {summary(results)}")
     return 0

@@ -29,7 +29,7 @@ LABEL_DELIMITERS = (",", ";", "\t")
 
 def check_exists(path, given=None):
     """The raw download must be there: said first, before anything about the output."""
-    if not Path(path).expanduser().exists():
+    if not os.path.lexists(Path(path).expanduser()):  # (a link that cannot be followed is Source's to explain)
         raise SourceError(f"{given or path}: no such file or folder. Point data_dir= at the extracted folder, "
                           "a folder above it, or the downloaded .zip.")
 

@@ -3,6 +3,7 @@
 import base64
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import httpx2
@@ -81,11 +82,17 @@ def hub(monkeypatch):
     _http.set_client_factory(_http.default_client_factory)
 
 
-@pytest.fixture
-def folder(replicas, tmp_path):
-    out, _ = build(HEp2, replicas("processed"), "icpr2014", tmp_path / "hep2")
+@pytest.fixture(scope="module")
+def built_once(replicas, tmp_path_factory):
+    out, _ = build(HEp2, replicas("processed"), "icpr2014", tmp_path_factory.mktemp("push") / "hep2")
     build(HEp2, replicas("icpr2012"), "icpr2012", out)
     return out
+
+
+@pytest.fixture
+def folder(built_once, tmp_path):
+    """A copy of one build per test: some tests change the folder (a hidden file, a broken card)."""
+    return Path(shutil.copytree(built_once, tmp_path / "hep2"))
 
 
 def local_files(folder: Path) -> dict:

@@ -3,6 +3,7 @@ against the contest folder) and its 28 slides as `icpr2012_slides` (boxes, insta
 
 import io
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -127,11 +128,20 @@ def test_icpr2012_slides_as_detection_and_segmentation(tmp_path):
     assert picture.width > 6 * 128  # every pattern of the train slides, one slide each
 
 
+@pytest.fixture(scope="module")
+def main_dataset_built(tmp_path_factory):
+    """Main_Dataset alone and its slides built from it, once: each fault below spoils a copy."""
+    root = tmp_path_factory.mktemp("main-dataset")
+    source = replica(root / "raw", parts=("main",))
+    assert main(["build", "hep2", "--config", "icpr2012_slides", "--source", str(source), "--out",
+                 str(root / "hep2")]) == 0
+    return source, root / "hep2"
+
+
 @pytest.mark.parametrize("fault", ["missing mask", "mask outside box", "missing label file"])
-def test_bad_main_dataset_input_exits_2_naming_the_file(tmp_path, capsys, digest, fault):
-    source = replica(tmp_path / "raw", parts=("main",))
-    out = tmp_path / "hep2"
-    assert main(["build", "hep2", "--config", "icpr2012_slides", "--source", str(source), "--out", str(out)]) == 0
+def test_bad_main_dataset_input_exits_2_naming_the_file(main_dataset_built, tmp_path, capsys, digest, fault):
+    source = Path(shutil.copytree(main_dataset_built[0], tmp_path / "raw"))
+    out = Path(shutil.copytree(main_dataset_built[1], tmp_path / "hep2"))
     before = digest(out)
     root = source / "Main_Dataset"
     if fault == "missing mask":

@@ -17,8 +17,6 @@ import fnmatch
 import re
 from pathlib import Path
 
-import yaml
-
 HUB_LICENSES = frozenset("""
 apache-2.0 mit openrail bigscience-openrail-m creativeml-openrail-m bigscience-bloom-rail-1.0 bigcode-openrail-m
 afl-3.0 artistic-2.0 bsl-1.0 bsd bsd-2-clause bsd-3-clause bsd-3-clause-clear c-uda cc cc0-1.0 cc-by-2.0
@@ -50,19 +48,18 @@ SOURCE_DATASETS = ("original", "extended")  # or "extended|<hub id>"
 
 def card_problems(folder: Path, text: str | None = None) -> list[str]:
     """Every problem of the folder's card (or of `text`, a card to be written there), each one line."""
+    from huggingface_hub import DatasetCard
+
     folder = Path(folder)
     text = (folder / "README.md").read_text(encoding="utf-8") if text is None else text
-    match = re.match(r"---\n(.*?)\n---\n", text, re.S)
-    if not match:
+    if not text.startswith("---\n"):
         return ["README.md has no YAML block between --- lines at its top"]
     try:
-        meta = yaml.safe_load(match[1]) or {}
-    except yaml.YAMLError as err:
+        card = DatasetCard(text)  # the library's own parsing of the YAML block
+    except ValueError as err:
         return [f"README.md: the YAML does not parse: {str(err).splitlines()[0]}"]
-    problems = metadata_problems(meta)
-    problems += config_problems(folder, meta)
-    problems += table_problems(text[match.end():])
-    return problems
+    meta = card.data.to_dict()
+    return metadata_problems(meta) + config_problems(folder, meta) + table_problems(card.text)
 
 
 def metadata_problems(meta: dict) -> list[str]:

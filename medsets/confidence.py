@@ -20,8 +20,7 @@ from .intervals import (Bootstrap, Interval, Statistic, classification_statistic
 
 UNIT_COLUMNS = (("specimen_id", "specimen"), ("patient_id", "patient"), ("source_image_id", "field"))
 # The numbers each kind of score gets an interval for (the others in its table are counts or settings).
-HEADLINE = {"classification": ("accuracy", "mean_class_accuracy", "macro_f1", "weighted_f1"),
-            "mitoses": ("one_to_one f1", "gzmh_authors f1")}
+HEADLINE = {"classification": ("accuracy", "mean_class_accuracy", "macro_f1", "weighted_f1")}
 
 
 @dataclass
@@ -49,13 +48,14 @@ def masks_scored(rows: list[int], per_image: list[dict]) -> Scored:
     return Scored(np.asarray(rows), toolkit_rows(per_image), toolkit_statistics())
 
 
-def mitoses_scored(rows: list[int], one_to_one: list[tuple], authors: list[tuple]) -> Scored:
-    """Per image (tp, fp, fn) under both matching rules, at the threshold the table uses."""
-    stats = np.hstack([np.asarray(one_to_one, np.float64).reshape(-1, 3), np.asarray(authors, np.float64).reshape(-1, 3)])
+def detections_scored(rows: list[int], counts_by_rule: dict[str, list[tuple]]) -> Scored:
+    """Per image (tp, fp, fn) under each matching rule given ("one_to_one", and "gzmh_authors" for mitoses), at
+    the threshold the table uses; the headline is each rule's F1."""
+    stats = np.hstack([np.asarray(counts, np.float64).reshape(-1, 3) for counts in counts_by_rule.values()])
     rates = f1_statistics()
-    statistics = {f"{rule} {name}": (lambda s, offset=offset, rate=rates[name]: rate(s[:, offset:offset + 3]))
-                  for rule, offset in (("one_to_one", 0), ("gzmh_authors", 3)) for name in rates}
-    return Scored(np.asarray(rows), stats, {name: statistics[name] for name in HEADLINE["mitoses"]})
+    statistics = {f"{rule} {name}": (lambda s, offset=3 * i, rate=rates[name]: rate(s[:, offset:offset + 3]))
+                  for i, rule in enumerate(counts_by_rule) for name in rates}
+    return Scored(np.asarray(rows), stats, {f"{rule} f1": statistics[f"{rule} f1"] for rule in counts_by_rule})
 
 
 def units_of(split, name: str) -> tuple[np.ndarray, str, str | None]:

@@ -26,8 +26,8 @@ import numpy as np
 from datasets import ClassLabel, Image
 
 from .confidence import compare as compare_sets
-from .confidence import (Scored, comparison_lines, interval_lines, intervals_of, labels_scored, masks_scored,
-                         mitoses_scored, units_of)
+from .confidence import (Scored, comparison_lines, detections_scored, interval_lines, intervals_of, labels_scored,
+                         masks_scored, units_of)
 from .intervals import Bootstrap
 from .label_files import canonical
 from .published import comparable_lines
@@ -382,4 +382,4 @@ def score_mitoses(rows, path: Path, allow_missing: bool, threshold: float | None
     per_image = {rule: [image_counts(detections[i], truths[i], 20.0, chosen, rule) for i in range(len(rows))]
                  for rule in ("one_to_one", "gzmh_authors")}
     return (table_of(range(len(rows))), (len(rows), len(rows)), (table_of(clean), len(clean)) if twins and clean else None,
-            mitoses_scored(list(range(len(rows))), per_image["one_to_one"], per_image["gzmh_authors"]))
+            detections_scored(list(range(len(rows))), per_image))

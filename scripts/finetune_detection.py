@@ -17,7 +17,8 @@ Training sees the 512x512 tiles of `medsets build gzmh --config tiles`: every ob
 GZMH papers on whole images: each tile's detections go back to full-image pixels, a detection is kept
 only by the tile whose core (builders.objects.core_bounds: overlaps split at their middle) holds its
 centre, lower-scored detections within --dedupe_radius of a kept one are dropped, and the mitosis F1
-module (medsets.metrics.mitosis) matches centres within --match_radius (20 px) of the mitoses. The
+module (medsets.metrics.mitosis) matches centres within --match_radius (20 px) of the mitoses (of the
+cells, on HEp-2 slides: metrics.json, table.md and the logs name what the dataset holds). The
 score threshold is the one with the best F1 on validation (whole source images carved from train);
 the best epoch is chosen by that validation F1 too. Outputs in --output_dir: the model and its image
 processor, metrics.json, table.md and detections.png (a test image reassembled from its tiles).
@@ -55,9 +56,10 @@ from transformers import (AutoImageProcessor, RTDetrConfig, RTDetrForObjectDetec
 from medsets.training.arguments import FinetuneTrainingArguments as SharedTrainingArguments
 from medsets.training.arguments import CONFIG_OVERRIDES_HELP, overridden, parse_arguments, with_overrides
 from medsets.training.checkpoints import train_and_save_best
-from medsets.training.full_images import (THRESHOLDS, MitosisScorer, ScoringArguments, TileTable, coco_map, dedupe,
-                                          draw_detections, f1_table, leak_free_sources, map_table, tile_table,
-                                          to_full_image)
+from medsets.training.detection_picture import draw_detections
+from medsets.training.full_images import (THRESHOLDS, CentreScorer, ScoringArguments, TileTable, coco_map, dedupe,
+                                          f1_table, leak_free_sources, map_table, objects_name,
+                                          tile_table, to_full_image)
 from medsets.training.image_pipeline import AugmentOptions, BatchAugment, decode_once, fits_decode_cache
 from medsets.training.splits import carve, oversampled
 
@@ -92,7 +94,10 @@ class DataArguments:
         "help": "Decode every tile once into a memory-mapped cache when it needs at most this many GB (all real "
                 "GZMH tiles at 512 px: ~30 GB); above, the DataLoader workers decode them every epoch."})
     oversample_positive: int = field(default=5, metadata={
-        "help": "Tiles holding mitoses appear this many times per epoch (5; most tiles hold none)."})
+        "help": "Tiles holding objects appear this many times per epoch (5; most GZMH tiles hold no mitosis)."})
+    objects_name: str = field(default="", metadata={
+        "help": "What the objects are, plural, as metrics.json, table.md and the logs name them. Default: mitoses "
+                "(GZMH), cells (HEp-2 slides: their classes are the cells' patterns), else objects."})
     color_jitter: bool = field(default=True, metadata={
         "help": "Stain-level jitter on the device: brightness 0.8-1.2, contrast and saturation 0.2, hue 0.02."})
     decode_workers: int | None = field(default=None, metadata={
@@ -163,7 +168,7 @@ class TileSet(torch.utils.data.Dataset):
 
     @property
     def references(self) -> dict:
-        """The counted mitoses of the full images these tiles come from."""
+        """The counted objects' centres of the full images these tiles come from."""
         return self.table.references_of(self.rows)
 
     def __getitem__(self, index):
@@ -187,11 +192,12 @@ def collate(samples):
 # -- training and scoring --------------------------------------------------------------------------------
 class DetectionTrainer(Trainer):
     """Trainer whose tiles arrive as uint8 (jittered and normalised on the device) and whose evaluation is
-    the full-image mitosis F1 at the best threshold (eval_f1, eval_selection_score for the best epoch)."""
+    the full-image detection F1 at the best threshold (eval_f1, eval_selection_score for the best epoch).
+    `counted` names the objects (mitoses, cells): the GZMH authors' rule is scored for mitoses only."""
 
-    def __init__(self, *args, augment: BatchAugment, scoring: ScoringArguments, **kwargs):
+    def __init__(self, *args, augment: BatchAugment, scoring: ScoringArguments, counted: str = "mitoses", **kwargs):
         super().__init__(*args, **kwargs)
-        self.augment, self.scoring, self.scorer = augment, scoring, MitosisScorer(scoring)
+        self.augment, self.scoring, self.scorer = augment, scoring, CentreScorer(scoring, counted=counted)
         self.model_accepts_loss_kwargs = False  # the loss is RT-DETR's own; Trainer scales it for accumulation
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -238,13 +244,13 @@ class DetectionTrainer(Trainer):
         F1, ties broken by the mean F1 over the threshold grid. A small validation set soon scores F1 1.0 every
         epoch, and Trainer would keep the first of them (measured: epoch 2 of 20); the grid mean prefers the
         model that is right over a wider range of thresholds. Its weight, 1e-9, is below the smallest step of
-        an F1 over thousands of mitoses, so it only ever breaks ties."""
+        an F1 over thousands of objects, so it only ever breaks ties."""
         tiles = eval_dataset if eval_dataset is not None else self.eval_dataset
         start = time.time()
         chosen, grid = self.scorer.sweep(self.detect(tiles), tiles.references)
         chosen["selection_score"] = chosen["f1"] + 1e-9 * float(np.mean([s["f1"] for s in grid]))
-        # Trainer logs numbers: the authors' rule goes in as its own keys (gzmh_authors_f1, ...).
-        authors = {f"gzmh_authors_{k}": v for k, v in chosen["gzmh_authors"].items()}
+        # Trainer logs numbers: the authors' rule (mitoses only) goes in as its own keys (gzmh_authors_f1, ...).
+        authors = {f"gzmh_authors_{k}": v for k, v in chosen.get("gzmh_authors", {}).items()}
         metrics = {f"{metric_key_prefix}_{k}": v for k, v in {**chosen, **authors}.items()
                    if k not in ("matching", "gzmh_authors")}
         metrics[f"{metric_key_prefix}_runtime"] = round(time.time() - start, 3)
@@ -293,6 +299,7 @@ class Run:
     splits: dict  # name -> datasets.Dataset (the test split's tiles are drawn in detections.png)
     sets: dict  # name -> TileSet
     categories: list[str]  # the dataset's object classes
+    counted: str  # what the objects are, plural (mitoses, cells): the results' and the table's word
     model_name: str
     notes: list[str]
     data_args: DataArguments
@@ -313,6 +320,7 @@ def set_up(argv: list[str] | None = None) -> Run:
     if data_args.oversample_positive < 1:
         raise SystemExit("--oversample_positive must be at least 1")
     categories = dataset[data_args.train_split].features["objects"]["category"].feature.names
+    counted = objects_name(categories, data_args.objects_name)
     notes, names = [], {"train": data_args.train_split, "test": data_args.test_split}
     if "offset" not in dataset[data_args.train_split].column_names:
         notes.append(f"whole images (no tiles): one tile per image, resized to {data_args.image_size}x"
@@ -355,8 +363,9 @@ def set_up(argv: list[str] | None = None) -> Run:
                            processor.image_mean if normalised else [0.0] * 3,
                            processor.image_std if normalised else [1.0] * 3, jitter=BatchAugment.STAIN_JITTER)
     trainer = DetectionTrainer(model=model, args=training_args, train_dataset=sets["train"],
-                               eval_dataset=sets["validation"], data_collator=collate, augment=augment, scoring=scoring)
-    return Run(trainer, processor, splits, sets, categories, model_name, notes, data_args, scoring)
+                               eval_dataset=sets["validation"], data_collator=collate, augment=augment, scoring=scoring,
+                               counted=counted)
+    return Run(trainer, processor, splits, sets, categories, counted, model_name, notes, data_args, scoring)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -383,7 +392,8 @@ def main(argv: list[str] | None = None) -> dict:
     for name in scored:  # COCO mAP, class-aware, on every detection scoring at least the lowest threshold
         tiles = run.sets[name]
         results[name]["coco"] = coco_map(found[name], tiles.table.reference_boxes_of(tiles.rows), run.categories,
-                                         interval=name == scored[-1] and trainer.is_world_process_zero())
+                                         interval=name == scored[-1] and trainer.is_world_process_zero(),
+                                         unit=trainer.scorer.unit)
     if trainer.is_world_process_zero():
         write_outputs(Path(args.output_dir), results, run, found)
     if args.push_to_hub:
@@ -394,12 +404,11 @@ def main(argv: list[str] | None = None) -> dict:
 def write_outputs(out: Path, results: dict, run: Run, found: dict):
     scored = "test" if "test" in results else "validation"
     (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
-    what = "mitoses" if run.categories == ["mitosis"] else "objects"
-    (out / "table.md").write_text(f1_table(results, run.model_name, run.data_args.dataset, run.scoring, what) + "\n"
+    (out / "table.md").write_text(f1_table(results, run.model_name, run.data_args.dataset, run.scoring, run.counted) + "\n"
                                   + map_table(results[scored]["coco"], run.data_args.dataset, scored))
     draw_detections(run.splits[scored], run.sets[scored].table, run.sets[scored].rows, found[scored],
                     results[scored]["threshold"], run.scoring.match_radius, out / "detections.png",
-                    categories=run.categories, what=what)
+                    categories=run.categories, what=run.counted)
     logger.info("%s F1 %.3f (precision %.3f, recall %.3f) at threshold %g, COCO mAP %.3f (mAP@.50 %.3f); written "
                 "to %s", scored, results[scored]["f1"], results[scored]["precision"], results[scored]["recall"],
                 results[scored]["threshold"], results[scored]["coco"]["map"], results[scored]["coco"]["map_50"], out)

@@ -56,7 +56,8 @@ from transformers.modeling_outputs import SemanticSegmenterOutput
 from medsets.training.arguments import FinetuneTrainingArguments as SharedTrainingArguments
 from medsets.training.arguments import CONFIG_OVERRIDES_HELP, overridden, parse_arguments, with_overrides
 from medsets.training.checkpoints import train_and_save_best
-from medsets.training.full_images import (THRESHOLDS, MitosisScorer, ScoringArguments, draw_detections, f1_table,
+from medsets.training.detection_picture import draw_detections
+from medsets.training.full_images import (THRESHOLDS, CentreScorer, ScoringArguments, f1_table,
                                           has_tiles, leak_free_sources, tile_table)
 from medsets.training.image_pipeline import AugmentOptions, BatchAugment, decode_once, fits_decode_cache
 from medsets.training.segmentation_scores import (IGNORE, at_source_size, compute_metrics_for, mask_detections,
@@ -456,7 +457,7 @@ def main(argv: list[str] | None = None) -> dict:
             free_sources |= leak_free_sources(splits, name, layout) if name == last else {}
     if tiles:  # GZMH: the papers' mitosis F1 on full images, threshold chosen on validation
         # Regions are where p >= 0.5, so lower thresholds would only repeat 0.5's scores.
-        scorer = MitosisScorer(run.scoring, [t for t in THRESHOLDS if t >= 0.5])
+        scorer = CentreScorer(run.scoring, [t for t in THRESHOLDS if t >= 0.5])
         results["mitosis_f1"] = scorer.report({k: found for k, (_, found) in tiles.items()},
                                               {k: layout.references for k, (layout, _) in tiles.items()}, free_sources)
     if trainer.is_world_process_zero():

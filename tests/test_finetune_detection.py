@@ -202,7 +202,9 @@ def test_short_run_learns_and_writes_everything(gzmh_tiles, tmp_path):
     assert results["split_sizes"]["train"]["tiles"] == tiles_in_train and positive > 0
     assert results["train_samples_per_epoch"] == tiles_in_train + 7 * positive  # --oversample_positive 8
     saved = json.loads((out / "metrics.json").read_text())
-    assert set(saved["test"]) >= {"precision", "recall", "f1", "tp", "fp", "fn", "threshold", "images", "mitoses"}
+    assert set(saved["test"]) >= {"precision", "recall", "f1", "tp", "fp", "fn", "threshold", "images", "mitoses",
+                                  "gzmh_authors"}  # the authors' rule: a mitosis convention, scored for GZMH
+    assert set(saved["test"]["intervals"]) == {"one_to_one f1", "gzmh_authors f1"}
     assert saved["validation"]["f1"] == results["validation"]["f1"]
     table = (out / "table.md").read_text()
     assert "no detections (baseline)" in table and "0.563" in table and "published, on the real GZMH test set" in table
@@ -233,6 +235,12 @@ def test_two_processes_on_cpu_with_torchrun(gzmh_tiles, tmp_path):
     assert test["images"] == 10 and test["tp"] + test["fn"] == test["mitoses"]
     assert (tmp_path / "ddp" / "detections.png").exists()
     assert any("decoded by the DataLoader workers" in n for n in metrics["notes"])
+
+
+def test_objects_are_named_for_what_the_dataset_holds():
+    assert fi.objects_name(["mitosis"]) == "mitoses" and fi.objects_name(ICPR2012_PATTERNS) == "cells"
+    assert fi.objects_name(["car", "tree"]) == "objects" and fi.objects_name(["mitosis"], "figures") == "figures"
+    assert [fi.singular(n) for n in ("mitoses", "cells", "nuclei", "figures")] == ["mitosis", "cell", "nucleus", "figure"]
 
 
 def test_coco_map_is_torchmetrics_mean_average_precision_on_full_image_boxes():
@@ -266,11 +274,17 @@ def test_short_run_on_whole_hep2_slides_with_six_classes(tmp_path):
     assert results["split_sizes"]["test"] == {"images": 14, "tiles": 14}
     coco = results["test"]["coco"]
     assert list(coco["map_per_class"]) == ICPR2012_PATTERNS and coco["images"] == 14
-    assert coco["objects"] == results["test"]["mitoses"] > 0  # every cell of the test slides, counted once
+    assert coco["objects"] == results["test"]["cells"] > 0  # every cell of the test slides, counted once
+    saved = (out / "metrics.json").read_text()  # named for what the slides hold: cells, not mitoses
+    assert "mitos" not in saved and "gzmh" not in saved and "field" not in saved
+    assert set(results["test"]["intervals"]) == {"one_to_one f1"} and results["test"]["intervals"]["one_to_one f1"][
+        "unit"] == "image"
+    logged = json.loads(next(out.glob("checkpoint-*/trainer_state.json")).read_text())["log_history"]
+    assert any("eval_f1" in entry for entry in logged) and not any("gzmh" in key for e in logged for key in e)
     from transformers import RTDetrForObjectDetection
     assert RTDetrForObjectDetection.from_pretrained(out).config.id2label == dict(enumerate(ICPR2012_PATTERNS))
     table = (out / "table.md").read_text()
-    assert "Object detection F1" in table and "published, on the real GZMH" not in table and "centromere" in table
-    assert "one object at most" in table and "one mitosis" not in table
+    assert "Cell detection F1" in table and "published, on the real GZMH" not in table and "centromere" in table
+    assert "one cell at most" in table and "cells; hit within" in table and "mitos" not in table
     assert "GZMH authors" not in table and "fields" not in table  # a mitosis convention, not these cells
     assert (out / "detections.png").exists()

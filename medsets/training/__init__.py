@@ -6,7 +6,8 @@
 - `checkpoints`: the best epoch reloaded and saved with its image processor;
 - `image_pipeline`: decode once into a memory-mapped cache, per-sample crops in the workers, batch
   augmentation on the device (`BatchAugment` with its `AugmentOptions`), mixup and cutmix;
-- `full_images`: GZMH tile predictions back on full images, scored by mitosis F1;
+- `full_images`: tile predictions back on full images, scored by centre F1 (GZMH mitoses, HEp-2 slide
+  cells) and COCO mAP, and their table; `detection_picture`: one full image with its detections;
 - `segmentation_scores`: IoU and Dice per class, the BIS5k toolkit's columns, the table.
 
 Needs the `train` extra (torch, torchvision, transformers, accelerate).

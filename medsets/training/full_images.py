@@ -4,26 +4,24 @@ GZMH is scored per full image (the papers' F1 with a 20 px centroid radius), whi
 512x512 tiles of `medsets build gzmh --config tiles`. Here: where each tile lies (`tile_table`), a tile's
 detections mapped back to full-image pixels and kept only by the tile whose core holds their centre
 (`to_full_image`, the builder's own rule for `counted`), duplicates from overlapping tiles dropped
-(`dedupe`), the F1 at the threshold chosen on validation (`MitosisScorer`), COCO mean average precision
-(`coco_map`, torchmetrics' MeanAveragePrecision, as the transformers detection example scores), the table
-beside the published numbers, and a picture of one full image with its detections. A dataset without
-tiles (HEp-2 `icpr2012_slides`: whole slides) is read as one tile per image.
+(`dedupe`), the F1 at the threshold chosen on validation (`CentreScorer`), COCO mean average precision
+(`coco_map`, torchmetrics' MeanAveragePrecision, as the transformers detection example scores) and the
+table beside the published numbers; the picture is detection_picture's. A dataset without tiles (HEp-2
+`icpr2012_slides`: whole slides) is read as one tile per image, its cells counted as GZMH's mitoses are.
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import datasets
 import evaluate
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from scipy.spatial import cKDTree
 
 from ..metrics import metric_path
-from ..picture import shown as shown_for_the_eye
 from ..objects import core_bounds
 
 PUBLISHED = {"FoCasNet (Wang et al., BSPC 2024)": 0.563, "SSD (J. Image Graphics 2024)": 0.511}  # GZMH test F1
@@ -33,10 +31,11 @@ THRESHOLDS = [round(t, 2) for t in np.arange(0.05, 0.951, 0.05)]
 @dataclass
 class ScoringArguments:
     match_radius: float = field(default=20.0, metadata={
-        "help": "A detection within this many px (20) of a mitosis is a hit."})
+        "help": "A detection within this many px of an object's centre (a mitosis, a cell) is a hit; 20 is the GZMH "
+                "papers' radius."})
     dedupe_radius: float | None = field(default=None, metadata={
         "help": "Per full image, a detection this close (px) to a higher-scored one is dropped. Default: the match "
-                "radius, as a second detection that near one mitosis can only be a false positive."})
+                "radius, as a second detection that near one object can only be a false positive."})
     score_threshold: float | None = field(default=None, metadata={
         "help": "Fixed score threshold. Default: the one of 0.05, 0.10, ..., 0.95 with the best validation F1."})
 
@@ -48,18 +47,18 @@ class ScoringArguments:
 # -- tiles and full images -------------------------------------------------------------------------------
 @dataclass
 class TileTable:
-    """Where each tile of a split lies in its full image, its boxes, and the mitoses each full image counts."""
+    """Where each tile of a split lies in its full image, its boxes, and the objects each full image counts."""
     source: np.ndarray  # (N,) source_image_id
     offset: np.ndarray  # (N, 2) x, y of the tile in its full image
     size: np.ndarray  # (N, 2) tile width, height in pixels
     core: np.ndarray  # (N, 4) x0, x1, y0, y1: the part of the full image this tile scores
     boxes: list  # per tile, (n, 4) float32 cx, cy, w, h as fractions of the tile
-    references: dict  # source_image_id -> [[x, y], ...] counted mitoses in full-image pixels
+    references: dict  # source_image_id -> [[x, y], ...] counted objects' centres in full-image pixels
     labels: list = field(default_factory=list)  # per tile, (n,) int64 category of each box
     reference_boxes: dict = field(default_factory=dict)  # source_image_id -> [[x0, y0, x1, y1, category], ...]
 
     def references_of(self, rows) -> dict:
-        """The counted mitoses of the full images that these tile rows come from."""
+        """The counted objects of the full images that these tile rows come from."""
         return {int(s): self.references[int(s)] for s in np.unique(self.source[np.asarray(rows, np.int64)])}
 
     def reference_boxes_of(self, rows) -> dict:
@@ -69,7 +68,7 @@ class TileTable:
 
 def leak_free_sources(splits: dict, scored: str, table: TileTable) -> dict[str, set[int]]:
     """{scored: the source images of that split without a twin in the splits the model learnt from}, for
-    MitosisScorer.report; empty when the dataset has no duplicate_group column."""
+    CentreScorer.report; empty when the dataset has no duplicate_group column."""
     from .splits import leak_free_rows
 
     free = leak_free_rows(splits, scored)
@@ -151,10 +150,12 @@ def dedupe(rows: np.ndarray, radius: float) -> np.ndarray:
 MAP_RESAMPLES = 200  # mAP is recomputed per resample (map_interval)
 
 
-def coco_map(found: dict, reference_boxes: dict, categories: list[str], interval: bool = False) -> dict:
+def coco_map(found: dict, reference_boxes: dict, categories: list[str], interval: bool = False,
+             unit: str = "field") -> dict:
     """COCO mean average precision (IoU 0.50:0.95, also at 0.50 and 0.75, and per category) of full-image
     detections [x, y, score, w, h, category] against the reference boxes, with torchmetrics'
-    MeanAveragePrecision as the transformers object-detection example computes it (xyxy boxes, per-class)."""
+    MeanAveragePrecision as the transformers object-detection example computes it (xyxy boxes, per-class);
+    with `interval`, its bootstrap over the full images, each a `unit` (a GZMH field, a HEp-2 slide image)."""
     import torch
     from torchmetrics.detection import MeanAveragePrecision
 
@@ -176,11 +177,11 @@ def coco_map(found: dict, reference_boxes: dict, categories: list[str], interval
     return {"map": float(scores["map"]), "map_50": float(scores["map_50"]), "map_75": float(scores["map_75"]),
             "map_per_class": {categories[c]: value for c, value in sorted(per_class.items())},
             "images": len(targets), "objects": int(sum(len(t["labels"]) for t in targets)),
-            **({"intervals": {"map": map_interval(predictions, targets, float(scores["map"]))}} if interval else {})}
+            **({"intervals": {"map": map_interval(predictions, targets, float(scores["map"]), unit=unit)}} if interval else {})}
 
 
 def map_interval(predictions: list, targets: list, value: float, resamples: int = MAP_RESAMPLES, seed: int = 0,
-                 confidence: float = 0.95) -> dict:
+                 confidence: float = 0.95, unit: str = "field") -> dict:
     """mAP's percentile interval over resampled full images (each its own unit). mAP is no sum over images,
     so every resample recomputes it: MAP_RESAMPLES (200) rather than the 2,000 of the other intervals, which
     gives the 2.5% and 97.5% points from 5 resamples each side: a rough interval, said as such."""
@@ -197,7 +198,7 @@ def map_interval(predictions: list, targets: list, value: float, resamples: int 
         metric.update([predictions[i] for i in drawn], [targets[i] for i in drawn])
         values.append(float(metric.compute()["map"]))
     low, high = Bootstrap(resamples, confidence, seed).bounds(np.asarray(values))
-    return {"value": value, "ci_low": low, "ci_high": high, "unit": "field", "n_units": len(targets),
+    return {"value": value, "ci_low": low, "ci_high": high, "unit": unit, "n_units": len(targets),
             "resamples": resamples}
 
 
@@ -223,22 +224,43 @@ def best_of(grid: list[dict]) -> dict:
     return ties[len(ties) // 2]
 
 
-class MitosisScorer:
-    """The mitosis F1 module (medsets.metrics.mitosis) on full-image detections [x, y, score, w, h]."""
+# What a table counts, named by the dataset's object classes; --objects_name names any other dataset's.
+OBJECT_NAMES = {("mitosis",): "mitoses",
+                # HEp-2 icpr2012_slides: each object is a cell, its class the cell's staining pattern
+                ("centromere", "coarse_speckled", "cytoplasmatic", "fine_speckled", "homogeneous", "nucleolar"): "cells"}
+SINGULAR = {"mitoses": "mitosis", "cells": "cell", "objects": "object", "nuclei": "nucleus"}
 
-    def __init__(self, scoring: ScoringArguments, thresholds: list[float] = THRESHOLDS):
-        self.scoring, self.thresholds = scoring, thresholds
+
+def objects_name(categories: list[str], given: str = "") -> str:
+    """The plural noun for the dataset's objects: `given`, else the known name of its classes, else "objects"."""
+    return given or OBJECT_NAMES.get(tuple(sorted(categories)), "objects")
+
+
+def singular(objects: str) -> str:
+    return SINGULAR.get(objects, objects[:-1] if objects.endswith("s") else objects)
+
+
+class CentreScorer:
+    """Detection F1 by centres (the mitosis F1 module, medsets.metrics.mitosis, which matches any point
+    objects) on full-image detections [x, y, score, w, h]. `counted` names the objects in the results (the
+    count's key, "mitoses" or "cells"); for mitoses the GZMH authors' rule is scored beside one-to-one."""
+
+    def __init__(self, scoring: ScoringArguments, thresholds: list[float] = THRESHOLDS, counted: str = "mitoses"):
+        self.scoring, self.thresholds, self.counted = scoring, thresholds, counted
+        self.rules = ("one_to_one", "gzmh_authors") if counted == "mitoses" else ("one_to_one",)
+        self.unit = "field" if counted == "mitoses" else "image"  # the independent unit of the intervals
         self.metric = evaluate.load(metric_path("mitosis"), keep_in_memory=True)  # no cache files for ranks to fight over
 
     def score(self, found: dict, references: dict, threshold: float) -> dict:
-        """The scores at `threshold` under one-to-one matching, and under the GZMH authors' rule (the one
-        their published F1s come from) in "gzmh_authors"."""
+        """The scores at `threshold` under one-to-one matching, and for mitoses under the GZMH authors' rule
+        (the one their published F1s come from) in "gzmh_authors"."""
         images = sorted(references)
         inputs = dict(predictions=[found[s][:, :3].tolist() for s in images], references=[references[s] for s in images],
                       radius=self.scoring.match_radius, score_threshold=threshold)
-        scores = self.metric.compute(**inputs, matching="one_to_one")
-        authors = self.metric.compute(**inputs, matching="gzmh_authors")
-        return {**scores, "threshold": threshold, "matching": "one_to_one", "gzmh_authors": authors}
+        scores = {**self.metric.compute(**inputs, matching="one_to_one"), "threshold": threshold, "matching": "one_to_one"}
+        if "gzmh_authors" in self.rules:
+            scores["gzmh_authors"] = self.metric.compute(**inputs, matching="gzmh_authors")
+        return scores
 
     def sweep(self, found: dict, references: dict) -> tuple[dict, list[dict]]:
         """The scores at --score_threshold, else at the grid's best threshold, and the whole grid."""
@@ -248,14 +270,15 @@ class MitosisScorer:
         return best_of(grid), grid
 
     def intervals(self, found: dict, references: dict, threshold: float) -> dict:
-        """F1 under both matching rules with its interval, each full image (field) its own unit."""
+        """F1 under each matching rule with its interval, each full image its own unit (a field of GZMH, a
+        slide of HEp-2)."""
         from ..metrics.mitosis import image_counts
         from .uncertainty import field_intervals
 
         images = sorted(references)
         counts = {rule: [image_counts(found[s][:, :3].tolist(), references[s], self.scoring.match_radius, threshold,
-                                      rule) for s in images] for rule in ("one_to_one", "gzmh_authors")}
-        return field_intervals(counts["one_to_one"], counts["gzmh_authors"])
+                                      rule) for s in images] for rule in self.rules}
+        return field_intervals(counts, self.unit)
 
     def report(self, found: dict, references: dict, free_sources: dict | None = None) -> dict:
         """found, references: split name -> per source image. Validation chooses the threshold (unless one is
@@ -274,21 +297,21 @@ class MitosisScorer:
                 results["no_detection_baseline"] = self.score({s: np.zeros((0, 6)) for s in references[name]},
                                                               references[name], 1.0)
             results[name] = {**chosen, "images": len(references[name]),
-                             "mitoses": sum(map(len, references[name].values())),
+                             self.counted: sum(map(len, references[name].values())),
                              "f1_by_threshold": {s["threshold"]: s["f1"] for s in grid},
                              "intervals": self.intervals(found[name], references[name], threshold)}
             if name in (free_sources or {}):
                 free = {s: v for s, v in references[name].items() if s in free_sources[name]}
                 results[f"{name}_without_twins"] = {
                     **self.score({s: found[name][s] for s in free}, free, threshold),
-                    "images": len(free), "of": len(references[name]), "mitoses": sum(map(len, free.values())),
+                    "images": len(free), "of": len(references[name]), self.counted: sum(map(len, free.values())),
                     "intervals": self.intervals({s: found[name][s] for s in free}, free, threshold)}
         return results
 
 
 def f1_table(results: dict, model_name: str, dataset: str, scoring: ScoringArguments, what: str = "mitoses") -> str:
-    """precision, recall, F1, TP, FP, FN of ours (MitosisScorer.report's results), the test's own best
-    threshold, no detections, and the published GZMH numbers (for mitoses)."""
+    """precision, recall, F1, TP, FP, FN of ours (CentreScorer.report's results, `what` the objects it counted),
+    the test's own best threshold, no detections, and the published GZMH numbers (for mitoses)."""
     scored = "test" if "test" in results else "validation"
     how = "chosen on validation" if scoring.score_threshold is None else "given"
     rows = [(f"{model_name}, threshold {results['validation']['threshold']:g} {how}", results[scored])]
@@ -302,15 +325,15 @@ def f1_table(results: dict, model_name: str, dataset: str, scoring: ScoringArgum
     if f"{scored}_without_twins" in results:  # the images the model never met, not even re-imaged
         free = results[f"{scored}_without_twins"]
         rows.insert(1 + mitoses, (f"{model_name}, same threshold, on the {free['images']} of {free['of']} images without a "
-                        f"twin in the splits it learnt from ({free['mitoses']} {what}; duplicate_group)", free))
-    one = "mitosis" if mitoses else "object"
+                        f"twin in the splits it learnt from ({free[what]} {what}; duplicate_group)", free))
+    one = singular(what)
     rule = (f"Rows match one-to-one (each detection confirms one {one} at most, as the mitosis challenges score) "
             f"unless they say \"GZMH authors' rule\": each {one} takes its nearest detection when strictly closer "
             "than the radius, one detection may serve several (their public code's count_index, which the published "
             "GZMH F1s come from; FP there = detections - TP)." if mitoses else
-            "Each detection confirms one object at most (one-to-one, nearest first).")
+            f"Each detection confirms one {one} at most (one-to-one, nearest first).")
     lines = [f"{one.capitalize()} detection F1 on the {scored} split of {dataset} "
-             f"({results[scored]['images']} full images, {results[scored]['mitoses']} {what}; hit within "
+             f"({results[scored]['images']} full images, {results[scored][what]} {what}; hit within "
              f"{scoring.match_radius:g} px of the centre, whatever the class). {rule}\n",
              "| | precision | recall | F1 | TP | FP | FN |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {name} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | {s['tp']} | {s['fp']} | "
@@ -322,66 +345,5 @@ def f1_table(results: dict, model_name: str, dataset: str, scoring: ScoringArgum
         lines += ["", "F1 with its 95% interval (percentile bootstrap over the "
                   f"{next(iter(found.values()))['n_units']} {'fields' if mitoses else 'images'}, 2,000 resamples): "
                   + "; ".join(f"{k} {i['value']:.3f} [{i['ci_low']:.3f}, {i['ci_high']:.3f}]"
-                              for k, i in found.items() if mitoses or k != "gzmh_authors f1")]
+                              for k, i in found.items())]
     return "\n".join(lines) + "\n"
-
-
-# -- picture -----------------------------------------------------------------------------------------------
-def draw_detections(ds: datasets.Dataset, table: TileTable, rows, found: dict, threshold: float, radius: float,
-                    path: Path, view: int = 900, crop: int = 96, zoom: int = 4, categories: list[str] | None = None,
-                    what: str = "mitoses"):
-    """The image with the most mitoses among these tile rows, reassembled from its tiles: mitoses as green
-    circles of the match radius, detections at or above the threshold as red boxes with their scores;
-    beside it, a zoomed crop around a mitosis (or the best detection)."""
-    references = table.references_of(rows)
-    image = min(references, key=lambda s: (-len(references[s]), s))
-    rows = [int(r) for r in np.unique(rows) if table.source[r] == image]
-    width, height = (table.offset[rows] + table.size[rows]).max(axis=0)
-    canvas = Image.new("RGB", (int(width), int(height)))
-    for row in rows:
-        canvas.paste(ds[row]["image"].convert("RGB"), tuple(int(v) for v in table.offset[row]))
-    dim = shown_for_the_eye(canvas) is not canvas  # fluorescence: stretched, and drawn in colours that show on it
-    canvas = shown_for_the_eye(canvas)
-    truth_colour, found_colour = ((255, 215, 0), (255, 0, 255)) if dim else ((0, 170, 0), (0, 90, 255))
-    truth, shown = references[image], found[image][found[image][:, 2] >= threshold]
-    focus = truth[0] if truth else (shown[0, :2] if len(shown) else (width / 2, height / 2))
-    left, top = (min(max(int(v) - crop // 2, 0), max(int(limit) - crop, 0)) for v, limit in zip(focus, (width, height)))
-    zoomed = canvas.crop((left, top, left + crop, top + crop)).resize((crop * zoom,) * 2, Image.Resampling.NEAREST)
-    scale = view / max(width, height)
-    overview = canvas.resize((round(width * scale), round(height * scale)), Image.Resampling.BILINEAR)
-    font = ImageFont.load_default(size=13)
-    for picture, shift, factor in ((overview, (0, 0), scale), (zoomed, (left, top), zoom)):
-        draw = ImageDraw.Draw(picture)
-        at = lambda x, y: ((x - shift[0]) * factor, (y - shift[1]) * factor)  # noqa: E731
-        for x, y in truth:
-            cx, cy = at(x, y)
-            draw.ellipse([cx - radius * factor, cy - radius * factor, cx + radius * factor, cy + radius * factor],
-                         outline=truth_colour, width=2)
-        taken = []  # label boxes already drawn: a label that would overlap one is left out
-        for x, y, score, w, h, *label in shown:
-            x0, y0 = at(x - w / 2, y - h / 2)
-            x1, y1 = at(x + w / 2, y + h / 2)
-            draw.rectangle([x0, y0, x1, y1], outline=found_colour, width=2)
-            if picture is overview and len(shown) > 12:
-                continue  # many small boxes: their scores are read in the zoom
-            name = f"{categories[int(label[0])]} " if categories and len(categories) > 1 and label else ""
-            text = f"{name}{score:.2f}"
-            length = font.getlength(text)
-            tx = min(max(x0, 0), picture.width - length - 2)  # inside the picture, above the box or else below
-            ty = y0 - 15 if y0 >= 15 else min(y1 + 2, picture.height - 15)
-            box = (tx, ty, tx + length, ty + 14)
-            if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in taken):
-                continue
-            taken.append(box)
-            draw.rectangle(box, fill=(255, 255, 255))
-            draw.text((tx, ty), text, fill=found_colour, font=font)
-    names = ("yellow", "magenta") if dim else ("green", "blue")
-    header = (f"{ds[rows[0]]['file_name']} (source image {image}): {names[0]} = {what} (circle: {radius:g} px match "
-              f"radius), {names[1]} = detections scoring >= {threshold:g}; right: {crop} px around "
-              f"({left + crop // 2}, {top + crop // 2}) x{zoom}" + ("; contrast stretched for display" if dim else ""))
-    sheet = Image.new("RGB", (max(overview.width + zoomed.width + 30, int(font.getlength(header)) + 20),
-                              max(overview.height, zoomed.height) + 40), "white")
-    ImageDraw.Draw(sheet).text((10, 10), header, fill="black", font=font)
-    sheet.paste(overview, (10, 30))
-    sheet.paste(zoomed, (overview.width + 20, 30))
-    sheet.save(path)

@@ -33,12 +33,12 @@ def classification_intervals(split, predicted, truth, num_labels: int) -> tuple[
     return split_intervals(split, labels_scored(list(range(len(truth))), list(predicted), list(truth), num_labels))
 
 
-def field_intervals(per_image_one_to_one: list[tuple], per_image_authors: list[tuple]) -> dict:
-    """Mitosis F1 under both matching rules, each full image (field) its own unit."""
-    from ..confidence import mitoses_scored
+def field_intervals(counts_by_rule: dict[str, list[tuple]], unit: str = "field") -> dict:
+    """Detection F1 under each matching rule given (per image (tp, fp, fn)), each full image its own unit."""
+    from ..confidence import detections_scored
 
-    scored = mitoses_scored(list(range(len(per_image_one_to_one))), per_image_one_to_one, per_image_authors)
-    found = Bootstrap().intervals(scored.stats, scored.statistics, "field")
+    scored = detections_scored(list(range(len(next(iter(counts_by_rule.values()))))), counts_by_rule)
+    found = Bootstrap().intervals(scored.stats, scored.statistics, unit)
     return {k: i.as_dict() for k, i in found.items()}
 
 

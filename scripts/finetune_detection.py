@@ -405,7 +405,7 @@ def write_outputs(out: Path, results: dict, run: Run, found: dict):
     scored = "test" if "test" in results else "validation"
     (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "table.md").write_text(f1_table(results, run.model_name, run.data_args.dataset, run.scoring, run.counted) + "\n"
-                                  + map_table(results[scored]["coco"], run.data_args.dataset, scored))
+                                  + map_table(results[scored]["coco"], run.data_args.dataset, scored, run.counted))
     draw_detections(run.splits[scored], run.sets[scored].table, run.sets[scored].rows, found[scored],
                     results[scored]["threshold"], run.scoring.match_radius, out / "detections.png",
                     categories=run.categories, what=run.counted)

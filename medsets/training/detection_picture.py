@@ -47,6 +47,8 @@ def draw_detections(ds: datasets.Dataset, table: TileTable, rows, found: dict, t
         for x, y, score, w, h, *label in shown:
             x0, y0 = at(x - w / 2, y - h / 2)
             x1, y1 = at(x + w / 2, y + h / 2)
+            if x1 < 0 or y1 < 0 or x0 > picture.width or y0 > picture.height:
+                continue  # outside the zoom: its label would sit at the edge with no box
             draw.rectangle([x0, y0, x1, y1], outline=found_colour, width=2)
             if picture is overview and len(shown) > 12:
                 continue  # many small boxes: their scores are read in the zoom

@@ -202,10 +202,10 @@ def map_interval(predictions: list, targets: list, value: float, resamples: int 
             "resamples": resamples}
 
 
-def map_table(coco: dict, dataset: str, split: str) -> str:
+def map_table(coco: dict, dataset: str, split: str, what: str = "objects") -> str:
     """COCO mAP of a split as markdown (-1 where a category has no reference objects, as torchmetrics says)."""
     lines = [f"COCO mean average precision on the {split} split of {dataset} ({coco['images']} images, "
-             f"{coco['objects']} objects; torchmetrics MeanAveragePrecision, boxes on the full images):\n",
+             f"{coco['objects']} {what}; torchmetrics MeanAveragePrecision, boxes on the full images):\n",
              "| mAP@[.50:.95] | mAP@.50 | mAP@.75 | " + " | ".join(coco["map_per_class"]) + " |",
              "|---|---|---|" + "---|" * len(coco["map_per_class"]),
              f"| {coco['map']:.3f} | {coco['map_50']:.3f} | {coco['map_75']:.3f} | "

@@ -165,21 +165,58 @@ def demo_training(out: Path) -> int:
     for step, (name, what, args, summary) in enumerate(runs, start=1):
         output_dir = Path(args[args.index("--output_dir") + 1])
         log = logs / f"{output_dir.name}.log"
-        print(f"   4.{step}/{len(runs)} {what} ...", end="", flush=True)
+        print(f"   4.{step}/{len(runs)} {what}", flush=True)
         started = time.monotonic()
         # As a user runs it: a process of its own, whose results are the metrics.json it writes.
         command = [sys.executable, str(scripts / f"{name}.py"), *args, *DEMO_TRAINING]
         with open(log, "w") as handle:
             handle.write(f"$ python scripts/{name}.py {' '.join(args + DEMO_TRAINING)}\n\n")
             handle.flush()
-            finished = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT)
-        if finished.returncode != 0:
-            print(" failed")
+            returncode = run_with_epoch_bar(command, handle, output_dir, int(args[args.index("--num_train_epochs") + 1]))
+        if returncode != 0:
+            print("       failed")
             tail = log.read_text(errors="replace").splitlines()[-25:]
             print("\n".join(f"     {line}" for line in tail), file=sys.stderr)
-            print(f"medsets: demo step 4.{step} (scripts/{name}.py) failed with exit status {finished.returncode}; "
+            print(f"medsets: demo step 4.{step} (scripts/{name}.py) failed with exit status {returncode}; "
                   f"its whole output is in {log}.", file=sys.stderr)
             return 1
         results = json.loads((output_dir / "metrics.json").read_text())
-        print(f" {time.monotonic() - started:.0f} s\n       {summary(results)}")
+        print(f"       {time.monotonic() - started:.0f} s: {summary(results)}")
     return 0
+
+
+def epochs_done(output_dir: Path) -> float:
+    """The epochs a running script has finished, from its newest checkpoint's trainer_state.json (Trainer
+    saves one every epoch), so the bar follows the run without a word from the script; 0 before the first."""
+    done = 0.0
+    for state in output_dir.glob("checkpoint-*/trainer_state.json"):
+        try:
+            done = max(done, float(json.loads(state.read_text())["epoch"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # being written, or rotated away by save_total_limit
+    return done
+
+
+def run_with_epoch_bar(command: list[str], log, output_dir: Path, epochs: int, bar_file=None,
+                       show: bool | None = None) -> int:
+    """Run a fine-tuning script with its output in `log`, and a one-line bar of its epochs (on a terminal,
+    unless `show` says)."""
+    from tqdm.auto import tqdm
+
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with tqdm(total=epochs, unit="epoch", leave=False, disable=None if show is None else not show, file=bar_file,
+                  ncols=min(100, shutil.get_terminal_size().columns),
+                  bar_format="       {n:.0f}/{total} epochs |{bar}| {elapsed}<{remaining}{postfix}") as bar:
+            while process.poll() is None:
+                time.sleep(0.5)
+                done = epochs_done(output_dir)
+                if done > bar.n:
+                    bar.update(done - bar.n)
+                    if done >= epochs:
+                        bar.set_postfix_str("scoring the best epoch", refresh=True)
+        return process.returncode
+    finally:
+        if process.poll() is None:  # interrupted: the script does not outlive the demo
+            process.terminate()
+            process.wait()

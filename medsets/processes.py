@@ -13,6 +13,7 @@ import ctypes
 import os
 import signal
 import sys
+import threading
 from contextlib import contextmanager
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -86,19 +87,60 @@ def stop_pool_maintenance(timeout: float = 5):
     has ended and `stop_children` ran: that worker outlives the build, waiting forever on the pool's queue,
     and a caller reading the build's output waits with it. The thread is told what `Pool.terminate` would
     tell it (private to multiprocessing, so looked up defensively) and joined."""
-    import threading
-
-    for thread in threading.enumerate():
-        target = getattr(thread, "_target", None)
-        module = sys.modules.get(getattr(target, "__module__", "") or "")
-        if getattr(target, "__name__", "") != "_handle_workers" or module is None \
-                or module.__name__ not in ("multiprocess.pool", "multiprocessing.pool"):
-            continue
-        thread._state = module.TERMINATE
+    for thread in _pool_threads("_handle_workers"):
+        thread._state = sys.modules[thread._target.__module__].TERMINATE
         change_notifier = (getattr(thread, "_args", None) or (None,))[-1]  # wakes the thread from its wait
         if change_notifier is not None and hasattr(change_notifier, "put"):
             change_notifier.put(None)
         thread.join(timeout)
+
+
+def _pool_threads(name: str) -> list:
+    """The live threads of multiprocess(ing) pools running `Pool.<name>` (private to multiprocessing, so
+    looked up defensively)."""
+
+    found = []
+    for thread in threading.enumerate():
+        target = getattr(thread, "_target", None)
+        module = getattr(target, "__module__", "") or ""
+        if getattr(target, "__name__", "") == name and module in ("multiprocess.pool", "multiprocessing.pool"):
+            found.append(thread)
+    return found
+
+
+def release_locks_of_dead_workers(held_for: float = 2.0) -> int:
+    """Free a pool's result-queue write lock that stays held while a stopped build tears the pool down.
+
+    Pool.terminate kills the workers with SIGTERM; one killed while putting its result on the queue dies
+    holding that queue's write lock, and the pool's task handler (or terminate itself), which puts a last
+    sentinel there, waits for it forever: CPython's own race, seen once in ~10 two-process builds stopped by
+    a signal. A live holder keeps the lock for the microseconds one small message takes (the result handler
+    reads until the sentinels arrive), so a lock still held after `held_for` seconds has only a dead holder:
+    it is released. Returns how many were."""
+    released = 0
+    for thread in _pool_threads("_handle_tasks"):  # its args: taskqueue, put, outqueue, pool, cache
+        outqueue = next((a for a in getattr(thread, "_args", ()) if hasattr(a, "_wlock") and hasattr(a, "_reader")),
+                        None)
+        lock = getattr(outqueue, "_wlock", None)
+        if lock is None:
+            continue
+        if lock.acquire(timeout=held_for):
+            lock.release()  # free: nothing is stuck on it
+            continue
+        try:
+            lock.release()
+            released += 1
+        except ValueError:  # freed meanwhile
+            pass
+    return released
+
+
+def _free_a_stuck_teardown(interrupts: int, done, every: float = 1.0):
+    """While a build runs: once a signal has stopped it, keep its pools' teardown from hanging on a lock that
+    a killed worker held (release_locks_of_dead_workers)."""
+    while not done.wait(every):
+        if len(_interrupted_by) > interrupts:
+            release_locks_of_dead_workers()
 
 
 def interrupted_by() -> int | None:
@@ -149,9 +191,14 @@ def terminate_as_exception():
             previous_hook(unraisable)
 
     sys.unraisablehook = quiet_when_ours
+
+    done = threading.Event()  # started here, not by the signal: a handler must not start threads
+    threading.Thread(target=_free_a_stuck_teardown, args=(interrupts, done), daemon=True,
+                     name="medsets-teardown-watch").start()
     try:
         yield Stopped(interrupts)
     finally:
+        done.set()
         # After an interrupt, a multiprocessing finaliser that the exception cut short in its __init__ fails
         # again when it is collected ("'Finalize' object has no attribute '_key'"), later, often at exit: that
         # report is left out too, for the rest of the process. Otherwise the caller's hook comes back.

@@ -12,11 +12,11 @@ FAKE_SCRIPT = """
 import json, pathlib, sys, time
 out = pathlib.Path(sys.argv[1])
 for epoch in (1, 2, 3):
-    time.sleep(0.6)
+    time.sleep(0.2)
     (out / f"checkpoint-{epoch}").mkdir(parents=True)
     (out / f"checkpoint-{epoch}" / "trainer_state.json").write_text(json.dumps({"epoch": float(epoch)}))
     print(f"epoch {epoch} trained", flush=True)
-time.sleep(0.8)
+time.sleep(0.7)
 sys.exit(int(sys.argv[2]))
 """
 

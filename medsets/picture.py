@@ -179,7 +179,7 @@ def sample_picture(shards: list[Path], features, path: Path, per_row: int = 6) -
         pairs = [detection_tiles(r, len(names)) for r in rows]
         rows_of_tiles = [("image, mask, boxes", [p[0] for p in pairs]), ("first object", [p[1] for p in pairs])]
         if len(names) > 1:  # each column is one image: say which, and its objects' categories in their colours
-            headers = ("image: category", [(f"{Path(r['file_name']).stem}: " + "+".join(
+            headers = ("file: object classes", [(f"{Path(r['file_name']).stem}: " + "+".join(
                 dict.fromkeys(names[c] for c in r["objects"]["category"])), CATEGORY_COLOURS[
                 r["objects"]["category"][0] % len(CATEGORY_COLOURS)] if r["objects"]["category"] else "black")
                 for r in rows])

@@ -350,12 +350,12 @@ def overlay(image: np.ndarray, target: np.ndarray, colour: tuple) -> Image.Image
 def predictions_picture(images, targets, predicted, title: str, path: Path, panel: int = 256):
     """One row per example: the image, the ground truth (green), the prediction (red)."""
     font = ImageFont.load_default(size=14)
-    header = 44
+    header = 54
     canvas = Image.new("RGB", (3 * panel + 40, header + len(images) * (panel + 10)), "white")
     draw = ImageDraw.Draw(canvas)
     draw.text((10, 6), title, fill="black", font=font)
     for column, name in enumerate(("image", "ground truth", "prediction")):
-        draw.text((10 + column * (panel + 10), 24), name, fill="black", font=font)
+        draw.text((10 + column * (panel + 10), 32), name, fill="black", font=font)
     for row, (image, target, guess) in enumerate(zip(images, targets, predicted)):
         top = header + row * (panel + 10)
         image = image.transpose(1, 2, 0)

@@ -18,7 +18,7 @@ GZMH papers on whole images: each tile's detections go back to full-image pixels
 only by the tile whose core (builders.objects.core_bounds: overlaps split at their middle) holds its
 centre, lower-scored detections within --dedupe_radius of a kept one are dropped, and the mitosis F1
 module (medsets.metrics.mitosis) matches centres within --match_radius (20 px) of the mitoses (of the
-cells, on HEp-2 slides: metrics.json, table.md and the logs name what the dataset holds). The
+cells, on HEp-2 slides: metrics.json, table.md and the picture name what the dataset holds). The
 score threshold is the one with the best F1 on validation (whole source images carved from train);
 the best epoch is chosen by that validation F1 too. Outputs in --output_dir: the model and its image
 processor, metrics.json, table.md and detections.png (a test image reassembled from its tiles).
@@ -96,8 +96,9 @@ class DataArguments:
     oversample_positive: int = field(default=5, metadata={
         "help": "Tiles holding objects appear this many times per epoch (5; most GZMH tiles hold no mitosis)."})
     objects_name: str = field(default="", metadata={
-        "help": "What the objects are, plural, as metrics.json, table.md and the logs name them. Default: mitoses "
-                "(GZMH), cells (HEp-2 slides: their classes are the cells' patterns), else objects."})
+        "help": "What the objects are, plural, as metrics.json (the count's key), table.md and detections.png name "
+                "them. Default: mitoses (GZMH; also scored by the GZMH authors' rule), cells (HEp-2 slides: their "
+                "classes are the cells' patterns), else objects."})
     color_jitter: bool = field(default=True, metadata={
         "help": "Stain-level jitter on the device: brightness 0.8-1.2, contrast and saturation 0.2, hue 0.02."})
     decode_workers: int | None = field(default=None, metadata={

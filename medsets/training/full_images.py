@@ -273,12 +273,12 @@ class CentreScorer:
         """F1 under each matching rule with its interval, each full image its own unit (a field of GZMH, a
         slide of HEp-2)."""
         from ..metrics.mitosis import image_counts
-        from .uncertainty import field_intervals
+        from .uncertainty import per_image_intervals
 
         images = sorted(references)
         counts = {rule: [image_counts(found[s][:, :3].tolist(), references[s], self.scoring.match_radius, threshold,
                                       rule) for s in images] for rule in self.rules}
-        return field_intervals(counts, self.unit)
+        return per_image_intervals(counts, self.unit)
 
     def report(self, found: dict, references: dict, free_sources: dict | None = None) -> dict:
         """found, references: split name -> per source image. Validation chooses the threshold (unless one is
@@ -319,18 +319,18 @@ def f1_table(results: dict, model_name: str, dataset: str, scoring: ScoringArgum
         rows += [(f"same model, best threshold on test ({results['test_best_threshold']['threshold']:g}; "
                   "for information only)", results["test_best_threshold"]),
                  ("no detections (baseline)", results["no_detection_baseline"])]
-    mitoses = what == "mitoses"
-    if mitoses:  # the GZMH authors' counting is a mitosis convention: other objects are matched one-to-one only
+    authors = "gzmh_authors" in results[scored]  # CentreScorer scores the GZMH authors' rule for mitoses only
+    if authors:
         rows.insert(1, (f"{model_name}, same threshold, GZMH authors' rule", results[scored]["gzmh_authors"]))
     if f"{scored}_without_twins" in results:  # the images the model never met, not even re-imaged
         free = results[f"{scored}_without_twins"]
-        rows.insert(1 + mitoses, (f"{model_name}, same threshold, on the {free['images']} of {free['of']} images without a "
+        rows.insert(1 + authors, (f"{model_name}, same threshold, on the {free['images']} of {free['of']} images without a "
                         f"twin in the splits it learnt from ({free[what]} {what}; duplicate_group)", free))
     one = singular(what)
     rule = (f"Rows match one-to-one (each detection confirms one {one} at most, as the mitosis challenges score) "
             f"unless they say \"GZMH authors' rule\": each {one} takes its nearest detection when strictly closer "
             "than the radius, one detection may serve several (their public code's count_index, which the published "
-            "GZMH F1s come from; FP there = detections - TP)." if mitoses else
+            "GZMH F1s come from; FP there = detections - TP)." if authors else
             f"Each detection confirms one {one} at most (one-to-one, nearest first).")
     lines = [f"{one.capitalize()} detection F1 on the {scored} split of {dataset} "
              f"({results[scored]['images']} full images, {results[scored][what]} {what}; hit within "
@@ -339,11 +339,12 @@ def f1_table(results: dict, model_name: str, dataset: str, scoring: ScoringArgum
     lines += [f"| {name} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | {s['tp']} | {s['fp']} | "
               f"{s['fn']} |" for name, s in rows]
     lines += [f"| {name}: published, on the real GZMH test set, GZMH authors' rule | | | {f1:.3f} | | | |"
-              for name, f1 in (PUBLISHED.items() if what == "mitoses" else ())]
+              for name, f1 in (PUBLISHED.items() if authors else ())]
     found = results[scored].get("intervals", {})
     if found:  # each full image its own unit: objects of one image are not independent
+        first = next(iter(found.values()))
         lines += ["", "F1 with its 95% interval (percentile bootstrap over the "
-                  f"{next(iter(found.values()))['n_units']} {'fields' if mitoses else 'images'}, 2,000 resamples): "
+                  f"{first['n_units']} {first['unit']}s, 2,000 resamples): "
                   + "; ".join(f"{k} {i['value']:.3f} [{i['ci_low']:.3f}, {i['ci_high']:.3f}]"
                               for k, i in found.items())]
     return "\n".join(lines) + "\n"

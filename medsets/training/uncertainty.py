@@ -33,7 +33,7 @@ def classification_intervals(split, predicted, truth, num_labels: int) -> tuple[
     return split_intervals(split, labels_scored(list(range(len(truth))), list(predicted), list(truth), num_labels))
 
 
-def field_intervals(counts_by_rule: dict[str, list[tuple]], unit: str = "field") -> dict:
+def per_image_intervals(counts_by_rule: dict[str, list[tuple]], unit: str) -> dict:
     """Detection F1 under each matching rule given (per image (tp, fp, fn)), each full image its own unit."""
     from ..confidence import detections_scored
 

@@ -33,7 +33,7 @@ def write_shards(shards: dict[str, list[Path]], target: Path):
         rows = sum(s.metadata.num_rows for s in sources)
         count = min(max(rows, 1), shard_count(rows, sum(f.stat().st_size for f in files)))
         names = [target / f"{split}-{index:05d}-of-{count:05d}.parquet" for index in range(count)]
-        if count == len(files):  # already as wanted (a small split: one file)
+        if count == len(files) == 1:  # already as wanted (a small split: one file); several are re-cut to equal shares
             for source, file, name in zip(sources, files, names):
                 source.close()
                 file.rename(name)

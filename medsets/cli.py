@@ -277,7 +277,9 @@ def write_replica(args) -> int:
     files = "" if written.is_file() else f" ({sum(p.is_file() for p in written.rglob('*'))} files)"
     print(f"Wrote a replica of {args.name} ({args.layout or (layouts[0] if layouts else 'its layout')}, scale "
           f"{args.scale}): {written}{files}. Build it: medsets build {args.name.split('-')[0]} "
-          f"{'--config icpr2012 ' if args.name == 'hep2-icpr2012' else ''}--source {written} --out OUT")
+          f"{'--config icpr2012 ' if args.name == 'hep2-icpr2012' else ''}--source {written} --out OUT"
+          + (" (and --config icpr2012_slides for the slides)" if args.name == "hep2-icpr2012" and args.layout != "contest"
+             else ""))
     return 0
 
 

@@ -107,3 +107,14 @@ def test_medsets_replica_writes_one_that_builds_and_refuses_what_it_cannot_do(tm
     err = capsys.readouterr().err
     assert "exists; nothing was written" in err and "choose one of v2, v1" in err and "--scale 2.0" in err
     assert not (tmp_path / "g").exists() and not (tmp_path / "b").exists()
+
+
+def test_the_icpr2012_replica_is_the_mivia_download_with_its_slides_unless_asked_for_the_contest_alone(tmp_path, capsys):
+    from medsets.cli import main
+
+    assert main(["replica", "hep2-icpr2012", "--out", str(tmp_path / "mivia"), "--scale", "0.02"]) == 0
+    assert "--config icpr2012_slides" in capsys.readouterr().out
+    assert main(["replica", "hep2-icpr2012", "--layout", "contest", "--out", str(tmp_path / "contest")]) == 0
+    assert [p.name for p in (tmp_path / "contest").iterdir()] == ["ICPR2012_Cells_Classification_Contest"]
+    slides = sorted((tmp_path / "mivia" / "Main_Dataset" / "Images").glob("*/*.bmp"))  # what icpr2012_slides builds
+    assert len(slides) == 28 and all(p.with_suffix(".csv").is_file() for p in slides)

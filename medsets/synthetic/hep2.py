@@ -329,3 +329,7 @@ def write_hep2_icpr2012(dest, *, scale: float = 0.05, seed: int = 0, as_zip: boo
     return out.dest
 
 
+def write_mivia(dest, layout: str = "mivia", **options) -> Path:
+    """The ICPR 2012 replica by layout: "mivia", the MIVIA download (the contest folder and Main_Dataset/ with
+    the slides), or "contest", the contest folder alone."""
+    return write_hep2_icpr2012(dest, parts=("contest", "main") if layout == "mivia" else ("contest",), **options)
